@@ -1,0 +1,1 @@
+"""Benchmarks: speed and memory tables for the DiT core, beside diffusers and the peak."""

@@ -1,0 +1,133 @@
+"""Per-step speed of the DiT core next to diffusers' SD3 transformer of the same shape.
+
+Every row runs in this process, on this device, against the matmul peak measured here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from dit import DiT, DiTConfig, StreamConfig
+from dit.fast import compile_model
+from dit.tokens import image_positions, patchify, text_positions
+
+from .timing import count_flops, time_call
+
+IMAGE_SIDE = 16  # 16 x 16 = 256 image tokens: latents 4 x 32 x 32 with 2 x 2 patches
+TEXT_TOKENS = 16
+LATENT_CHANNELS, PATCH = 4, 2
+
+
+@dataclass
+class Row:
+    preset: str
+    path: str
+    ms: float
+    gflop: float
+    peak: float
+    max_err: float | None = None
+
+    @property
+    def gflops(self) -> float:
+        return self.gflop / (self.ms / 1e3)
+
+    def cells(self, baseline_ms: float | None) -> list[str]:
+        speedup = f"{baseline_ms / self.ms:.2f}x" if baseline_ms else "-"
+        err = "-" if self.max_err is None else f"{self.max_err:.1e}"
+        return [
+            self.preset,
+            self.path,
+            f"{self.ms:.1f}",
+            f"{self.gflop:.1f}",
+            f"{self.gflops:.1f}",
+            f"{100 * self.gflops / self.peak:.0f}%",
+            speedup,
+            err,
+        ]
+
+
+def build_pair(preset: str, device: torch.device, dtype: torch.dtype):
+    """Our DiT and diffusers' SD3Transformer2DModel at the same width, depth, heads, tokens."""
+    from diffusers import SD3Transformer2DModel
+
+    base = DiTConfig.preset(preset, streams=(StreamConfig("image", 1),))
+    width = base.width
+    cfg = base.replace(
+        streams=(
+            StreamConfig("text", width, "none"),
+            StreamConfig("image", LATENT_CHANNELS * PATCH * PATCH),
+        ),
+        pooled_dim=width,
+    )
+    ours = DiT.from_dit_config(cfg).to(device, dtype).eval()
+    theirs = (
+        SD3Transformer2DModel(
+            sample_size=IMAGE_SIDE * PATCH,
+            patch_size=PATCH,
+            in_channels=LATENT_CHANNELS,
+            num_layers=cfg.depth,
+            attention_head_dim=cfg.head_dim,
+            num_attention_heads=cfg.heads,
+            joint_attention_dim=width,
+            caption_projection_dim=width,
+            pooled_projection_dim=width,
+            out_channels=LATENT_CHANNELS,
+            pos_embed_max_size=IMAGE_SIDE,
+        )
+        .to(device, dtype)
+        .eval()
+    )
+    return cfg, ours, theirs
+
+
+def core_rows(
+    presets: list[str], batch: int, compiled: set[str], peak: float, device, dtype
+) -> list[list[str]]:
+    out = []
+    for preset in presets:
+        cfg, ours, theirs = build_pair(preset, device, dtype)
+        g = torch.Generator(device="cpu").manual_seed(0)
+        text = torch.randn(batch, TEXT_TOKENS, cfg.width, generator=g).to(device, dtype)
+        pooled = torch.randn(batch, cfg.width, generator=g).to(device, dtype)
+        t = torch.rand(batch, generator=g).to(device)
+        latents = torch.randn(batch, LATENT_CHANNELS, 2 * IMAGE_SIDE, 2 * IMAGE_SIDE, generator=g)
+        latents = latents.to(device, dtype)
+        tokens = {"text": text, "image": patchify(latents, PATCH)}
+        positions = {
+            "text": text_positions(TEXT_TOKENS, device),
+            "image": image_positions(IMAGE_SIDE, IMAGE_SIDE, device),
+        }
+
+        def run_theirs(theirs=theirs, latents=latents, text=text, pooled=pooled, t=t):
+            return theirs(
+                hidden_states=latents,
+                encoder_hidden_states=text,
+                pooled_projections=pooled,
+                timestep=t * 1000,  # diffusers' SD3 takes timesteps in [0, 1000]
+            ).sample
+
+        rows = []
+        paths = [("diffusers SD3 (eager)", run_theirs)]
+        paths.append(("dit-studio eager", lambda m=ours: m(tokens, positions, t, pooled)["image"]))
+        if preset in compiled:
+            fast = compile_model(ours)
+            paths.append(("dit-studio compiled", lambda m=fast: m(tokens, positions, t, pooled)))
+        with torch.inference_mode():
+            reference = ours(tokens, positions, t, pooled)["image"]
+        flops = count_flops(paths[1][1])
+        for name, fn in paths:
+            gflop = count_flops(fn) / 1e9 if name.startswith("diffusers") else flops / 1e9
+            median, _ = time_call(fn, device, warmup=2, reps=7 if preset != "b" else 3)
+            err = None
+            if name == "dit-studio compiled":
+                with torch.inference_mode():
+                    err = (fn()["image"] - reference).abs().max().item()
+            rows.append(Row(preset, name, median * 1e3, gflop, peak, err))
+        base_ms = rows[0].ms
+        out += [r.cells(base_ms) for r in rows]
+    return out
+
+
+CORE_HEADER = ["preset", "path", "ms/step", "GFLOP", "GFLOP/s", "% peak", "vs diffusers", "max err"]

@@ -1,0 +1,76 @@
+"""One joint block (Mixture-of-Transformers / SD3 MMDiT): per-stream weights, global attention."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .attention import attention
+from .config import DiTConfig
+from .layers import MLP, Modulation, modulate
+from .rope import apply_rope
+
+
+class StreamLayers(nn.Module):
+    """The weights one stream owns inside a block: norms, QKV, output projection, MLP."""
+
+    def __init__(self, cfg: DiTConfig) -> None:
+        super().__init__()
+        d = cfg.width
+        self.heads = cfg.heads
+        self.mod = Modulation(d, 6)
+        self.norm1 = nn.LayerNorm(d, elementwise_affine=False, eps=cfg.eps)
+        self.qkv = nn.Linear(d, 3 * d)  # fused: one GEMM instead of three
+        self.q_norm = nn.RMSNorm(cfg.head_dim, eps=cfg.eps) if cfg.qk_norm else nn.Identity()
+        self.k_norm = nn.RMSNorm(cfg.head_dim, eps=cfg.eps) if cfg.qk_norm else nn.Identity()
+        self.proj = nn.Linear(d, d)
+        self.norm2 = nn.LayerNorm(d, elementwise_affine=False, eps=cfg.eps)
+        self.mlp = MLP(d, cfg.mlp_dim)
+
+
+class JointBlock(nn.Module):
+    def __init__(self, cfg: DiTConfig) -> None:
+        super().__init__()
+        self.streams = nn.ModuleDict({s.name: StreamLayers(cfg) for s in cfg.streams})
+
+    def forward(
+        self,
+        xs: dict[str, torch.Tensor],
+        cs: dict[str, torch.Tensor],
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | None,
+        update: frozenset[str] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """xs: name -> (B, N_s, D); cs: name -> (B, D); cos/sin: (B, 1, N, Dh), N = sum N_s.
+
+        ``update`` names the streams whose output is still needed; the others only lend
+        keys and values (the last block skips the text stream's MLP, as SD3 does).
+        """
+        qs, ks, vs, mods, lens = [], [], [], {}, []
+        for name, x in xs.items():
+            layer = self.streams[name]
+            mods[name] = layer.mod(cs[name])  # 6 x (B, 1, D)
+            shift, scale = mods[name][0], mods[name][1]
+            b, n, d = x.shape
+            qkv = layer.qkv(modulate(layer.norm1(x), shift, scale))  # (B, N_s, 3D)
+            q, k, v = qkv.view(b, n, 3, layer.heads, d // layer.heads).permute(2, 0, 3, 1, 4)
+            qs.append(layer.q_norm(q))  # (B, H, N_s, Dh)
+            ks.append(layer.k_norm(k))
+            vs.append(v)
+            lens.append(n)
+        q = apply_rope(torch.cat(qs, dim=2), cos, sin)  # (B, H, N, Dh)
+        k = apply_rope(torch.cat(ks, dim=2), cos, sin)
+        o = attention(q, k, torch.cat(vs, dim=2), mask)  # (B, H, N, Dh)
+        o = o.transpose(1, 2).flatten(2)  # (B, N, D)
+
+        out = {}
+        for (name, x), o_s in zip(xs.items(), o.split(lens, dim=1), strict=True):
+            if update is not None and name not in update:
+                continue
+            layer = self.streams[name]
+            _, _, gate1, shift2, scale2, gate2 = mods[name]
+            x = x + gate1 * layer.proj(o_s)
+            x = x + gate2 * layer.mlp(modulate(layer.norm2(x), shift2, scale2))
+            out[name] = x
+        return out

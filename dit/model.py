@@ -1,0 +1,136 @@
+"""The DiT: streams in, one joint trunk, a velocity or logits head per generated stream.
+
+A diffusers ``ModelMixin`` + ``ConfigMixin``: ``save_pretrained`` writes ``config.json`` and
+``diffusion_pytorch_model.safetensors``; ``from_pretrained`` reads them back through
+safetensors only (see :mod:`dit.loading`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from .block import JointBlock
+from .config import DiTConfig
+from .layers import FinalLayer, TimestepEmbedder
+from .loading import check_safe_folder
+from .rope import rope_angles, rope_cos_sin
+
+
+class DiT(ModelMixin, ConfigMixin):
+    config_name = "config.json"
+    _supports_gradient_checkpointing = True
+
+    @register_to_config
+    def __init__(
+        self,
+        streams: list[dict[str, Any]],
+        width: int = 256,
+        depth: int = 6,
+        heads: int = 4,
+        mlp_ratio: float = 4.0,
+        pooled_dim: int = 0,
+        freq_dim: int = 256,
+        rope_dims: list[int] = (),
+        rope_theta: float = 10_000.0,
+        rope_scales: list[float] = (1.0, 25.0, 1.0, 1.0),
+        qk_norm: bool = True,
+        eps: float = 1e-6,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        cfg = DiTConfig(
+            streams=tuple(streams), width=width, depth=depth, heads=heads, mlp_ratio=mlp_ratio,
+            pooled_dim=pooled_dim, freq_dim=freq_dim, rope_dims=tuple(rope_dims),
+            rope_theta=rope_theta, rope_scales=tuple(rope_scales), qk_norm=qk_norm, eps=eps,
+            extra=dict(extra or {}),
+        )  # fmt: skip
+        self.cfg = cfg
+        self.gradient_checkpointing = False
+        self.embed = nn.ModuleDict(
+            {
+                # A logits stream reads codes; index K is the learned [MASK] token.
+                s.name: nn.Embedding(s.codebook_size + 1, width)
+                if s.discrete
+                else nn.Linear(s.in_dim, width)
+                for s in cfg.streams
+            }
+        )
+        self.t_embed = TimestepEmbedder(cfg.freq_dim, width, cfg.pooled_dim)
+        self.blocks = nn.ModuleList(JointBlock(cfg) for _ in range(depth))
+        self.heads_out = nn.ModuleDict(
+            {s.name: FinalLayer(width, s.out_dim, eps) for s in cfg.streams if s.head != "none"}
+        )
+
+    @classmethod
+    def from_dit_config(cls, cfg: DiTConfig) -> DiT:
+        return cls(**cfg.to_dict())
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, **kwargs: Any) -> DiT:
+        """Load a local model folder; only safetensors are read, pickles are refused."""
+        check_safe_folder(path, cls.config_name)
+        return super().from_pretrained(path, use_safetensors=True, **kwargs)
+
+    def mask_id(self, stream: str) -> int:
+        return self.cfg.stream(stream).codebook_size
+
+    def forward(
+        self,
+        tokens: dict[str, torch.Tensor],
+        positions: dict[str, torch.Tensor],
+        t: torch.Tensor,
+        pooled: torch.Tensor | None = None,
+        masks: dict[str, torch.Tensor] | None = None,
+        stream_t: dict[str, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Run the streams given in ``tokens`` (any subset of the configured ones).
+
+        tokens: name -> (B, N_s, in_dim) features, or (B, N_s) long codes for logits streams.
+        positions: name -> (N_s, 4) or (B, N_s, 4) ids over (text, time [s], y, x).
+        t: (B,) time in [0, 1] (see :mod:`dit.flow`); ``stream_t`` overrides it per stream.
+        pooled: (B, pooled_dim) condition added to every stream's modulation input.
+        masks: name -> (B, N_s) bool, True for real tokens (padding for ragged batches).
+        Returns name -> (B, N_s, out_dim) for every given stream that has a head.
+        """
+        cfg = self.cfg
+        names = [s.name for s in cfg.streams if s.name in tokens]
+        unknown = set(tokens) - set(names)
+        if unknown:
+            raise ValueError(f"unknown streams {sorted(unknown)}; model has {list(self.embed)}")
+        b = t.shape[0]
+        xs = {n: self.embed[n](tokens[n]) for n in names}  # name -> (B, N_s, D)
+
+        c = self.t_embed(t, pooled)  # (B, D)
+        stream_t = stream_t or {}
+        cs = {n: self.t_embed(stream_t[n], pooled) if n in stream_t else c for n in names}
+
+        pos = torch.cat([positions[n].expand(b, -1, -1) for n in names], dim=1)  # (B, N, 4)
+        angles = rope_angles(pos, cfg.rope_dims, cfg.rope_theta, cfg.rope_scales)
+        cos, sin = rope_cos_sin(angles, xs[names[0]].dtype)  # (B, 1, N, Dh)
+        mask = None
+        if masks:
+            mask = torch.cat(
+                [
+                    masks[n]
+                    if n in masks
+                    else torch.ones(xs[n].shape[:2], dtype=torch.bool, device=t.device)
+                    for n in names
+                ],
+                dim=1,
+            )  # (B, N) bool
+
+        with_head = frozenset(n for n in names if n in self.heads_out)
+        for i, block in enumerate(self.blocks):
+            update = with_head if i == len(self.blocks) - 1 else None
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                new = self._gradient_checkpointing_func(block, xs, cs, cos, sin, mask, update)
+            else:
+                new = block(xs, cs, cos, sin, mask, update)
+            xs = new
+        return {n: self.heads_out[n](xs[n], cs[n]) for n in names if n in with_head}

@@ -1,0 +1,1 @@
+"""Pipelines: thin compositions, request -> condition -> sample -> decode -> save."""

@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from dit.attention import ENV_VAR, attention, available_backends, resolve_backend, use_backend
+
+
+def qkv(b=2, h=3, n=37, d=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(b, h, n, d, generator=g) for _ in range(3)]
+
+
+@pytest.mark.parametrize("backend", available_backends())
+@pytest.mark.parametrize("masked", [False, True])
+def test_backends_equal_math_reference(backend, masked):
+    q, k, v = qkv()
+    mask = None
+    if masked:  # two sequences of different lengths padded to 37
+        mask = torch.ones(2, 37, dtype=torch.bool)
+        mask[1, 20:] = False
+    ref = attention(q, k, v, mask, backend="math")
+    out = attention(q, k, v, mask, backend=backend)
+    assert (out - ref).abs().max().item() <= 1e-5
+
+
+def test_padding_mask_ignores_padded_keys():
+    q, k, v = qkv(b=1)
+    mask = torch.ones(1, 37, dtype=torch.bool)
+    mask[0, 30:] = False
+    full = attention(q, k, v, mask)
+    short = attention(q, k[:, :, :30], v[:, :, :30])
+    torch.testing.assert_close(full, short, atol=1e-5, rtol=0)
+
+
+def test_math_reference_is_softmax_attention():
+    q, k, v = qkv(b=1, h=1, n=4, d=2)
+    w = torch.softmax(q[0, 0] @ k[0, 0].T / 2**0.5, dim=-1)
+    torch.testing.assert_close(attention(q, k, v, backend="math")[0, 0], w @ v[0, 0])
+
+
+def test_selection_by_context_and_env(monkeypatch):
+    monkeypatch.setenv(ENV_VAR, "math")
+    assert resolve_backend().name == "math"
+    with use_backend("sdpa"):
+        assert resolve_backend().name == "sdpa"
+    monkeypatch.delenv(ENV_VAR)
+    assert resolve_backend().name in ("sdpa", "xformers")
+
+
+def test_unknown_backend_lists_available():
+    with pytest.raises(ValueError, match="available") as err:
+        attention(*qkv(), backend="flash9")
+    assert "sdpa" in str(err.value)
+    if "xformers" not in available_backends():
+        with pytest.raises(ValueError, match="not available"), use_backend("xformers"):
+            pass

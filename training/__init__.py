@@ -1,0 +1,1 @@
+"""Training: the accelerate trainer, datasets (user folders, procedural world), recipes, eval."""
