@@ -1,11 +1,15 @@
-"""``dit-studio``: the command line. Subcommands arrive with their features (generate, app,
-batch, train, eval); ``bench`` prints the core speed tables now."""
+"""``dit-studio``: the command line.
+
+Bad input exits with code 2 and one line saying what to change; nothing partial is written.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from importlib.metadata import PackageNotFoundError, version
+
+DEFAULT_MODEL = "shapes-t2i"
 
 
 def _version() -> str:
@@ -18,28 +22,84 @@ def _version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="dit-studio",
-        description="DiT Studio: generate images, video and audio with small diffusion "
-        "transformers, offline, on a CPU or a GPU.",
+        description="DiT Studio: generate images (and soon video and audio) with small "
+        "diffusion transformers, offline, on a CPU or a GPU.",
     )
     ap.add_argument("--version", action="version", version=f"dit-studio {_version()}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
-    bench = sub.add_parser(
-        "bench",
-        help="print speed tables: the DiT core vs diffusers, and the attention backends",
-        add_help=False,
+
+    gen = sub.add_parser(
+        "generate",
+        help="make an image from a prompt and write it as a PNG",
+        description="Make images from a prompt. Each PNG carries the settings that made it, "
+        "so it can be made again exactly. Unset options use the model's defaults.",
     )
+    gen.add_argument("prompt", help='what to draw, e.g. "a small red circle on the left"')
+    gen.add_argument("--out", default="outputs", help="folder for the PNGs (default: outputs)")
+    gen.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"bundled model name or model folder (default: {DEFAULT_MODEL})",
+    )
+    gen.add_argument("--negative-prompt", default="", help="what to steer away from")
+    gen.add_argument("--seed", type=int, help="random seed (default: a fresh one, recorded)")
+    gen.add_argument("--steps", type=int, help="sampling steps (more: slower, finer)")
+    gen.add_argument("--guidance", type=float, help="classifier-free guidance scale (1 = off)")
+    gen.add_argument("--solver", help="ODE solver: euler, heun or midpoint")
+    gen.add_argument("--width", type=int, help="image width in pixels (multiple of the patch)")
+    gen.add_argument("--height", type=int, help="image height in pixels")
+    gen.add_argument("--num-outputs", type=int, default=1, help="images to make (seeds s, s+1..)")
+    gen.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    bench = sub.add_parser(
+        "bench", help="print speed tables: the DiT core vs diffusers, attention backends",
+        add_help=False,
+    )  # fmt: skip
     bench.add_argument("args", nargs=argparse.REMAINDER)
+    train = sub.add_parser("train", help="train a model from a recipe", add_help=False)
+    train.add_argument("args", nargs=argparse.REMAINDER)
     return ap
+
+
+def generate(args: argparse.Namespace) -> int:
+    from pipelines.request import Request, RequestError
+
+    try:
+        request = Request(
+            prompt=args.prompt, negative_prompt=args.negative_prompt, seed=args.seed,
+            steps=args.steps, guidance=args.guidance, solver=args.solver, width=args.width,
+            height=args.height, num_outputs=args.num_outputs, model=args.model,
+        )  # fmt: skip
+        from pipelines.image import TextToImagePipeline
+
+        pipe = TextToImagePipeline.from_pretrained(args.model)
+        request = pipe.resolve(request)
+    except (RequestError, FileNotFoundError, ValueError) as e:
+        print(f"dit-studio generate: {e}", file=sys.stderr)
+        return 2
+    from tqdm.auto import tqdm
+
+    with tqdm(total=request.steps, disable=args.quiet, unit="step", desc="sampling") as bar:
+        outputs = pipe(request, callback=lambda s: bar.update(1))
+    for path in pipe.save(outputs, args.out):
+        print(path)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
+    if args.command == "generate":
+        return generate(args)
     if args.command == "bench":
         from benchmarks.__main__ import main as bench_main
 
         bench_main(args.args)
         return 0
+    if args.command == "train":
+        from training.__main__ import main as train_main
+
+        return train_main(args.args)
     ap.print_help()
     return 0
 

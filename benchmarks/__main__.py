@@ -12,7 +12,7 @@ import torch
 
 from .attention import ATTN_HEADER, SEQ_LENS, attention_rows
 from .core import CORE_HEADER, TEXT_TOKENS, core_rows
-from .timing import matmul_peak
+from .timing import matmul_peak, matmul_throughput
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -37,11 +37,14 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
 
-    peak = matmul_peak(device, dtype)
+    throughput = matmul_throughput(device, dtype)
+    peak = matmul_peak(throughput)
+    sizes = ", ".join(f"{n}: {v:.0f}" for n, v in throughput.items())
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     print(
         f"device: {device.type} ({name or platform.machine()}), {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}, {args.dtype}; measured matmul peak {peak:.1f} GFLOP/s\n"
+        f"torch {torch.__version__}, {args.dtype}\nmatmul GFLOP/s by square size ({sizes}); "
+        f"peak = best of 1024-4096 = {peak:.1f} GFLOP/s\n"
     )
     if not args.skip_core:
         print(f"Forward per step: batch {args.batch}, 256 image + {TEXT_TOKENS} text tokens")

@@ -28,7 +28,7 @@ def attention_rows(device: torch.device, dtype: torch.dtype, seq_lens=SEQ_LENS) 
         flops = 4 * HEADS * n * n * HEAD_DIM  # QK^T and AV
         for backend in available_backends():
             reps = 3 if n >= 4096 else 7
-            median, _ = time_call(lambda b=backend: attention(q, k, v, backend=b), device, 1, reps)
+            median = time_call(lambda b=backend: attention(q, k, v, backend=b), device, 1, reps)
             mem = peak_memory(one_call, (backend, n, device, dtype), device)
             mem_s = f"{mem / 2**20:.0f}" if isinstance(mem, int) else f"failed: {mem[:40]}"
             rows.append(

@@ -13,7 +13,7 @@ from dit import DiT, DiTConfig, StreamConfig
 from dit.fast import compile_model
 from dit.tokens import image_positions, patchify, text_positions
 
-from .timing import count_flops, time_call
+from .timing import count_flops, time_calls
 
 IMAGE_SIDE = 16  # 16 x 16 = 256 image tokens: latents 4 x 32 x 32 with 2 x 2 patches
 TEXT_TOKENS = 16
@@ -61,7 +61,7 @@ def build_pair(preset: str, device: torch.device, dtype: torch.dtype):
         ),
         pooled_dim=width,
     )
-    ours = DiT.from_dit_config(cfg).to(device, dtype).eval()
+    ours = DiT.from_dit_config(cfg).to(device=device, dtype=dtype).eval()
     theirs = (
         SD3Transformer2DModel(
             sample_size=IMAGE_SIDE * PATCH,
@@ -108,23 +108,33 @@ def core_rows(
                 timestep=t * 1000,  # diffusers' SD3 takes timesteps in [0, 1000]
             ).sample
 
-        rows = []
-        paths = [("diffusers SD3 (eager)", run_theirs)]
-        paths.append(("dit-studio eager", lambda m=ours: m(tokens, positions, t, pooled)["image"]))
+        paths = {
+            "diffusers SD3 (eager)": run_theirs,
+            "dit-studio eager": lambda m=ours: m(tokens, positions, t, pooled),
+        }
         if preset in compiled:
             fast = compile_model(ours)
-            paths.append(("dit-studio compiled", lambda m=fast: m(tokens, positions, t, pooled)))
+            paths["dit-studio compiled"] = lambda m=fast: m(tokens, positions, t, pooled)
         with torch.inference_mode():
             reference = ours(tokens, positions, t, pooled)["image"]
-        flops = count_flops(paths[1][1])
-        for name, fn in paths:
-            gflop = count_flops(fn) / 1e9 if name.startswith("diffusers") else flops / 1e9
-            median, _ = time_call(fn, device, warmup=2, reps=7 if preset != "b" else 3)
-            err = None
-            if name == "dit-studio compiled":
-                with torch.inference_mode():
-                    err = (fn()["image"] - reference).abs().max().item()
-            rows.append(Row(preset, name, median * 1e3, gflop, peak, err))
+            errors = {
+                name: (fn()["image"] - reference).abs().max().item()
+                for name, fn in paths.items()
+                if name != "dit-studio eager" and name.startswith("dit-studio")
+            }
+        ours_flops = count_flops(paths["dit-studio eager"])
+        medians = time_calls(paths, device, warmup=2, reps=3 if preset == "b" else 9)
+        rows = [
+            Row(
+                preset,
+                name,
+                medians[name] * 1e3,
+                (count_flops(fn) if name.startswith("diffusers") else ours_flops) / 1e9,
+                peak,
+                errors.get(name),
+            )
+            for name, fn in paths.items()
+        ]
         base_ms = rows[0].ms
         out += [r.cells(base_ms) for r in rows]
     return out

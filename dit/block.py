@@ -70,7 +70,7 @@ class JointBlock(nn.Module):
                 continue
             layer = self.streams[name]
             _, _, gate1, shift2, scale2, gate2 = mods[name]
-            x = x + gate1 * layer.proj(o_s)
-            x = x + gate2 * layer.mlp(modulate(layer.norm2(x), shift2, scale2))
+            x = torch.addcmul(x, gate1, layer.proj(o_s))  # x + gate * f(x), one pass
+            x = torch.addcmul(x, gate2, layer.mlp(modulate(layer.norm2(x), shift2, scale2)))
             out[name] = x
         return out

@@ -110,7 +110,11 @@ class DiT(ModelMixin, ConfigMixin):
         stream_t = stream_t or {}
         cs = {n: self.t_embed(stream_t[n], pooled) if n in stream_t else c for n in names}
 
-        pos = torch.cat([positions[n].expand(b, -1, -1) for n in names], dim=1)  # (B, N, 4)
+        pos = [positions[n] for n in names]
+        if all(p.dim() == 2 for p in pos):  # shared by the batch: one table, not B copies
+            pos = torch.cat(pos, dim=0)[None]  # (1, N, 4)
+        else:
+            pos = torch.cat([p.expand(b, -1, -1) for p in pos], dim=1)  # (B, N, 4)
         angles = rope_angles(pos, cfg.rope_dims, cfg.rope_theta, cfg.rope_scales)
         cos, sin = rope_cos_sin(angles, xs[names[0]].dtype)  # (B, 1, N, Dh)
         mask = None

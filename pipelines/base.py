@@ -1,0 +1,180 @@
+"""What every pipeline shares: loading, request checks, seeding, guidance, sampling, saving.
+
+A modality subclass only says how its tokens are laid out (``layout``) and how the sampled
+tokens become media (``decode``) and files (``encode_file``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, replace
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from conditioning.byte_encoder import ByteTextEncoder
+from conditioning.text import load_text_encoder
+from dit import DiT
+from dit.callbacks import StepCallback
+from dit.flow import solve, time_grid
+from dit.guidance import guided
+
+from .request import Limits, Request, RequestError
+from .spec import INDEX, ModelSpec
+
+ASSETS = Path(os.environ.get("DIT_STUDIO_ASSETS", Path(__file__).resolve().parents[1] / "assets"))
+
+
+def bundled_models() -> list[str]:
+    return sorted(p.parent.name for p in ASSETS.glob(f"*/{INDEX}"))
+
+
+def resolve_model(name_or_path: str) -> Path:
+    """A folder path as given, or the bundled model of that name."""
+    path = Path(name_or_path)
+    if (path / INDEX).is_file():
+        return path
+    if (ASSETS / name_or_path / INDEX).is_file():
+        return ASSETS / name_or_path
+    raise RequestError(
+        f"model {name_or_path!r} is neither a model folder nor a bundled model; "
+        f"bundled: {bundled_models() or 'none installed'}"
+    )
+
+
+@dataclass
+class Output:
+    media: np.ndarray  # image: (H, W, 3) uint8
+    settings: dict[str, Any]  # everything needed to make it again (its own seed, batch of 1)
+    suffix: str
+
+    def filename(self) -> str:
+        return f"{self.settings['seed']}-{self.settings['index']:02d}{self.suffix}"
+
+
+@dataclass
+class Layout:
+    """The generated stream of one request: token shape and position ids."""
+
+    stream: str
+    tokens: int
+    dim: int
+    positions: torch.Tensor  # (N, 4)
+
+
+class Pipeline:
+    class_name: ClassVar[str] = "Pipeline"
+    suffix: ClassVar[str] = ""
+
+    def __init__(self, transformer: DiT, text_encoder: ByteTextEncoder, spec: ModelSpec):
+        self.transformer = transformer.eval()
+        self.text_encoder = text_encoder.eval()
+        self.spec = spec
+        self.limits: Limits = spec.request_limits()
+
+    # --- loading and saving ------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, device: str | torch.device = "cpu") -> Pipeline:
+        folder = resolve_model(str(name_or_path))
+        _, spec = ModelSpec.read(folder)
+        transformer = DiT.from_pretrained(folder / "transformer").to(device)
+        text_encoder = load_text_encoder(folder / "text_encoder").to(device)
+        return cls(transformer, text_encoder, spec)
+
+    def save_pretrained(self, folder: str | os.PathLike) -> None:
+        folder = Path(folder)
+        self.transformer.save_pretrained(folder / "transformer")
+        self.text_encoder.save_pretrained(folder / "text_encoder")
+        (folder / INDEX).write_text(json.dumps(self.spec.to_index(self.class_name), indent=2))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    # --- what a modality defines -------------------------------------------------------------
+
+    def layout(self, request: Request) -> Layout:
+        raise NotImplementedError
+
+    def decode(self, x: torch.Tensor, request: Request) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def encode_file(self, media: np.ndarray, settings: dict[str, Any]) -> bytes:
+        raise NotImplementedError
+
+    # --- shared ------------------------------------------------------------------------------
+
+    def resolve(self, request: Request | str, **overrides: Any) -> Request:
+        if isinstance(request, str):
+            request = Request(prompt=request)
+        request = replace(request, **overrides) if overrides else request
+        return request.resolve(self.spec.request_defaults(), self.limits)
+
+    def settings(self, request: Request, index: int) -> dict[str, Any]:
+        s = request.to_dict()
+        s.update(seed=request.seed + index, index=index, num_outputs=1, model=self.spec.name,
+                 modality=self.spec.modality, versions=_versions())  # fmt: skip
+        return s
+
+    @torch.inference_mode()
+    def sample(self, request: Request, callback: StepCallback | None = None) -> torch.Tensor:
+        """Run the sampler for a resolved request; returns (B, N, dim) generated tokens."""
+        lay = self.layout(request)
+        device = self.device
+        b = request.num_outputs
+        # One generator per output: a seed gives the same output whatever the batch size.
+        noise = torch.stack([
+            torch.randn(lay.tokens, lay.dim, generator=torch.Generator().manual_seed(
+                request.seed + i))
+            for i in range(b)
+        ]).to(device)  # (B, N, dim)  # fmt: skip
+        prompts = [request.prompt] * b + [request.negative_prompt] * b
+        emb = self.text_encoder.encode(prompts)  # cond and uncond padded to one length
+        text, mask, pooled = emb.tokens, emb.mask, emb.pooled
+        positions = {"text": _text_positions(text.shape[1], device),
+                     lay.stream: lay.positions.to(device)}  # fmt: skip
+
+        def fn(x: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+            out = self.transformer({"text": cond["text"], lay.stream: x}, positions, t,
+                                   pooled=cond["pooled"], masks={"text": cond["mask"]})  # fmt: skip
+            return out[lay.stream]
+
+        cond = {"text": text[:b], "mask": mask[:b], "pooled": pooled[:b]}
+        uncond = {"text": text[b:], "mask": mask[b:], "pooled": pooled[b:]}
+        if request.guidance == 1.0:
+            velocity = lambda x, t: fn(x, t, cond)  # noqa: E731
+        else:
+            velocity = guided(fn, cond, uncond, request.guidance)
+        grid = time_grid(request.steps, shift=self.spec.shift)
+        return solve(velocity, noise, grid, request.solver, callback)
+
+    def __call__(
+        self, request: Request | str, callback: StepCallback | None = None, **overrides: Any
+    ) -> list[Output]:
+        request = self.resolve(request, **overrides)
+        media = self.decode(self.sample(request, callback), request)
+        return [Output(m, self.settings(request, i), self.suffix) for i, m in enumerate(media)]
+
+    def save(self, outputs: list[Output], out_dir: str | os.PathLike) -> list[Path]:
+        """Write each output atomically, settings embedded; returns the paths."""
+        from .outputs import atomic_write_bytes
+
+        return [
+            atomic_write_bytes(Path(out_dir) / o.filename(), self.encode_file(o.media, o.settings))
+            for o in outputs
+        ]
+
+
+def _text_positions(n: int, device: torch.device) -> torch.Tensor:
+    from dit.tokens import text_positions
+
+    return text_positions(n, device)
+
+
+def _versions() -> dict[str, str]:
+    return {"dit-studio": version("dit-studio"), "torch": torch.__version__.split("+")[0]}

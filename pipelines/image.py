@@ -1,0 +1,42 @@
+"""Text to image: pixel patches in, PNG out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from dit.tokens import image_positions, unpatchify
+
+from .base import Layout, Pipeline
+from .outputs import png_bytes
+from .request import Request
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(B, C, H, W) in [-1, 1] -> (B, H, W, C) uint8."""
+    x = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+class TextToImagePipeline(Pipeline):
+    class_name = "TextToImagePipeline"
+    suffix = ".png"
+
+    def layout(self, request: Request) -> Layout:
+        p = self.spec.patch
+        h, w = request.height // p, request.width // p
+        return Layout("image", h * w, self.spec.channels * p * p, image_positions(h, w))
+
+    def decode(self, x: torch.Tensor, request: Request) -> list[np.ndarray]:
+        p = self.spec.patch
+        images = unpatchify(x, p, request.height // p, request.width // p)  # (B, C, H, W)
+        return list(to_uint8(images))
+
+    def preview(self, x: torch.Tensor, request: Request) -> list[np.ndarray]:
+        """Images of an intermediate state (for live previews)."""
+        return self.decode(x, request)
+
+    def encode_file(self, media: np.ndarray, settings: dict[str, Any]) -> bytes:
+        return png_bytes(media, settings)

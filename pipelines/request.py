@@ -1,0 +1,131 @@
+"""One request format for the CLI, the web app and the batch runner: one schema, one validation,
+one place for limits."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+
+class RequestError(ValueError):
+    """A request the studio will not run; the message names the field and the fix."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a model (or a server) accepts. The app narrows a model's limits with its own."""
+
+    min_side: int = 8
+    max_side: int = 256
+    multiple: int = 1  # sides must be multiples of the patch size
+    max_pixels: int = 256 * 256
+    max_steps: int = 200
+    max_outputs: int = 16
+    max_prompt_bytes: int = 4096
+    solvers: tuple[str, ...] = ("euler", "heun", "midpoint")
+
+    def narrow(self, other: Limits) -> Limits:
+        """The stricter of two sets of limits."""
+        return Limits(
+            min_side=max(self.min_side, other.min_side),
+            max_side=min(self.max_side, other.max_side),
+            multiple=math.lcm(self.multiple, other.multiple),
+            max_pixels=min(self.max_pixels, other.max_pixels),
+            max_steps=min(self.max_steps, other.max_steps),
+            max_outputs=min(self.max_outputs, other.max_outputs),
+            max_prompt_bytes=min(self.max_prompt_bytes, other.max_prompt_bytes),
+            solvers=tuple(s for s in self.solvers if s in other.solvers),
+        )
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to generate. ``None`` means "the model's default" until :meth:`resolve`."""
+
+    prompt: str
+    negative_prompt: str = ""
+    seed: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    solver: str | None = None
+    width: int | None = None
+    height: int | None = None
+    num_outputs: int = 1
+    model: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Request:
+        if not isinstance(data, dict):
+            raise RequestError(f"a request must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise RequestError(f"unknown fields {unknown}; known fields: {sorted(known)}")
+        if "prompt" not in data:
+            raise RequestError("prompt is missing: give the text to generate from")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def resolve(self, defaults: dict[str, Any], limits: Limits) -> Request:
+        """Fill defaults, draw a seed if none, and validate against ``limits``."""
+        filled = {k: v for k, v in defaults.items() if getattr(self, k, None) is None}
+        req = replace(self, **filled)
+        if req.seed is None:
+            req = replace(req, seed=secrets.randbelow(2**31))
+        req.validate(limits)
+        return req
+
+    def validate(self, limits: Limits) -> None:
+        _text("prompt", self.prompt, limits.max_prompt_bytes)
+        _text("negative_prompt", self.negative_prompt, limits.max_prompt_bytes)
+        _int("seed", self.seed, 0, 2**63 - 1)
+        _int("steps", self.steps, 1, limits.max_steps)
+        _int("num_outputs", self.num_outputs, 1, limits.max_outputs)
+        if not _is_number(self.guidance) or not math.isfinite(self.guidance):
+            raise RequestError(f"guidance={self.guidance!r} is invalid: use a finite number")
+        if not 0 <= self.guidance <= 50:
+            raise RequestError(f"guidance={self.guidance} is out of range: use 0 to 50 (1 = off)")
+        if self.solver not in limits.solvers:
+            raise RequestError(f"solver={self.solver!r} is unknown: choose one of {limits.solvers}")
+        for side in ("width", "height"):
+            value = getattr(self, side)
+            _int(side, value, limits.min_side, limits.max_side)
+            if value % limits.multiple:
+                raise RequestError(
+                    f"{side}={value} is not a multiple of {limits.multiple} (the model's patch "
+                    f"size): try {max(limits.multiple, value // limits.multiple * limits.multiple)}"
+                )
+        if self.width * self.height > limits.max_pixels:
+            raise RequestError(
+                f"{self.width}x{self.height} is {self.width * self.height} pixels; the limit is "
+                f"{limits.max_pixels}: ask for a smaller size"
+            )
+        if self.model is not None and not isinstance(self.model, str):
+            raise RequestError(f"model={self.model!r} is invalid: give a model name or folder")
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _int(name: str, value: Any, lo: int, hi: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise RequestError(f"{name}={value!r} is invalid: use a whole number from {lo} to {hi}")
+    if not lo <= value <= hi:
+        raise RequestError(f"{name}={value} is out of range: use {lo} to {hi}")
+
+
+def _text(name: str, value: Any, max_bytes: int) -> None:
+    if not isinstance(value, str):
+        raise RequestError(f"{name} must be text, got {type(value).__name__}")
+    n = len(value.encode("utf-8", errors="surrogatepass"))
+    if n > max_bytes:
+        raise RequestError(f"{name} is {n} bytes; the limit is {max_bytes}: shorten it")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise RequestError(f"{name} is not valid UTF-8 text ({e.reason})") from None

@@ -1,0 +1,64 @@
+"""What a model folder says about itself beyond its weights: modality, codec, sizes, defaults.
+
+Stored under the ``studio`` key of the folder's ``model_index.json`` (diffusers' index file),
+beside ``transformer/`` and ``text_encoder/``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .request import Limits
+
+INDEX = "model_index.json"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    modality: str = "image"  # image | video | audio | audio+video
+    objective: str = "flow"  # flow | masked
+    channels: int = 3
+    patch: int = 4
+    width: int = 32  # training size; the default request size
+    height: int = 32
+    shift: float = 1.0  # flow time-grid shift at the training size
+    defaults: dict[str, Any] = field(default_factory=dict)
+    limits: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def request_defaults(self) -> dict[str, Any]:
+        base = {"steps": 8, "guidance": 3.0, "solver": "heun", "width": self.width,
+                "height": self.height}  # fmt: skip
+        return {**base, **self.defaults}
+
+    def request_limits(self) -> Limits:
+        base = dict(multiple=self.patch, max_side=8 * max(self.width, self.height))
+        merged = {**base, **self.limits}
+        if "solvers" in merged:
+            merged["solvers"] = tuple(merged["solvers"])
+        return Limits(**merged)
+
+    def to_index(self, class_name: str) -> dict[str, Any]:
+        return {
+            "_class_name": class_name,
+            "transformer": ["dit", "DiT"],
+            "text_encoder": ["conditioning", "ByteTextEncoder"],
+            "studio": asdict(self),
+        }
+
+    @classmethod
+    def read(cls, folder: str | Path) -> tuple[str, ModelSpec]:
+        path = Path(folder) / INDEX
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{folder} is not a studio model folder (no {INDEX}); give a bundled model name "
+                "or a folder written by `dit-studio train`"
+            )
+        index = json.loads(path.read_text())
+        if "studio" not in index:
+            raise ValueError(f"{path} has no 'studio' section: not a dit-studio model folder")
+        return index.get("_class_name", ""), cls(**index["studio"])

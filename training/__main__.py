@@ -1,0 +1,44 @@
+"""``accelerate launch -m training RECIPE --out DIR [--resume]`` (or ``dit-studio train``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="dit-studio train",
+        description="Train a model from a recipe (a name from training/recipes or a .json "
+        "file). Runs on one process, or on many under `accelerate launch -m training`.",
+    )
+    ap.add_argument("recipe", help="recipe name (e.g. shapes-t2i) or path to a recipe .json")
+    ap.add_argument("--out", required=True, help="run folder: checkpoints/, samples/, model/")
+    ap.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    ap.add_argument("--steps", type=int, help="override the recipe's number of steps")
+    ap.add_argument("--data-path", help="override the recipe's data folder (data=folder)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .recipe import Recipe
+    from .trainer import train
+
+    overrides = {}
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    if args.data_path:
+        overrides.update(data="folder", data_path=args.data_path)
+    try:
+        recipe = Recipe.load(args.recipe, **overrides)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"dit-studio train: {e}", file=sys.stderr)
+        return 2
+    folder = train(recipe, args.out, resume=args.resume)
+    print(f"model folder: {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

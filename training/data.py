@@ -1,0 +1,138 @@
+"""Training data as deterministic index -> (image, caption) sources.
+
+Batches are a pure function of (seed, step): resuming at step s draws exactly the batches an
+uninterrupted run would have drawn, with no data-loader state to checkpoint.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+class Source:
+    """Items are (image (3, H, W) float in [-1, 1], caption). ``buckets`` groups indices whose
+    images share a size, so a batch never mixes shapes."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def item(self, index: int) -> tuple[torch.Tensor, str]:
+        raise NotImplementedError
+
+    def buckets(self) -> list[np.ndarray]:
+        return [np.arange(len(self))]
+
+
+class ShapesSource(Source):
+    def __init__(self, n: int, seed: int, size: int) -> None:
+        from training.world.shapes import ShapesDataset
+
+        self.ds = ShapesDataset(n, seed=seed, size=size, split="train")
+        self.cache: dict[int, tuple[torch.Tensor, str]] = {}
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def item(self, index: int) -> tuple[torch.Tensor, str]:
+        if index not in self.cache:
+            d = self.ds[index]
+            self.cache[index] = (d["image"], d["caption"])
+        return self.cache[index]
+
+
+class DigitsSource(Source):
+    """scikit-learn's 1,797 real handwritten digit scans (8x8, 16 grey levels), upsampled."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        imgs = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16.0  # (N, 1, 8, 8)
+        imgs = torch.nn.functional.interpolate(imgs, size=(size, size), mode="bilinear")
+        self.images = (imgs.clamp(0, 1) * 2 - 1).expand(-1, 3, -1, -1).contiguous()
+        self.labels = digits.target
+        self.rng_seed = seed
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def item(self, index: int) -> tuple[torch.Tensor, str]:
+        label = int(self.labels[index])
+        word = NUMBER_WORDS[label]
+        phrasings = (f"a handwritten {word}", f"the digit {label}", f"a {word}",
+                     f"handwritten digit {label}")  # fmt: skip
+        caption = phrasings[(index * 7919 + self.rng_seed) % len(phrasings)]
+        return self.images[index], caption
+
+
+class FolderSource(Source):
+    """The user's images with same-name ``.txt`` captions, resized into aspect buckets.
+
+    Unreadable images are skipped with a warning naming them, at start-up, never mid-epoch.
+    """
+
+    def __init__(self, folder: str | Path, size: int, patch: int) -> None:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"data folder {folder} does not exist")
+        self.items: list[tuple[torch.Tensor, str]] = []
+        sides: list[tuple[int, int]] = []
+        for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+            try:
+                with Image.open(path) as im:
+                    rgb = im.convert("RGB")
+            except Exception as e:  # any unreadable file: skip it, say which
+                warnings.warn(f"skipping unreadable image {path}: {e}", stacklevel=2)
+                continue
+            caption_file = path.with_suffix(".txt")
+            caption = caption_file.read_text().strip() if caption_file.is_file() else ""
+            w, h = _bucket(rgb.width, rgb.height, size, patch)
+            arr = np.asarray(rgb.resize((w, h), Image.BICUBIC), dtype=np.float32) / 127.5 - 1
+            self.items.append((torch.from_numpy(arr).permute(2, 0, 1).contiguous(), caption))
+            sides.append((w, h))
+        if not self.items:
+            raise ValueError(f"no readable images in {folder} ({', '.join(IMAGE_SUFFIXES)})")
+        keys = sorted(set(sides))
+        self._buckets = [np.array([i for i, s in enumerate(sides) if s == k]) for k in keys]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def item(self, index: int) -> tuple[torch.Tensor, str]:
+        return self.items[index]
+
+    def buckets(self) -> list[np.ndarray]:
+        return self._buckets
+
+
+def _bucket(w: int, h: int, size: int, patch: int) -> tuple[int, int]:
+    """The (w, h), multiples of ``patch`` with about size^2 pixels, nearest in aspect ratio."""
+    aspect = w / h
+    bw = max(patch, round(size * aspect**0.5 / patch) * patch)
+    bh = max(patch, round(size / aspect**0.5 / patch) * patch)
+    return bw, bh
+
+
+def make_source(recipe) -> Source:
+    if recipe.data == "shapes":
+        return ShapesSource(recipe.data_size, recipe.seed, recipe.size)
+    if recipe.data == "digits":
+        return DigitsSource(recipe.size, recipe.seed)
+    return FolderSource(recipe.data_path, recipe.size, recipe.patch)
+
+
+def batch_indices(source: Source, seed: int, step: int, batch: int) -> np.ndarray:
+    """The global batch of ``step``: a pure function of (seed, step)."""
+    rng = np.random.default_rng([seed, step])
+    buckets = source.buckets()
+    sizes = np.array([len(b) for b in buckets], dtype=np.float64)
+    bucket = buckets[rng.choice(len(buckets), p=sizes / sizes.sum())]
+    return bucket[rng.integers(0, len(bucket), size=batch)]

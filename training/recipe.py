@@ -1,0 +1,67 @@
+"""Recipes: small JSON files naming the model preset, data, codec, objective and optimiser."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+RECIPES = Path(__file__).parent / "recipes"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    preset: str = "s"
+    data: str = "shapes"  # shapes | digits | folder
+    data_path: str = ""  # for data = folder
+    data_size: int = 20_000  # procedural items (index -> item is deterministic)
+    size: int = 32  # training image side
+    patch: int = 4
+    objective: str = "flow"
+    text_encoder: dict[str, Any] = field(default_factory=lambda: {"width": 128, "depth": 2})
+    batch_size: int = 32  # global batch, split over processes
+    grad_accum: int = 1
+    steps: int = 4000
+    lr: float = 3e-4
+    warmup: int = 200
+    weight_decay: float = 0.0
+    ema_decay: float = 0.999
+    caption_dropout: float = 0.1  # empty prompt this often, for classifier-free guidance
+    mixed_precision: str = "no"
+    checkpoint_every: int = 500
+    sample_every: int = 500
+    seed: int = 0
+    sample_prompts: tuple[str, ...] = ()
+    defaults: dict[str, Any] = field(default_factory=dict)  # request defaults of the export
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "steps", "size", "patch", "checkpoint_every", "grad_accum"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"recipe {name}={getattr(self, name)!r}: use an integer >= 1")
+        if self.size % self.patch:
+            raise ValueError(f"recipe size={self.size} must be a multiple of patch={self.patch}")
+        if self.objective not in ("flow", "masked"):
+            raise ValueError(f"recipe objective={self.objective!r}: use 'flow' or 'masked'")
+        if self.data not in ("shapes", "digits", "folder"):
+            raise ValueError(f"recipe data={self.data!r}: use shapes, digits or folder")
+        if self.data == "folder" and not self.data_path:
+            raise ValueError("recipe data=folder needs data_path: the folder of images + .txt")
+
+    @classmethod
+    def load(cls, name_or_path: str, **overrides: Any) -> Recipe:
+        path = Path(name_or_path)
+        if not path.is_file():
+            path = RECIPES / f"{name_or_path}.json"
+        if not path.is_file():
+            known = sorted(p.stem for p in RECIPES.glob("*.json"))
+            raise ValueError(
+                f"recipe {name_or_path!r} not found: give a .json file or one of {known}"
+            )
+        data = json.loads(path.read_text())
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"{path}: unknown recipe fields {sorted(unknown)}")
+        data["sample_prompts"] = tuple(data.get("sample_prompts", ()))
+        return cls(**{**data, **overrides})

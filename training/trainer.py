@@ -1,0 +1,234 @@
+"""The accelerate trainer: one loop for every recipe, resumable after a kill, exporting a model
+folder that every pipeline and the app can load.
+
+Every random draw of a step (batch indices, caption dropout, noise, t) comes from generators
+seeded by (seed, step, rank), and the learning rate is a function of the step: a run resumed
+from a checkpoint continues exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+
+from conditioning.byte_encoder import ByteTextEncoder
+from dit import DiT, DiTConfig, StreamConfig
+from dit.flow import flow_loss, interpolate, logit_normal_t
+from dit.tokens import image_positions, patchify, text_positions
+from pipelines.image import TextToImagePipeline
+from pipelines.spec import ModelSpec
+
+from .data import batch_indices, make_source
+from .recipe import Recipe
+
+CHECKPOINTS = "checkpoints"
+
+
+class FlowObjective(torch.nn.Module):
+    """Text encoder + DiT trained together on the flow-matching loss (one module for DDP)."""
+
+    def __init__(self, transformer: DiT, text_encoder: ByteTextEncoder, patch: int) -> None:
+        super().__init__()
+        self.transformer = transformer
+        self.text_encoder = text_encoder
+        self.patch = patch
+
+    def forward(self, images, captions, noise, t) -> torch.Tensor:
+        p = self.patch
+        emb = self.text_encoder.encode(captions)
+        data = patchify(images, p)  # (B, N, 3 p p)
+        positions = {
+            "text": text_positions(emb.tokens.shape[1], images.device),
+            "image": image_positions(images.shape[-2] // p, images.shape[-1] // p, images.device),
+        }
+        x_t = interpolate(noise, data, t)
+        out = self.transformer({"text": emb.tokens, "image": x_t}, positions, t,
+                               pooled=emb.pooled, masks={"text": emb.mask})  # fmt: skip
+        return flow_loss(out["image"], noise, data)
+
+
+def build_models(recipe: Recipe) -> tuple[DiT, ByteTextEncoder]:
+    text_encoder = ByteTextEncoder(**recipe.text_encoder)
+    cfg = DiTConfig.preset(
+        recipe.preset,
+        streams=(
+            StreamConfig("text", text_encoder.width, "none"),
+            StreamConfig("image", 3 * recipe.patch**2),
+        ),
+        pooled_dim=text_encoder.pooled_dim,
+    )
+    return DiT.from_dit_config(cfg), text_encoder
+
+
+def spec_of(recipe: Recipe) -> ModelSpec:
+    return ModelSpec(name=recipe.name, modality="image", objective=recipe.objective,
+                     channels=3, patch=recipe.patch, width=recipe.size, height=recipe.size,
+                     defaults=dict(recipe.defaults))  # fmt: skip
+
+
+def latest_checkpoint(out_dir: Path) -> Path | None:
+    """The newest *complete* checkpoint (incomplete ones are still named .tmp-*)."""
+    done = sorted((out_dir / CHECKPOINTS).glob("step_*"))
+    return done[-1] if done else None
+
+
+def _step_generator(recipe: Recipe, step: int, rank: int) -> torch.Generator:
+    seed = int(np.random.default_rng([recipe.seed, step, rank, 1]).integers(2**62))
+    return torch.Generator().manual_seed(seed)
+
+
+def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = False) -> Path:
+    """Train ``recipe`` into ``out_dir``; returns the exported model folder."""
+    out = Path(out_dir)
+    log_with = "tensorboard" if _has_tensorboard() else None
+    acc = Accelerator(mixed_precision=recipe.mixed_precision, log_with=log_with,
+                      project_dir=str(out))  # fmt: skip
+    micro = recipe.batch_size // (acc.num_processes * recipe.grad_accum)
+    if micro * acc.num_processes * recipe.grad_accum != recipe.batch_size:
+        raise ValueError(
+            f"batch_size={recipe.batch_size} must divide by processes x grad_accum = "
+            f"{acc.num_processes} x {recipe.grad_accum}"
+        )
+    torch.manual_seed(recipe.seed)  # identical initial weights on every process
+    transformer, text_encoder = build_models(recipe)
+    module = FlowObjective(transformer, text_encoder, recipe.patch)
+    opt = torch.optim.AdamW(module.parameters(), lr=recipe.lr, betas=(0.9, 0.99),
+                            weight_decay=recipe.weight_decay)  # fmt: skip
+    ema = EMAModel(module.parameters(), decay=recipe.ema_decay)
+    module, opt = acc.prepare(module, opt)
+    ema.to(acc.device)
+    acc.register_for_checkpointing(ema)
+
+    step = 0
+    ckpt = latest_checkpoint(out) if resume else None
+    if ckpt is not None:
+        acc.load_state(str(ckpt))
+        step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
+        acc.print(f"resumed from {ckpt} at step {step}")
+    elif resume:
+        acc.print(f"--resume: no checkpoint in {out / CHECKPOINTS}, starting from step 0")
+    if log_with:
+        acc.init_trackers("train", config={k: str(v) for k, v in vars(recipe).items()})
+
+    source = make_source(recipe)
+    bar = tqdm(total=recipe.steps, initial=step, disable=not acc.is_local_main_process,
+               desc=f"train {recipe.name}", unit="step")  # fmt: skip
+    tic, seen = time.perf_counter(), 0
+    while step < recipe.steps:
+        lr = recipe.lr * min(1.0, (step + 1) / max(recipe.warmup, 1))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        idx = batch_indices(source, recipe.seed, step, recipe.batch_size)
+        g = _step_generator(recipe, step, acc.process_index)
+        mine = idx.reshape(acc.num_processes, recipe.grad_accum, micro)[acc.process_index]
+        for micro_idx in mine:
+            images, captions = zip(*(source.item(int(i)) for i in micro_idx), strict=True)
+            images = torch.stack(images).to(acc.device)
+            drop = torch.rand(len(captions), generator=g) < recipe.caption_dropout
+            captions = ["" if d else c for c, d in zip(captions, drop.tolist(), strict=True)]
+            noise = torch.randn(patchify(images, recipe.patch).shape, generator=g).to(acc.device)
+            t = logit_normal_t(len(captions), generator=g).to(acc.device)
+            with acc.accumulate(module):
+                loss = module(images, captions, noise, t)
+                acc.backward(loss)
+                if acc.sync_gradients:
+                    acc.clip_grad_norm_(module.parameters(), 1.0)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+        ema.step(module.parameters())
+        step += 1
+        seen += recipe.batch_size
+        if step % 10 == 0 or step == recipe.steps:
+            rate = seen / (time.perf_counter() - tic)
+            bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:.1f}", lr=f"{lr:.1e}")
+            if log_with:
+                acc.log({"loss": loss.item(), "lr": lr, "images_per_s": rate}, step=step)
+        bar.update(1)
+        if step % recipe.checkpoint_every == 0 or step == recipe.steps:
+            save_checkpoint(acc, out, step)
+        if acc.is_main_process and (step % recipe.sample_every == 0 or step == recipe.steps):
+            with ema_weights(ema, module):
+                write_samples(
+                    acc.unwrap_model(module), recipe, out / "samples" / f"step_{step:07d}.png"
+                )
+    bar.close()
+    folder = out / "model"
+    if acc.is_main_process:
+        with ema_weights(ema, module):
+            export(acc.unwrap_model(module), recipe, folder)
+    acc.wait_for_everyone()
+    acc.end_training()
+    return folder
+
+
+def save_checkpoint(acc: Accelerator, out: Path, step: int) -> None:
+    """accelerate state into a temporary folder, renamed once complete: a kill mid-save
+    leaves only a .tmp-* folder that resume ignores."""
+    root = out / CHECKPOINTS
+    tmp, final = root / f".tmp-step_{step:07d}", root / f"step_{step:07d}"
+    if acc.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    acc.wait_for_everyone()
+    acc.save_state(str(tmp))
+    if acc.is_main_process:
+        (tmp / "trainer_state.json").write_text(json.dumps({"step": step}))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    acc.wait_for_everyone()
+
+
+class ema_weights:
+    """Context: the module holds the EMA weights inside, its own weights again after."""
+
+    def __init__(self, ema: EMAModel, module: torch.nn.Module) -> None:
+        self.ema, self.params = ema, list(module.parameters())
+
+    def __enter__(self) -> None:
+        self.ema.store(self.params)
+        self.ema.copy_to(self.params)
+
+    def __exit__(self, *exc) -> None:
+        self.ema.restore(self.params)
+
+
+def pipeline_of(module: FlowObjective, recipe: Recipe) -> TextToImagePipeline:
+    return TextToImagePipeline(module.transformer, module.text_encoder, spec_of(recipe))
+
+
+def export(module: FlowObjective, recipe: Recipe, folder: Path) -> None:
+    """Write the model folder atomically (temporary folder, then rename)."""
+    tmp = folder.with_name(f".tmp-{folder.name}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    pipeline_of(module, recipe).save_pretrained(tmp)
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    module.train()
+
+
+def write_samples(module: FlowObjective, recipe: Recipe, path: Path) -> None:
+    if not recipe.sample_prompts:
+        return
+    from pipelines.outputs import write_png
+
+    pipe = pipeline_of(module, recipe)
+    images = [pipe(p, seed=i)[0].media for i, p in enumerate(recipe.sample_prompts)]
+    write_png(path, np.concatenate(images, axis=1), {"prompts": list(recipe.sample_prompts)})
+    module.train()
+
+
+def _has_tensorboard() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
