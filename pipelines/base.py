@@ -122,19 +122,29 @@ class Pipeline:
         return s
 
     @torch.inference_mode()
-    def sample(self, request: Request, callback: StepCallback | None = None) -> torch.Tensor:
-        """Run the sampler for a resolved request; returns (B, N, dim) generated tokens."""
+    def sample(
+        self,
+        request: Request,
+        callback: StepCallback | None = None,
+        prompts: list[str] | None = None,
+    ) -> torch.Tensor:
+        """Run the sampler for a resolved request; returns (B, N, dim) generated tokens.
+
+        ``prompts`` (one per output) lets evaluation batch different prompts in one call.
+        """
         lay = self.layout(request)
         device = self.device
         b = request.num_outputs
+        prompts = prompts or [request.prompt] * b
         # One generator per output: a seed gives the same output whatever the batch size.
         noise = torch.stack([
             torch.randn(lay.tokens, lay.dim, generator=torch.Generator().manual_seed(
                 request.seed + i))
             for i in range(b)
         ]).to(device)  # (B, N, dim)  # fmt: skip
-        prompts = [request.prompt] * b + [request.negative_prompt] * b
-        emb = self.text_encoder.encode(prompts)  # cond and uncond padded to one length
+        emb = self.text_encoder.encode(
+            prompts + [request.negative_prompt] * b
+        )  # cond and uncond padded to one length
         text, mask, pooled = emb.tokens, emb.mask, emb.pooled
         positions = {"text": _text_positions(text.shape[1], device),
                      lay.stream: lay.positions.to(device)}  # fmt: skip
