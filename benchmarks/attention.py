@@ -37,4 +37,4 @@ def attention_rows(device: torch.device, dtype: torch.dtype, seq_lens=SEQ_LENS) 
     return rows
 
 
-ATTN_HEADER = ["tokens", "backend", "ms", "GFLOP/s", "peak MiB"]
+ATTN_HEADER = ["tokens", "backend", "ms", "GFLOP/s", "peak MiB (incl. inputs)"]

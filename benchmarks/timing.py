@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -70,31 +68,30 @@ def matmul_peak(throughput: dict[int, float]) -> float:
     return max(v for n, v in throughput.items() if n in PEAK_SIZES)
 
 
-def _child_peak(fn: Callable[..., object], args: tuple, queue: mp.Queue) -> None:
-    try:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        with torch.inference_mode():
-            fn(*args)
-        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        queue.put((after - before) * 1024)  # ru_maxrss is in KiB on Linux
-    except Exception as e:  # reported in the table, not raised: one size may not fit
-        queue.put(repr(e))
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"{field} not in /proc/self/status")
 
 
 def peak_memory(fn: Callable[..., object], args: tuple, device: torch.device) -> int | str:
-    """Extra peak memory (bytes) of ``fn(*args)``. CUDA: the allocator's peak. CPU: the peak
-    RSS growth of a fresh (spawned) process that runs it once; ``fn`` must be module-level,
-    and a fork would hang in OpenMP once torch has started its threads."""
+    """Extra peak memory (bytes) of ``fn(*args)``. CUDA: the allocator's peak. CPU (Linux):
+    reset this process's resident high-water mark (``clear_refs`` = 5), run the call, and
+    read the new mark (VmHWM) above the resident size before it."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
         with torch.inference_mode():
             fn(*args)
         return torch.cuda.max_memory_allocated(device) - base
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child_peak, args=(fn, args, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before = _status_kib("VmRSS")
+        with torch.inference_mode():
+            fn(*args)
+        return (_status_kib("VmHWM") - before) * 1024
+    except OSError as e:  # not Linux: say so in the table rather than guess
+        return f"unavailable ({e.__class__.__name__})"
