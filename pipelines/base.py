@@ -82,14 +82,25 @@ class Pipeline:
     def from_pretrained(cls, name_or_path: str, device: str | torch.device = "cpu") -> Pipeline:
         folder = resolve_model(str(name_or_path))
         _, spec = ModelSpec.read(folder)
-        transformer = DiT.from_pretrained(folder / "transformer").to(device)
-        text_encoder = load_text_encoder(folder / "text_encoder").to(device)
+        transformer = DiT.from_pretrained(folder / "transformer").to(device, torch.float32)
+        text_encoder = load_text_encoder(folder / "text_encoder").to(device, torch.float32)
         return cls(transformer, text_encoder, spec)
 
-    def save_pretrained(self, folder: str | os.PathLike) -> None:
+    def save_pretrained(self, folder: str | os.PathLike, half: bool = False) -> None:
+        """``half`` stores weights in fp16 (bundled models: half the size); loading always
+        computes in fp32 on the CPU."""
         folder = Path(folder)
-        self.transformer.save_pretrained(folder / "transformer")
-        self.text_encoder.save_pretrained(folder / "text_encoder")
+        for name, module in (
+            ("transformer", self.transformer),
+            ("text_encoder", self.text_encoder),
+        ):
+            dtype = next(module.parameters()).dtype
+            if half:
+                module.to(torch.float16)
+            try:
+                module.save_pretrained(folder / name)
+            finally:
+                module.to(dtype)
         (folder / INDEX).write_text(json.dumps(self.spec.to_index(self.class_name), indent=2))
 
     @property
