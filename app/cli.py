@@ -54,10 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser(
         "eval",
         help="score a model against the ground truth of held-out prompts",
-        description="Generate images for held-out prompts of the procedural shapes world "
-        "(including attribute combinations training never saw) and score colour, shape, "
-        "size, position and two-object scenes with the world's own scorer; real renders are "
-        "scored beside them to show the scorer is right.",
+        description="Shapes models: generate images for held-out prompts of the procedural "
+        "world (including attribute combinations training never saw) and score colour, "
+        "shape, size, position and two-object scenes with the world's own scorer; real "
+        "renders are scored beside them to show the scorer is right. Digits models: the "
+        "accuracy of a classifier trained on the real scans, and a Frechet distance in its "
+        "feature space with the real-vs-real distance beside it.",
     )
     ev.add_argument("model", nargs="?", default=DEFAULT_MODEL, help="model name or folder")
     ev.add_argument("--prompts", type=int, default=320, help="held-out prompts (default 320)")
@@ -106,10 +108,22 @@ def evaluate(args: argparse.Namespace) -> int:
 
     try:
         pipe = TextToImagePipeline.from_pretrained(args.model)
-        from training.eval_shapes import evaluate_shapes
+        if pipe.spec.extra.get("data") == "digits":
+            from training.eval_digits import evaluate_digits
 
-        scores = evaluate_shapes(pipe, n=args.prompts, steps=args.steps, solver=args.solver,
-                                 guidance=args.guidance)  # fmt: skip
+            scores = evaluate_digits(
+                pipe,
+                n_per_digit=max(1, args.prompts // 10),
+                steps=args.steps,
+                solver=args.solver,
+                guidance=args.guidance,
+            )
+        else:
+            from training.eval_shapes import evaluate_shapes
+
+            scores = evaluate_shapes(
+                pipe, n=args.prompts, steps=args.steps, solver=args.solver, guidance=args.guidance
+            )
     except (RequestError, FileNotFoundError, ValueError) as e:
         print(f"dit-studio eval: {e}", file=sys.stderr)
         return 2

@@ -72,7 +72,7 @@ def build_models(recipe: Recipe) -> tuple[DiT, ByteTextEncoder]:
 def spec_of(recipe: Recipe) -> ModelSpec:
     return ModelSpec(name=recipe.name, modality="image", objective=recipe.objective,
                      channels=3, patch=recipe.patch, width=recipe.size, height=recipe.size,
-                     defaults=dict(recipe.defaults))  # fmt: skip
+                     defaults=dict(recipe.defaults), extra={"data": recipe.data})  # fmt: skip
 
 
 def latest_checkpoint(out_dir: Path) -> Path | None:
