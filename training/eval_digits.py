@@ -68,8 +68,14 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(sa + sb - 2 * covmean))
 
 
-def evaluate_digits(pipe, n_per_digit: int = 50, steps: int = 8, solver: str = "euler",
-                    guidance: float | None = None, batch: int = 16) -> dict[str, float]:  # fmt: skip
+def evaluate_digits(
+    pipe,
+    n_per_digit: int = 50,
+    steps: int = 8,
+    solver: str = "euler",
+    guidance: float | None = None,
+    batch: int = 16,
+) -> dict[str, float]:
     """Generate ``n_per_digit`` of each digit; score accuracy and Frechet distance."""
     from pipelines.request import Request
 
