@@ -86,56 +86,18 @@ def test_bad_requests_are_clear_errors(pipe, tmp_path, change, message):
 def test_cli_bad_input_exit_2_and_writes_nothing(pipe, tmp_path, capsys):
     pipe.save_pretrained(tmp_path / "model")
     out = tmp_path / "out"
-    cases = [["--width", "18"], ["--steps", "0"], ["--guidance", "nan"], ["--model", "nope"]]
-    for extra in cases:
-        assert (
-            cli(
-                [
-                    "generate",
-                    "a red circle",
-                    "--out",
-                    str(out),
-                    "--model",
-                    str(tmp_path / "model"),
-                    "--quiet",
-                    *extra,
-                ]
-            )
-            == 2
-        )
+
+    def generate(prompt: str, *extra: str) -> int:
+        args = ["generate", prompt, "--out", str(out), "--model", str(tmp_path / "model")]
+        return cli([*args, "--quiet", *extra])
+
+    for extra in (["--width", "18"], ["--steps", "0"], ["--guidance", "nan"], ["--model", "x"]):
+        assert generate("a red circle", *extra) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("dit-studio generate:") and "\n" not in err
-    assert (
-        cli(
-            [
-                "generate",
-                "bad \udcff",
-                "--out",
-                str(out),
-                "--model",
-                str(tmp_path / "model"),
-                "--quiet",
-            ]
-        )
-        == 2
-    )
+    assert generate("bad \udcff") == 2  # what a non-UTF-8 argv byte becomes in Python
     assert not out.exists()
-    assert (
-        cli(
-            [
-                "generate",
-                "a red circle",
-                "--out",
-                str(out),
-                "--model",
-                str(tmp_path / "model"),
-                "--seed",
-                "1",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert generate("a red circle", "--seed", "1") == 0
     (png,) = out.glob("*.png")
     assert json.loads(json.dumps(read_png_settings(png)))["seed"] == 1
 
