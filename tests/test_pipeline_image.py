@@ -107,3 +107,17 @@ def test_request_from_dict_rejects_unknown_fields():
         Request.from_dict({"prompt": "x", "sedd": 3})
     with pytest.raises(RequestError, match="prompt is missing"):
         Request.from_dict({"seed": 3})
+
+
+def test_half_precision_bundle_loads_as_fp32_and_stays_close(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "half", half=True)
+    sizes = {p.name: p.stat().st_size for p in (tmp_path / "half").rglob("*.safetensors")}
+    pipe.save_pretrained(tmp_path / "full")
+    full = sum(p.stat().st_size for p in (tmp_path / "full").rglob("*.safetensors"))
+    assert sum(sizes.values()) < 0.6 * full
+    assert next(pipe.transformer.parameters()).dtype == torch.float32  # caller's model untouched
+    again = TextToImagePipeline.from_pretrained(str(tmp_path / "half"))
+    assert next(again.transformer.parameters()).dtype == torch.float32
+    a = pipe("a red circle", seed=2)[0].media.astype(int)
+    b = again("a red circle", seed=2)[0].media.astype(int)
+    assert np.abs(a - b).max() <= 8  # fp16 rounding of weights, not a different model
