@@ -82,8 +82,10 @@ class Pipeline:
     def from_pretrained(cls, name_or_path: str, device: str | torch.device = "cpu") -> Pipeline:
         folder = resolve_model(str(name_or_path))
         _, spec = ModelSpec.read(folder)
-        transformer = DiT.from_pretrained(folder / "transformer").to(device, torch.float32)
-        text_encoder = load_text_encoder(folder / "text_encoder").to(device, torch.float32)
+        # torch_dtype at load (not .to afterwards): fp16 bundles compute in fp32 on the CPU.
+        fp32 = {"torch_dtype": torch.float32}
+        transformer = DiT.from_pretrained(folder / "transformer", **fp32).to(device)
+        text_encoder = load_text_encoder(folder / "text_encoder", **fp32).to(device)
         return cls(transformer, text_encoder, spec)
 
     def save_pretrained(self, folder: str | os.PathLike, half: bool = False) -> None:
