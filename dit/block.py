@@ -62,12 +62,14 @@ class JointBlock(nn.Module):
         q = apply_rope(torch.cat(qs, dim=2), cos, sin)  # (B, H, N, Dh)
         k = apply_rope(torch.cat(ks, dim=2), cos, sin)
         o = attention(q, k, torch.cat(vs, dim=2), mask)  # (B, H, N, Dh)
-        o = o.transpose(1, 2).flatten(2)  # (B, N, D)
 
         out = {}
-        for (name, x), o_s in zip(xs.items(), o.split(lens, dim=1), strict=True):
+        for (name, x), o_s in zip(xs.items(), o.split(lens, dim=2), strict=True):
             if update is not None and name not in update:
                 continue
+            # Split before flattening: one copy per stream into (B, N_s, D), contiguous for the
+            # projection (flatten-then-split would copy, then copy the strided split again).
+            o_s = o_s.transpose(1, 2).reshape(x.shape)  # (B, N_s, D)
             layer = self.streams[name]
             _, _, gate1, shift2, scale2, gate2 = mods[name]
             x = torch.addcmul(x, gate1, layer.proj(o_s))  # x + gate * f(x), one pass
