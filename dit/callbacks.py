@@ -45,16 +45,3 @@ class CancelToken:
     def check(self, _state: StepState | None = None) -> None:
         if self._event.is_set():
             raise Cancelled("cancelled by request")
-
-
-def chain(*callbacks: StepCallback | None) -> StepCallback | None:
-    """Call several callbacks in order (None entries are skipped)."""
-    active = [c for c in callbacks if c is not None]
-    if not active:
-        return None
-
-    def run(state: StepState) -> None:
-        for c in active:
-            c(state)
-
-    return run

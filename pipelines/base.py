@@ -22,6 +22,7 @@ from dit import DiT
 from dit.callbacks import StepCallback
 from dit.flow import solve, time_grid
 from dit.guidance import guided
+from dit.tokens import text_positions
 
 from .request import Limits, Request, RequestError
 from .spec import INDEX, ModelSpec
@@ -159,7 +160,7 @@ class Pipeline:
             prompts + [request.negative_prompt] * b
         )  # cond and uncond padded to one length
         text, mask, pooled = emb.tokens, emb.mask, emb.pooled
-        positions = {"text": _text_positions(text.shape[1], device),
+        positions = {"text": text_positions(text.shape[1], device),
                      lay.stream: lay.positions.to(device)}  # fmt: skip
 
         def fn(x: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -191,12 +192,6 @@ class Pipeline:
             atomic_write_bytes(Path(out_dir) / o.filename(), self.encode_file(o.media, o.settings))
             for o in outputs
         ]
-
-
-def _text_positions(n: int, device: torch.device) -> torch.Tensor:
-    from dit.tokens import text_positions
-
-    return text_positions(n, device)
 
 
 def _versions() -> dict[str, str]:

@@ -34,9 +34,5 @@ class TextToImagePipeline(Pipeline):
         images = unpatchify(x, p, request.height // p, request.width // p)  # (B, C, H, W)
         return list(to_uint8(images))
 
-    def preview(self, x: torch.Tensor, request: Request) -> list[np.ndarray]:
-        """Images of an intermediate state (for live previews)."""
-        return self.decode(x, request)
-
     def encode_file(self, media: np.ndarray, settings: dict[str, Any]) -> bytes:
         return png_bytes(media, settings)
