@@ -184,6 +184,27 @@ class Pipeline:
         media = self.decode(self.sample(request, callback), request)
         return [Output(m, self.settings(request, i), self.suffix) for i, m in enumerate(media)]
 
+    def generate_many(
+        self,
+        prompts: list[str],
+        seed: int = 0,
+        batch: int = 16,
+        desc: str | None = None,
+        **settings: Any,
+    ) -> list[np.ndarray]:
+        """Media for many prompts, one each, batched (evaluation, galleries): prompt i gets
+        seed ``seed + i``, so results do not depend on ``batch``."""
+        from tqdm.auto import tqdm
+
+        media: list[np.ndarray] = []
+        starts = range(0, len(prompts), batch)
+        for start in tqdm(starts, desc=desc, unit="batch", disable=desc is None):
+            chunk = prompts[start : start + batch]
+            req = self.resolve(Request(prompt="", seed=seed + start, num_outputs=len(chunk),
+                                       **settings))  # fmt: skip
+            media += self.decode(self.sample(req, prompts=chunk), req)
+        return media
+
     def save(self, outputs: list[Output], out_dir: str | os.PathLike) -> list[Path]:
         """Write each output atomically, settings embedded; returns the paths."""
         from .outputs import atomic_write_bytes

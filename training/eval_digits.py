@@ -77,17 +77,11 @@ def evaluate_digits(
     batch: int = 16,
 ) -> dict[str, float]:
     """Generate ``n_per_digit`` of each digit; score accuracy and Frechet distance."""
-    from pipelines.request import Request
-
     judge = train_judge()
     labels = np.repeat(np.arange(10), n_per_digit)
     prompts = [f"a handwritten {NUMBER_WORDS[d]}" for d in labels]
-    images = []
-    for start in range(0, len(prompts), batch):
-        chunk = prompts[start : start + batch]
-        req = pipe.resolve(Request(prompt="", steps=steps, guidance=guidance, solver=solver,
-                                   seed=start, num_outputs=len(chunk)))  # fmt: skip
-        images += pipe.decode(pipe.sample(req, prompts=chunk), req)
+    images = pipe.generate_many(prompts, batch=batch, desc="eval digits", steps=steps,
+                                guidance=guidance, solver=solver)  # fmt: skip
     x = to_features_grid(np.stack(images))
     gen = judge.features(x)
     return {

@@ -7,10 +7,8 @@ generated, and scored against their ground truth by the world's own scorer.
 from __future__ import annotations
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from pipelines.image import TextToImagePipeline
-from pipelines.request import Request
 
 from .world.score_shapes import score, summarise
 from .world.shapes import caption, is_heldout, render, sample_scene
@@ -36,15 +34,10 @@ def evaluate_shapes(
     """Percent correct per attribute on ``n`` held-out prompts (and on real renders)."""
     scenes, prompts = heldout_scenes(n)
     size = pipe.spec.width
-    results, real = [], []
-    for start in tqdm(range(0, n, batch), desc="eval shapes", unit="batch"):
-        chunk = prompts[start : start + batch]
-        req = pipe.resolve(Request(prompt="", steps=steps, guidance=guidance, solver=solver,
-                                   seed=seed + start, num_outputs=len(chunk)))  # fmt: skip
-        images = pipe.decode(pipe.sample(req, prompts=chunk), req)
-        for img, scene in zip(images, scenes[start : start + batch], strict=True):
-            results.append(score(img, scene))
-            real.append(score(render(scene, size=size), scene))
+    images = pipe.generate_many(prompts, seed=seed, batch=batch, desc="eval shapes",
+                                steps=steps, guidance=guidance, solver=solver)  # fmt: skip
+    results = [score(img, scene) for img, scene in zip(images, scenes, strict=True)]
+    real = [score(render(scene, size=size), scene) for scene in scenes]
     out = {f"gen {k}": v for k, v in summarise(results).items() if k in KEYS}
     out.update({f"real {k}": v for k, v in summarise(real).items() if k in KEYS})
     out["prompts"] = n
