@@ -72,6 +72,29 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )  # fmt: skip
     bench.add_argument("args", nargs=argparse.REMAINDER)
+    web = sub.add_parser(
+        "app",
+        help="start the web studio (Gradio) on this machine",
+        description="Start the DiT Studio web app: a tab per modality, live previews, cancel, "
+        "a queue, history and replay. Listens on 127.0.0.1 only unless --host says otherwise; "
+        "never makes a public share link unless --share is given.",
+    )
+    web.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
+                     "127.0.0.1; 0.0.0.0 exposes it to your network)")  # fmt: skip
+    web.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    web.add_argument("--auth", help="require a login, given as user:password")
+    web.add_argument("--share", action="store_true", help="also open a public Gradio link")
+    web.add_argument("--models-dir", help="also offer every model folder inside this folder")
+    web.add_argument("--outputs", default="outputs", help="where files are written")
+    web.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="jobs run at once (default 1: one job already uses every core)",
+    )
+    web.add_argument("--max-queue", type=int, default=64, help="waiting jobs before refusing")
+    web.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+
     train = sub.add_parser("train", help="train a model from a recipe", add_help=False)
     train.add_argument("args", nargs=argparse.REMAINDER)
     return ap
@@ -134,6 +157,30 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve(args: argparse.Namespace) -> int:
+    auth = None
+    if args.auth is not None:
+        user, sep, password = args.auth.partition(":")
+        if not sep or not user or not password:
+            print("dit-studio app: --auth must be user:password", file=sys.stderr)
+            return 2
+        auth = (user, password)
+    if args.concurrency < 1 or args.max_queue < 1:
+        print("dit-studio app: --concurrency and --max-queue must be >= 1", file=sys.stderr)
+        return 2
+    from .studio import Studio
+
+    try:
+        studio = Studio(models_dir=args.models_dir, outputs_dir=args.outputs, device=args.device)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"dit-studio app: {e}", file=sys.stderr)
+        return 2
+    from .web import launch
+
+    launch(studio, args.host, args.port, auth, args.share, args.concurrency, args.max_queue)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
@@ -141,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         return generate(args)
     if args.command == "eval":
         return evaluate(args)
+    if args.command == "app":
+        return serve(args)
     if args.command == "bench":
         from benchmarks.__main__ import main as bench_main
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, replace
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,27 +24,8 @@ from dit.flow import solve, time_grid
 from dit.guidance import guided
 from dit.tokens import text_positions
 
-from .request import Limits, Request, RequestError
-from .spec import INDEX, ModelSpec
-
-ASSETS = Path(os.environ.get("DIT_STUDIO_ASSETS", Path(__file__).resolve().parents[1] / "assets"))
-
-
-def bundled_models() -> list[str]:
-    return sorted(p.parent.name for p in ASSETS.glob(f"*/{INDEX}"))
-
-
-def resolve_model(name_or_path: str) -> Path:
-    """A folder path as given, or the bundled model of that name."""
-    path = Path(name_or_path)
-    if (path / INDEX).is_file():
-        return path
-    if (ASSETS / name_or_path / INDEX).is_file():
-        return ASSETS / name_or_path
-    raise RequestError(
-        f"model {name_or_path!r} is neither a model folder nor a bundled model; "
-        f"bundled: {bundled_models() or 'none installed'}"
-    )
+from .request import Limits, Request
+from .spec import INDEX, ModelSpec, bundled_models, resolve_model  # noqa: F401 (re-export)
 
 
 @dataclass
@@ -216,4 +197,8 @@ class Pipeline:
 
 
 def _versions() -> dict[str, str]:
-    return {"dit-studio": version("dit-studio"), "torch": torch.__version__.split("+")[0]}
+    try:
+        ours = version("dit-studio")
+    except PackageNotFoundError:  # a source tree on PYTHONPATH, not installed
+        ours = "0+unknown"
+    return {"dit-studio": ours, "torch": torch.__version__.split("+")[0]}

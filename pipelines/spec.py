@@ -7,13 +7,32 @@ beside ``transformer/`` and ``text_encoder/``.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .request import Limits
+from .request import Limits, RequestError
 
 INDEX = "model_index.json"
+ASSETS = Path(os.environ.get("DIT_STUDIO_ASSETS", Path(__file__).resolve().parents[1] / "assets"))
+
+
+def bundled_models() -> list[str]:
+    return sorted(p.parent.name for p in ASSETS.glob(f"*/{INDEX}"))
+
+
+def resolve_model(name_or_path: str) -> Path:
+    """A folder path as given, or the bundled model of that name."""
+    path = Path(name_or_path)
+    if (path / INDEX).is_file():
+        return path
+    if (ASSETS / name_or_path / INDEX).is_file():
+        return ASSETS / name_or_path
+    raise RequestError(
+        f"model {name_or_path!r} is neither a model folder nor a bundled model; "
+        f"bundled: {bundled_models() or 'none installed'}"
+    )
 
 
 @dataclass(frozen=True)

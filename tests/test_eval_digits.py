@@ -23,3 +23,16 @@ def test_rgb_renders_map_back_to_the_digit_scale():
     assert np.abs(back - d.images[:20].reshape(20, -1)).max() < 0.1
     judge = train_judge()
     assert judge.accuracy(back, d.target[:20]) >= 0.95
+
+
+def test_real_scans_at_training_size_are_near_the_reference():
+    """The round trip a trained model's output takes (upsample, uint8, pool) costs the real
+    scans themselves almost nothing against a reference that took the same trip."""
+    from training.eval_digits import real_as_trained
+
+    judge = train_judge(size=16)
+    floor = frechet_distance(judge.real_b, judge.real_a)
+    x = real_as_trained(16)
+    assert frechet_distance(judge.features(x[: len(x) // 2]), judge.real_a) < 2 * floor
+    raw = train_judge()  # against the raw scans the same images read far away: the blur
+    assert frechet_distance(judge.features(x), raw.real_a) > 2 * floor

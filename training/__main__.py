@@ -16,6 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", required=True, help="run folder: checkpoints/, samples/, model/")
     ap.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     ap.add_argument("--steps", type=int, help="override the recipe's number of steps")
+    ap.add_argument("--max-minutes", type=float,
+                    help="stop early after this much wall time (checkpoint + export); "
+                    "--resume continues")  # fmt: skip
     ap.add_argument("--data-path", help="override the recipe's data folder (data=folder)")
     return ap
 
@@ -35,7 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"dit-studio train: {e}", file=sys.stderr)
         return 2
-    folder = train(recipe, args.out, resume=args.resume)
+    if args.max_minutes is not None and args.max_minutes <= 0:
+        print("dit-studio train: --max-minutes must be > 0", file=sys.stderr)
+        return 2
+    folder = train(recipe, args.out, resume=args.resume, max_minutes=args.max_minutes)
     print(f"model folder: {folder}")
     return 0
 

@@ -42,7 +42,20 @@ class DigitJudge:
         return float((self.clf.predict(x) == labels).mean())
 
 
-def train_judge(seed: int = 0) -> DigitJudge:
+def real_as_trained(size: int) -> np.ndarray:
+    """The real scans as a model trained on them sees them: upsampled to ``size`` (as the
+    training data is), stored as uint8 RGB, then mapped back like a generated image. The
+    Frechet reference must take that same round trip, or its blur alone reads as distance."""
+    from .data import DigitsSource
+
+    images = DigitsSource(size, seed=0).images  # (N, 3, size, size) in [-1, 1]
+    rgb = ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    return to_features_grid(rgb.numpy())
+
+
+def train_judge(seed: int = 0, size: int | None = None) -> DigitJudge:
+    """``size``: the real reference as trained at that size (see real_as_trained); None: the
+    raw 8 x 8 scans."""
     digits = load_digits()
     x, y = digits.images.reshape(len(digits.images), -1), digits.target
     order = np.random.default_rng(seed).permutation(len(x))
@@ -52,6 +65,8 @@ def train_judge(seed: int = 0) -> DigitJudge:
     acc = float((clf.predict(x[test]) == y[test]).mean())
     judge = DigitJudge(clf, np.empty(0), np.empty(0), acc)
     half = order[: len(x) // 2], order[len(x) // 2 :]
+    if size is not None:
+        x = real_as_trained(size)
     judge.real_a, judge.real_b = judge.features(x[half[0]]), judge.features(x[half[1]])
     return judge
 
@@ -77,7 +92,7 @@ def evaluate_digits(
     batch: int = 16,
 ) -> dict[str, float]:
     """Generate ``n_per_digit`` of each digit; score accuracy and Frechet distance."""
-    judge = train_judge()
+    judge = train_judge(size=pipe.spec.width)
     labels = np.repeat(np.arange(10), n_per_digit)
     prompts = [f"a handwritten {NUMBER_WORDS[d]}" for d in labels]
     images = pipe.generate_many(prompts, batch=batch, desc="eval digits", steps=steps,

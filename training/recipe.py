@@ -26,15 +26,17 @@ class Recipe:
     steps: int = 4000
     lr: float = 3e-4
     warmup: int = 200
+    decay: float = 0.0  # share of the final steps over which the lr falls linearly to 0
     weight_decay: float = 0.0
     ema_decay: float = 0.999
     caption_dropout: float = 0.1  # empty prompt this often, for classifier-free guidance
-    mixed_precision: str = "no"
+    mixed_precision: str = "no"  # no | bf16 | fp16: used on a GPU, "no" on the CPU
     checkpoint_every: int = 500
     sample_every: int = 500
     seed: int = 0
     sample_prompts: tuple[str, ...] = ()
     defaults: dict[str, Any] = field(default_factory=dict)  # request defaults of the export
+    export_half: bool = False  # fp16 weights in the exported folder (bundled models: half size)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "steps", "size", "patch", "checkpoint_every", "grad_accum"):
@@ -42,12 +44,22 @@ class Recipe:
                 raise ValueError(f"recipe {name}={getattr(self, name)!r}: use an integer >= 1")
         if self.size % self.patch:
             raise ValueError(f"recipe size={self.size} must be a multiple of patch={self.patch}")
+        if not 0.0 <= self.decay <= 1.0:
+            raise ValueError(f"recipe decay={self.decay}: use a share of the steps, 0 to 1")
         if self.objective not in ("flow", "masked"):
             raise ValueError(f"recipe objective={self.objective!r}: use 'flow' or 'masked'")
         if self.data not in ("shapes", "digits", "folder"):
             raise ValueError(f"recipe data={self.data!r}: use shapes, digits or folder")
         if self.data == "folder" and not self.data_path:
             raise ValueError("recipe data=folder needs data_path: the folder of images + .txt")
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of ``step`` (0-based): warm-up, flat, then optional linear decay;
+        a pure function of the step, so a resumed run follows the same schedule."""
+        lr = self.lr * min(1.0, (step + 1) / max(self.warmup, 1))
+        if self.decay > 0:
+            lr *= min(1.0, (self.steps - step) / (self.decay * self.steps))
+        return lr
 
     @classmethod
     def load(cls, name_or_path: str, **overrides: Any) -> Recipe:

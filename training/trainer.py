@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import broadcast
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
@@ -86,24 +87,39 @@ def _step_generator(recipe: Recipe, step: int, rank: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = False) -> Path:
-    """Train ``recipe`` into ``out_dir``; returns the exported model folder."""
+def train(
+    recipe: Recipe,
+    out_dir: str | os.PathLike,
+    resume: bool = False,
+    max_minutes: float | None = None,
+) -> Path:
+    """Train ``recipe`` into ``out_dir``; returns the exported model folder.
+
+    ``max_minutes`` ends the run early, at a step boundary, with a checkpoint, samples and an
+    export; ``--resume`` continues it later. Without lr decay that is exactly the run the recipe
+    would make with ``steps`` set to the printed step count.
+    """
     out = Path(out_dir)
+    deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
     log_with = "tensorboard" if _has_tensorboard() else None
-    acc = Accelerator(mixed_precision=recipe.mixed_precision, log_with=log_with,
-                      project_dir=str(out))  # fmt: skip
+    # bf16/fp16 autocast pays on a GPU; on the CPU it is slower than fp32, so it is off there.
+    precision = recipe.mixed_precision if torch.cuda.is_available() else "no"
+    acc = Accelerator(mixed_precision=precision, log_with=log_with, project_dir=str(out))
     micro = recipe.batch_size // (acc.num_processes * recipe.grad_accum)
     if micro * acc.num_processes * recipe.grad_accum != recipe.batch_size:
         raise ValueError(
             f"batch_size={recipe.batch_size} must divide by processes x grad_accum = "
             f"{acc.num_processes} x {recipe.grad_accum}"
         )
+    if acc.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # fp32 weights, TF32 tensor-core GEMMs
+        torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(recipe.seed)  # identical initial weights on every process
     transformer, text_encoder = build_models(recipe)
     module = FlowObjective(transformer, text_encoder, recipe.patch)
     opt = torch.optim.AdamW(module.parameters(), lr=recipe.lr, betas=(0.9, 0.99),
                             weight_decay=recipe.weight_decay)  # fmt: skip
-    ema = EMAModel(module.parameters(), decay=recipe.ema_decay)
+    ema = EMAModel(module.parameters(), decay=recipe.ema_decay, foreach=True)
     module, opt = acc.prepare(module, opt)
     ema.to(acc.device)
     acc.register_for_checkpointing(ema)
@@ -123,8 +139,9 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = False) -> P
     bar = tqdm(total=recipe.steps, initial=step, disable=not acc.is_local_main_process,
                desc=f"train {recipe.name}", unit="step")  # fmt: skip
     tic, seen = time.perf_counter(), 0
-    while step < recipe.steps:
-        lr = recipe.lr * min(1.0, (step + 1) / max(recipe.warmup, 1))
+    end = recipe.steps
+    while step < end:
+        lr = recipe.lr_at(step)
         for group in opt.param_groups:
             group["lr"] = lr
         idx = batch_indices(source, recipe.seed, step, recipe.batch_size)
@@ -153,9 +170,12 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = False) -> P
             if log_with:
                 acc.log({"loss": loss.item(), "lr": lr, "images_per_s": rate}, step=step)
         bar.update(1)
-        if step % recipe.checkpoint_every == 0 or step == recipe.steps:
+        if deadline is not None and step % 10 == 0 and _out_of_time(acc, deadline):
+            end = step
+            acc.print(f"--max-minutes {max_minutes} reached: stopping at step {step}")
+        if step % recipe.checkpoint_every == 0 or step == end:
             save_checkpoint(acc, out, step)
-        if acc.is_main_process and (step % recipe.sample_every == 0 or step == recipe.steps):
+        if acc.is_main_process and (step % recipe.sample_every == 0 or step == end):
             with ema_weights(ema, module):
                 write_samples(
                     acc.unwrap_model(module), recipe, out / "samples" / f"step_{step:07d}.png"
@@ -170,7 +190,7 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = False) -> P
     return folder
 
 
-def save_checkpoint(acc: Accelerator, out: Path, step: int) -> None:
+def save_checkpoint(acc: Accelerator, out: Path, step: int, keep: int = 2) -> None:
     """accelerate state into a temporary folder, renamed once complete: a kill mid-save
     leaves only a .tmp-* folder that resume ignores."""
     root = out / CHECKPOINTS
@@ -184,6 +204,8 @@ def save_checkpoint(acc: Accelerator, out: Path, step: int) -> None:
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
+        for old in sorted(root.glob("step_*"))[:-keep]:  # only the newest `keep` stay
+            shutil.rmtree(old)
     acc.wait_for_everyone()
 
 
@@ -210,7 +232,7 @@ def export(module: FlowObjective, recipe: Recipe, folder: Path) -> None:
     tmp = folder.with_name(f".tmp-{folder.name}")
     if tmp.exists():
         shutil.rmtree(tmp)
-    pipeline_of(module, recipe).save_pretrained(tmp)
+    pipeline_of(module, recipe).save_pretrained(tmp, half=recipe.export_half)
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)
@@ -226,6 +248,12 @@ def write_samples(module: FlowObjective, recipe: Recipe, path: Path) -> None:
     images = [pipe(p, seed=i)[0].media for i, p in enumerate(recipe.sample_prompts)]
     write_png(path, np.concatenate(images, axis=1), {"prompts": list(recipe.sample_prompts)})
     module.train()
+
+
+def _out_of_time(acc: Accelerator, deadline: float) -> bool:
+    """Every process stops at the same step: the main process's clock decides."""
+    flag = torch.tensor([float(time.monotonic() > deadline)], device=acc.device)
+    return bool(broadcast(flag, from_process=0).item())
 
 
 def _has_tensorboard() -> bool:

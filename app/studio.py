@@ -1,0 +1,179 @@
+"""The studio behind the web app: models on offer, server limits, running one job with live
+previews and cancellation, and writing its files. No Gradio here, so it is testable alone.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from pipelines.registry import find_models, load_pipeline
+from pipelines.request import Limits, Request, RequestError
+from pipelines.spec import ModelSpec
+
+# What one request may ask of a shared server (each model's own limits narrow these further).
+SERVER_LIMITS = Limits(
+    max_side=256, max_pixels=256 * 256, max_steps=100, max_outputs=8, max_prompt_bytes=2000
+)
+
+
+@dataclass
+class Progress:
+    """One update of a running job: steps done, and a preview (decoded media) when due."""
+
+    step: int
+    total: int
+    preview: list[Any] | None = None
+
+
+@dataclass
+class Done:
+    paths: list[Path]
+    settings: list[dict[str, Any]]
+    seconds: float
+
+
+class Studio:
+    def __init__(
+        self,
+        models_dir: str | os.PathLike | None = None,
+        outputs_dir: str | os.PathLike = "outputs",
+        limits: Limits = SERVER_LIMITS,
+        device: str = "cpu",
+        preview_every: int = 1,
+    ) -> None:
+        self.models: dict[str, ModelSpec] = find_models(models_dir)
+        if not self.models:
+            raise FileNotFoundError(
+                "no models: the bundled assets/ are missing and no --models-dir was given"
+            )
+        self.outputs_dir = Path(outputs_dir)
+        self.limits, self.device, self.preview_every = limits, device, preview_every
+        self._pipes: dict[str, Any] = {}
+        self._load_lock = threading.Lock()
+        self._jobs = itertools.count()
+        self._running: dict[str, set[Any]] = {}  # session -> tokens of its running jobs
+        self._cancels = threading.Condition()
+
+    # --- models ------------------------------------------------------------------------------
+
+    def modalities(self) -> list[str]:
+        return sorted({spec.modality for spec in self.models.values()})
+
+    def models_for(self, modality: str) -> list[str]:
+        return [name for name, spec in self.models.items() if spec.modality == modality]
+
+    def limits_for(self, model: str) -> Limits:
+        return self._spec(model).request_limits().narrow(self.limits)
+
+    def defaults_for(self, model: str) -> dict[str, Any]:
+        return self._spec(model).request_defaults()
+
+    def _spec(self, model: str) -> ModelSpec:
+        if model not in self.models:
+            raise RequestError(
+                f"model {model!r} is not offered here; choose one of {sorted(self.models)}"
+            )
+        return self.models[model]
+
+    def pipeline(self, model: str):
+        self._spec(model)
+        with self._load_lock:
+            if model not in self._pipes:
+                self._pipes[model] = load_pipeline(model, device=self.device)
+            return self._pipes[model]
+
+    def warm_up(self) -> None:
+        """Import torch and load the first model ahead of the first request (a thread)."""
+        threading.Thread(
+            target=self.pipeline, args=(next(iter(self.models)),), daemon=True, name="warm-up"
+        ).start()
+
+    # --- jobs --------------------------------------------------------------------------------
+
+    def validate(self, request: Request) -> Request:
+        """Fill the model's defaults and check the request against model and server limits."""
+        model = request.model or next(iter(self.models))
+        request = replace(request, model=model)
+        return request.resolve(self.defaults_for(model), self.limits_for(model))
+
+    def run(self, request: Request, session: str = "") -> Iterator[Progress | Done]:
+        """Run one request: yields Progress after every step (a preview every
+        ``preview_every`` steps) and finally Done with the written files.
+
+        Sampling runs in its own thread so previews stream while it works; closing this
+        iterator early (a cancelled web request) cancels the sampling at its next step.
+        """
+        from dit.callbacks import Cancelled, CancelToken
+
+        request = self.validate(request)
+        pipe = self.pipeline(request.model)
+        token = CancelToken()
+        updates: queue.Queue = queue.Queue()
+        result: dict[str, Any] = {}
+
+        def on_step(state) -> None:
+            token.check()
+            due = state.step % self.preview_every == 0 or state.step == state.total
+            preview = pipe.decode(state.preview, request) if due else None
+            updates.put(Progress(state.step, state.total, preview))
+
+        def work() -> None:
+            try:
+                result["outputs"] = pipe(request, callback=on_step)
+            except BaseException as e:  # handed to the consumer, raised there
+                result["error"] = e
+            finally:
+                updates.put(None)
+
+        tic = time.perf_counter()
+        self._register(session, token)
+        worker = threading.Thread(target=work, name=f"job-{next(self._jobs)}", daemon=True)
+        worker.start()
+        try:
+            while (item := updates.get()) is not None:
+                yield item
+        finally:
+            if worker.is_alive():
+                token.cancel()
+            worker.join()  # the slot is free only once sampling has really stopped
+            self._unregister(session, token)
+        if isinstance(result.get("error"), Cancelled):
+            return
+        if "error" in result:
+            raise result["error"]
+        outputs = result["outputs"]
+        folder = self.outputs_dir / time.strftime("%Y%m%d") / f"{request.seed}-{_stamp()}"
+        paths = pipe.save(outputs, folder)
+        yield Done(paths, [o.settings for o in outputs], time.perf_counter() - tic)
+
+    def cancel(self, session: str, wait: float = 0.0) -> int:
+        """Cancel every running job of ``session``; returns how many were asked to stop.
+        ``wait`` > 0 waits (that many seconds at most) until they have really stopped."""
+        with self._cancels:
+            tokens = list(self._running.get(session, ()))
+            for token in tokens:
+                token.cancel()
+            self._cancels.wait_for(lambda: not self._running.get(session), timeout=wait)
+        return len(tokens)
+
+    def _register(self, session: str, token) -> None:
+        with self._cancels:
+            self._running.setdefault(session, set()).add(token)
+
+    def _unregister(self, session: str, token) -> None:
+        with self._cancels:
+            self._running.get(session, set()).discard(token)
+            self._cancels.notify_all()
+
+
+def _stamp() -> str:
+    """A unique, sortable folder suffix: two jobs with one seed never share a folder."""
+    return f"{time.time_ns():x}"

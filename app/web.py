@@ -1,0 +1,322 @@
+"""The Gradio studio: one tab per modality, all built by one function from a :class:`TabSpec`.
+
+A later modality joins by adding a TabSpec to ``TABS`` (how its previews and results are shown),
+not by copying a tab. Every form value goes through the one :class:`~pipelines.request.Request`
+schema and the studio's limits, so the page, the API, the CLI and the batch runner agree.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from pipelines.outputs import read_png_settings
+from pipelines.request import Request, RequestError
+
+from .studio import Done, Progress, Studio
+
+CSS = ".dit-media img { image-rendering: pixelated; }"
+FORM = (
+    "model",
+    "prompt",
+    "negative_prompt",
+    "seed",
+    "random_seed",
+    "steps",
+    "guidance",
+    "solver",
+    "width",
+    "height",
+    "num_outputs",
+)
+
+
+def _enlarge(image: np.ndarray, at_least: int = 256) -> np.ndarray:
+    """Nearest-neighbour upscale of a small preview so the browser shows crisp pixels."""
+    k = max(1, math.ceil(at_least / max(image.shape[:2])))
+    return image.repeat(k, axis=0).repeat(k, axis=1)
+
+
+def _gallery(label: str, columns: int, height: int) -> gr.Gallery:
+    return gr.Gallery(
+        label=label,
+        columns=columns,
+        height=height,
+        object_fit="contain",
+        elem_classes="dit-media",
+        interactive=False,
+    )
+
+
+@dataclass(frozen=True)
+class TabSpec:
+    modality: str
+    label: str
+    placeholder: str
+    result: Callable[[], gr.components.Component]  # the component that shows results
+    show_preview: Callable[[list[np.ndarray]], Any]  # decoded media -> that component's value
+    show_files: Callable[[list[Path]], Any]  # written files -> that component's value
+
+
+TABS: dict[str, TabSpec] = {
+    "image": TabSpec(
+        modality="image",
+        label="Text to image",
+        placeholder="a small red circle on the left",
+        result=lambda: _gallery("Result", columns=4, height=320),
+        show_preview=lambda media: [_enlarge(m) for m in media],
+        show_files=lambda paths: [str(p) for p in paths],
+    ),
+}
+
+
+def _whole(name: str, value: Any) -> int:
+    """Sliders and number boxes send floats; the request schema wants whole numbers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise RequestError(f"{name}={value!r} is invalid: use a whole number")
+
+
+def form_request(values: dict[str, Any]) -> Request:
+    """The form's values -> a Request (not yet resolved against the model)."""
+    if values["seed"] is None and not values["random_seed"]:
+        raise RequestError("seed is empty: type a number or tick 'random'")
+    return Request(
+        prompt=values["prompt"] or "",
+        negative_prompt=values["negative_prompt"] or "",
+        seed=None if values["random_seed"] else _whole("seed", values["seed"]),
+        steps=_whole("steps", values["steps"]),
+        guidance=float(values["guidance"]) if values["guidance"] is not None else math.nan,
+        solver=values["solver"],
+        width=_whole("width", values["width"]),
+        height=_whole("height", values["height"]),
+        num_outputs=_whole("num_outputs", values["num_outputs"]),
+        model=values["model"],
+    )
+
+
+def build_demo(studio: Studio) -> gr.Blocks:
+    with gr.Blocks(title="DiT Studio") as demo:
+        gr.Markdown(
+            "## DiT Studio\nSmall diffusion transformers, offline. Every file carries "
+            "the settings that made it: drop one back in to replay it."
+        )
+        for modality in studio.modalities():
+            if modality in TABS:
+                with gr.Tab(TABS[modality].label):
+                    build_tab(studio, TABS[modality])
+    return demo
+
+
+def build_tab(studio: Studio, tab: TabSpec) -> None:
+    models = studio.models_for(tab.modality)
+    first = models[0]
+    lim, dft = studio.limits_for(first), studio.defaults_for(first)
+    with gr.Row():
+        with gr.Column(scale=2):
+            c: dict[str, gr.components.Component] = {}
+            c["model"] = gr.Dropdown(models, value=first, label="Model")
+            c["prompt"] = gr.Textbox(
+                label="Prompt",
+                placeholder=tab.placeholder,
+                lines=2,
+                elem_id=f"{tab.modality}-prompt",
+            )
+            c["negative_prompt"] = gr.Textbox(label="Negative prompt", lines=1)
+            with gr.Row():
+                c["seed"] = gr.Number(label="Seed", value=0, precision=0, minimum=0)
+                c["random_seed"] = gr.Checkbox(label="random", value=True)
+            with gr.Accordion("Settings", open=True):
+                c["steps"] = gr.Slider(1, lim.max_steps, value=dft["steps"], step=1, label="Steps")
+                c["guidance"] = gr.Slider(
+                    0, 15, value=dft["guidance"], step=0.5, label="Guidance (1 = off)"
+                )
+                c["solver"] = gr.Dropdown(list(lim.solvers), value=dft["solver"], label="Solver")
+                c["width"] = _side_slider("Width", lim, dft["width"])
+                c["height"] = _side_slider("Height", lim, dft["height"])
+                c["num_outputs"] = gr.Slider(1, lim.max_outputs, value=1, step=1, label="Outputs")
+            with gr.Row():
+                run = gr.Button("Generate", variant="primary", elem_id=f"{tab.modality}-generate")
+                stop = gr.Button("Cancel", variant="stop", elem_id=f"{tab.modality}-cancel")
+            replay = gr.File(
+                label="Replay: drop a PNG the studio wrote", file_types=[".png"], type="filepath"
+            )
+        with gr.Column(scale=3):
+            result = tab.result()  # elem_id "<modality>-result"
+            status = gr.Markdown("Ready.", elem_id=f"{tab.modality}-status")
+            files = gr.File(label="Download", file_count="multiple", interactive=False)
+            history = gr.State([])
+            selected = gr.State(None)
+            history_view = _gallery("History (this session)", columns=8, height=200)
+            reuse = gr.Button("Use these settings", size="sm")
+
+    form = [c[k] for k in FORM]
+
+    def generate(
+        model,
+        prompt,
+        negative_prompt,
+        seed,
+        random_seed,
+        steps,
+        guidance,
+        solver,
+        width,
+        height,
+        num_outputs,
+        past,
+        request: gr.Request,
+        progress=gr.Progress(),  # noqa: B008 (how Gradio injects a progress tracker)
+    ):
+        values = dict(
+            model=model,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            seed=seed,
+            random_seed=random_seed,
+            steps=steps,
+            guidance=guidance,
+            solver=solver,
+            width=width,
+            height=height,
+            num_outputs=num_outputs,
+        )
+        try:
+            req = studio.validate(form_request(values))
+        except (RequestError, FileNotFoundError, ValueError) as e:
+            raise gr.Error(str(e), print_exception=False) from None
+        yield gr.skip(), gr.skip(), f"Queued → running (seed {req.seed})…", gr.skip(), past
+        session = request.session_hash if request is not None else ""
+        for item in studio.run(req, session=session):
+            if isinstance(item, Progress):
+                progress((item.step, item.total), desc="sampling", unit="steps")
+                if item.preview is not None:
+                    text = f"Step {item.step}/{item.total}"
+                    yield tab.show_preview(item.preview), gr.skip(), text, gr.skip(), past
+            elif isinstance(item, Done):
+                past = past + [
+                    {"path": str(p), "settings": s}
+                    for p, s in zip(item.paths, item.settings, strict=True)
+                ]
+                text = f"Done in {item.seconds:.1f} s: {', '.join(p.name for p in item.paths)}"
+                shown = [(h["path"], h["settings"]["prompt"][:40]) for h in reversed(past)]
+                paths = [str(p) for p in item.paths]
+                yield tab.show_files(item.paths), paths, text, shown, past
+                return
+        yield gr.skip(), gr.skip(), "Cancelled.", gr.skip(), past
+
+    job = run.click(
+        generate,
+        [*form, history],
+        [result, files, status, history_view, history],
+        api_name="generate",
+        show_progress_on=[status],
+    )
+    c["prompt"].submit(
+        generate,
+        [*form, history],
+        [result, files, status, history_view, history],
+        api_visibility="private",
+        show_progress_on=[status],
+    )
+
+    def cancel(request: gr.Request) -> str:
+        # waits (a step at most) so that "Cancelled." means the worker is free again
+        n = studio.cancel(request.session_hash, wait=60) if request is not None else 0
+        return "Cancelled." if n else "Nothing is running."
+
+    stop.click(cancel, None, status, cancels=[job], api_name="cancel", queue=False)
+
+    def on_model(model: str):
+        lim, dft = studio.limits_for(model), studio.defaults_for(model)
+        return (
+            gr.update(maximum=lim.max_steps, value=dft["steps"]),
+            gr.update(value=dft["guidance"]),
+            gr.update(choices=list(lim.solvers), value=dft["solver"]),
+            _side_update(lim, dft["width"]),
+            _side_update(lim, dft["height"]),
+            gr.update(maximum=lim.max_outputs),
+        )
+
+    c["model"].change(
+        on_model,
+        c["model"],
+        [c[k] for k in ("steps", "guidance", "solver", "width", "height", "num_outputs")],
+        api_visibility="private",
+    )
+
+    def fill(settings: dict[str, Any]) -> list[Any]:
+        model = settings.get("model")
+        if model not in studio.models:
+            gr.Warning(f"model {model!r} is not offered here; keeping the current model")
+            model = gr.skip()
+        values = {"model": model, "random_seed": False, "num_outputs": 1}
+        for k in FORM:
+            if k not in values:
+                values[k] = settings.get(k, gr.skip())
+        return [values[k] for k in FORM]
+
+    def on_select(evt: gr.SelectData) -> int:
+        return evt.index
+
+    def reuse_selected(past: list[dict], index: int | None) -> list[Any]:
+        if not past:
+            raise gr.Error("history is empty: generate something first", print_exception=False)
+        newest_first = list(reversed(past))
+        return fill(newest_first[index if index is not None else 0]["settings"])
+
+    def on_replay(path: str | None) -> list[Any]:
+        if not path:
+            return [gr.skip()] * len(FORM)
+        try:
+            return fill(read_png_settings(path))
+        except Exception as e:  # any unreadable or foreign file: say so in the page
+            raise gr.Error(f"cannot replay this file: {e}", print_exception=False) from None
+
+    history_view.select(on_select, None, selected, api_visibility="private")
+    reuse.click(reuse_selected, [history, selected], form, api_visibility="private")
+    replay.upload(on_replay, replay, form, api_name="read_settings")
+
+
+def _side_slider(label: str, lim, value: int) -> gr.Slider:
+    lo = math.ceil(lim.min_side / lim.multiple) * lim.multiple
+    return gr.Slider(lo, lim.max_side, value=value, step=lim.multiple, label=label)
+
+
+def _side_update(lim, value: int) -> dict:
+    lo = math.ceil(lim.min_side / lim.multiple) * lim.multiple
+    return gr.update(minimum=lo, maximum=lim.max_side, step=lim.multiple, value=value)
+
+
+def launch(
+    studio: Studio,
+    host: str,
+    port: int,
+    auth: tuple[str, str] | None,
+    share: bool,
+    concurrency: int,
+    max_queue: int,
+) -> None:
+    demo = build_demo(studio)
+    demo.queue(default_concurrency_limit=concurrency, max_size=max_queue)
+    demo.launch(
+        server_name=host,
+        server_port=port,
+        auth=auth,
+        share=share,
+        css=CSS,
+        allowed_paths=[str(studio.outputs_dir.resolve())],
+        prevent_thread_lock=True,
+        footer_links=["api"],
+    )
+    studio.warm_up()  # torch + the first model load while the page is already served
+    print(f"DiT Studio on http://{host}:{port} (Ctrl+C stops it)", flush=True)
+    demo.block_thread()
