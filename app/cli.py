@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("model", nargs="?", default=DEFAULT_MODEL, help="model name or folder")
     ev.add_argument("--prompts", type=int, default=320, help="held-out prompts (default 320)")
     ev.add_argument("--steps", type=int, default=8, help="sampling steps (default 8)")
-    ev.add_argument("--solver", default="euler", help="ODE solver (default euler)")
+    ev.add_argument("--solver", help="ODE solver (default: the model's)")
     ev.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
 
     bench = sub.add_parser(
@@ -150,7 +150,13 @@ def evaluate(args: argparse.Namespace) -> int:
     except (RequestError, FileNotFoundError, ValueError) as e:
         print(f"dit-studio eval: {e}", file=sys.stderr)
         return 2
-    print(f"model {args.model}: {args.prompts} held-out prompts, {args.steps} {args.solver} steps")
+    defaults = pipe.spec.request_defaults()
+    solver = args.solver or defaults["solver"]
+    guidance = args.guidance if args.guidance is not None else defaults["guidance"]
+    print(
+        f"model {args.model}: {args.prompts} held-out prompts, {args.steps} {solver} steps, "
+        f"guidance {guidance}"
+    )
     print("| metric | % |\n|---|---|")
     for k, v in scores.items():
         print(f"| {k} | {v:.1f} |" if isinstance(v, float) else f"| {k} | {v} |")

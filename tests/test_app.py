@@ -134,3 +134,24 @@ def test_load_16_clients_x_5_requests_all_served_with_queue_positions(server):
     assert r.sent == r.served == 80 and r.lost == 0
     assert r.max_rank_seen >= 1  # waiting clients were told their place in the queue
     assert proc.poll() is None
+
+
+def test_auth_is_required_when_asked(tmp_path):
+    from gradio_client import Client
+
+    with running_app(tmp_path / "outputs", "--auth", "ada:secret") as (url, _, _):
+        with pytest.raises(Exception):  # noqa: B017 (gradio_client raises several kinds)
+            Client(url, verbose=False)
+        client = Client(url, auth=("ada", "secret"), verbose=False)
+        _, files, status, _ = client.predict(**{**FORM, "num_outputs": 1, "steps": 1},
+                                             api_name="/generate")  # fmt: skip
+        assert "Done" in status and len(files) == 1
+
+
+def test_app_rejects_bad_flags(capsys):
+    from app.cli import main
+
+    assert main(["app", "--auth", "nopassword"]) == 2
+    assert main(["app", "--models-dir", "/no/such/dir"]) == 2
+    err = capsys.readouterr().err
+    assert "user:password" in err and "does not exist" in err

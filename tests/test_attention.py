@@ -53,3 +53,22 @@ def test_unknown_backend_lists_available():
     if "xformers" not in available_backends():
         with pytest.raises(ValueError, match="not available"), use_backend("xformers"):
             pass
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@CUDA
+@pytest.mark.parametrize("backend", available_backends())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_cuda_backends_equal_fp32_math(backend, dtype):
+    """On a GPU, every backend (flash / memory-efficient SDPA kernels, xformers when installed)
+    in every dtype matches the fp32 math reference within that dtype's rounding."""
+    q, k, v = qkv(n=300, d=64)
+    mask = torch.ones(2, 300, dtype=torch.bool)
+    mask[1, 200:] = False
+    ref = attention(q, k, v, mask, backend="math")
+    args = [x.cuda().to(dtype) for x in (q, k, v)]
+    out = attention(*args, mask.cuda(), backend=backend).float().cpu()
+    tol = {torch.float32: 1e-3, torch.bfloat16: 3e-2, torch.float16: 5e-3}[dtype]  # TF32 too
+    assert (out - ref).abs().max().item() <= tol

@@ -121,3 +121,14 @@ def test_half_precision_bundle_loads_as_fp32_and_stays_close(pipe, tmp_path):
     a = pipe("a red circle", seed=2)[0].media.astype(int)
     b = again("a red circle", seed=2)[0].media.astype(int)
     assert np.abs(a - b).max() <= 8  # fp16 rounding of weights, not a different model
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bundled_model_on_cuda_matches_cpu():
+    """The same request on a GPU gives the CPU's image up to float rounding."""
+    req = Request(prompt="a small red circle on the left", seed=5, steps=8, num_outputs=4)
+    cpu = TextToImagePipeline.from_pretrained("shapes-t2i")(req)
+    gpu = TextToImagePipeline.from_pretrained("shapes-t2i", device="cuda")(req)
+    for a, b in zip(cpu, gpu, strict=True):
+        diff = np.abs(a.media.astype(int) - b.media.astype(int))
+        assert diff.mean() < 0.5 and diff.max() <= 16

@@ -87,7 +87,7 @@ def evaluate_digits(
     pipe,
     n_per_digit: int = 50,
     steps: int = 8,
-    solver: str = "euler",
+    solver: str | None = None,
     guidance: float | None = None,
     batch: int = 16,
 ) -> dict[str, float]:

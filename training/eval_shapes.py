@@ -27,7 +27,7 @@ def evaluate_shapes(
     n: int = 320,
     steps: int = 8,
     guidance: float | None = None,
-    solver: str = "euler",
+    solver: str | None = None,
     batch: int = 16,
     seed: int = 0,
 ) -> dict[str, float]:

@@ -1,8 +1,8 @@
 """``python -m training.gallery MODEL OUT.png``: the README's gallery, one command.
 
-Prompts from the held-out evaluation set (unseen attribute combinations included), seed i
-for prompt i, the model's default steps and guidance, each image upscaled 4x (nearest) with
-its prompt underneath.
+Shapes models: prompts from the held-out evaluation set (unseen attribute combinations
+included); digits models: "a handwritten zero" ... "nine". Seed i for prompt i, the model's
+default steps and guidance, each image upscaled 4x (nearest) with its prompt underneath.
 """
 
 from __future__ import annotations
@@ -15,12 +15,16 @@ from PIL import Image, ImageDraw
 from pipelines.image import TextToImagePipeline
 from pipelines.outputs import write_png
 
+from .data import NUMBER_WORDS
 from .eval_shapes import heldout_scenes
 
 
 def gallery(model: str, n: int = 8, scale: int = 4) -> np.ndarray:
     pipe = TextToImagePipeline.from_pretrained(model)
-    _, prompts = heldout_scenes(n, seed=7)
+    if pipe.spec.extra.get("data") == "digits":
+        prompts = [f"a handwritten {w}" for w in NUMBER_WORDS][:n]
+    else:
+        _, prompts = heldout_scenes(n, seed=7)
     tiles = []
     for i, prompt in enumerate(prompts):
         img = Image.fromarray(pipe(prompt, seed=i)[0].media)

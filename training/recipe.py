@@ -34,6 +34,7 @@ class Recipe:
     checkpoint_every: int = 500
     sample_every: int = 500
     seed: int = 0
+    init: str = ""  # fine-tune: start from this model folder's weights (fresh optimiser)
     sample_prompts: tuple[str, ...] = ()
     defaults: dict[str, Any] = field(default_factory=dict)  # request defaults of the export
     export_half: bool = False  # fp16 weights in the exported folder (bundled models: half size)

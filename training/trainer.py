@@ -70,6 +70,27 @@ def build_models(recipe: Recipe) -> tuple[DiT, ByteTextEncoder]:
     return DiT.from_dit_config(cfg), text_encoder
 
 
+def init_weights(transformer: DiT, text_encoder: ByteTextEncoder, folder: str) -> None:
+    """Copy a model folder's weights into freshly built models (a fine-tune's start); the
+    shapes must match the recipe's, or the error says which differ."""
+    from conditioning.text import load_text_encoder
+    from pipelines.spec import resolve_model
+
+    root = resolve_model(folder)
+    fp32 = {"torch_dtype": torch.float32}
+    for name, model, loaded in (
+        ("transformer", transformer, DiT.from_pretrained(root / "transformer", **fp32)),
+        ("text_encoder", text_encoder, load_text_encoder(root / "text_encoder", **fp32)),
+    ):
+        try:
+            model.load_state_dict(loaded.state_dict())
+        except RuntimeError as e:
+            raise ValueError(
+                f"recipe init={folder!r}: its {name} does not fit this recipe's "
+                f"model ({str(e).splitlines()[1].strip()})"
+            ) from None
+
+
 def spec_of(recipe: Recipe) -> ModelSpec:
     return ModelSpec(name=recipe.name, modality="image", objective=recipe.objective,
                      channels=3, patch=recipe.patch, width=recipe.size, height=recipe.size,
@@ -116,6 +137,8 @@ def train(
         torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(recipe.seed)  # identical initial weights on every process
     transformer, text_encoder = build_models(recipe)
+    if recipe.init:
+        init_weights(transformer, text_encoder, recipe.init)
     module = FlowObjective(transformer, text_encoder, recipe.patch)
     opt = torch.optim.AdamW(module.parameters(), lr=recipe.lr, betas=(0.9, 0.99),
                             weight_decay=recipe.weight_decay)  # fmt: skip
