@@ -9,7 +9,7 @@ import argparse
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-DEFAULT_MODEL = "shapes-t2i"
+from pipelines.spec import DEFAULT_MODEL
 
 
 def _version() -> str:

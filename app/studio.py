@@ -16,7 +16,7 @@ from typing import Any
 
 from pipelines.registry import find_models, load_pipeline
 from pipelines.request import Limits, Request, RequestError
-from pipelines.spec import ModelSpec
+from pipelines.spec import DEFAULT_MODEL, ModelSpec
 
 # What one request may ask of a shared server (each model's own limits narrow these further).
 SERVER_LIMITS = Limits(
@@ -49,7 +49,11 @@ class Studio:
         device: str = "cpu",
         preview_every: int = 1,
     ) -> None:
-        self.models: dict[str, ModelSpec] = find_models(models_dir)
+        found = find_models(models_dir)
+        # the default model first: it is what the page shows and an unnamed request gets
+        self.models: dict[str, ModelSpec] = dict(
+            sorted(found.items(), key=lambda kv: kv[0] != DEFAULT_MODEL)
+        )
         if not self.models:
             raise FileNotFoundError(
                 "no models: the bundled assets/ are missing and no --models-dir was given"

@@ -26,6 +26,7 @@ def running_app(outputs: Path, *extra: str, timeout: float = 60.0):
     cmd = [sys.executable, "-m", "app.cli", "app", "--port", str(port), "--outputs",
            str(outputs), *extra]  # fmt: skip
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    outputs.parent.mkdir(parents=True, exist_ok=True)
     log = open(outputs.parent / f"app-{port}.log", "w")  # noqa: SIM115 (closed below)
     tic = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)

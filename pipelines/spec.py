@@ -15,6 +15,7 @@ from typing import Any
 from .request import Limits, RequestError
 
 INDEX = "model_index.json"
+DEFAULT_MODEL = "shapes-t2i"  # what the CLI and the app use when no model is named
 ASSETS = Path(os.environ.get("DIT_STUDIO_ASSETS", Path(__file__).resolve().parents[1] / "assets"))
 
 

@@ -27,6 +27,7 @@ class Recipe:
     lr: float = 3e-4
     warmup: int = 200
     decay: float = 0.0  # share of the final steps over which the lr falls linearly to 0
+    stop_at: int = 0  # end early at this step, schedule unchanged (a time-capped run, replayed)
     weight_decay: float = 0.0
     ema_decay: float = 0.999
     caption_dropout: float = 0.1  # empty prompt this often, for classifier-free guidance

@@ -159,10 +159,10 @@ def train(
         acc.init_trackers("train", config={k: str(v) for k, v in vars(recipe).items()})
 
     source = make_source(recipe)
-    bar = tqdm(total=recipe.steps, initial=step, disable=not acc.is_local_main_process,
+    end = min(recipe.steps, recipe.stop_at) if recipe.stop_at > 0 else recipe.steps
+    bar = tqdm(total=end, initial=step, disable=not acc.is_local_main_process,
                desc=f"train {recipe.name}", unit="step")  # fmt: skip
     tic, seen = time.perf_counter(), 0
-    end = recipe.steps
     while step < end:
         lr = recipe.lr_at(step)
         for group in opt.param_groups:
