@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         print("dit-studio train: --max-minutes must be > 0", file=sys.stderr)
         return 2
     folder = train(recipe, args.out, resume=args.resume, max_minutes=args.max_minutes)
-    print(f"model folder: {folder}")
+    if int(os.environ.get("RANK", "0")) == 0:  # one line, however many processes
+        print(f"model folder: {folder}")
     return 0
 
 

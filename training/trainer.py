@@ -120,6 +120,11 @@ def train(
     export; ``--resume`` continues it later. Without lr decay that is exactly the run the recipe
     would make with ``steps`` set to the printed step count.
     """
+    if recipe.objective != "flow":  # masked training needs a tokenizer to give it codes
+        raise ValueError(
+            f"recipe objective={recipe.objective!r}: this trainer trains 'flow' "
+            "recipes; masked recipes need a tokenizer, which no recipe names yet"
+        )
     out = Path(out_dir)
     deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
     log_with = "tensorboard" if _has_tensorboard() else None

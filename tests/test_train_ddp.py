@@ -1,0 +1,32 @@
+"""`accelerate launch --multi_gpu --num_processes 2` on a CPU-only machine (gloo): two processes
+each take half of every global batch, and the run ends with the weights one process reaches
+on the whole batch (equal up to float summation order)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    f = folder / "model" / "transformer" / "diffusion_pytorch_model.safetensors"
+    return load_file(f)
+
+
+def test_two_cpu_processes_match_one(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    train = ["-m", "training", "tiny-test", "--steps", "4"]
+    one = [sys.executable, *train, "--out", str(tmp_path / "one")]
+    two = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+           "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           *train, "--out", str(tmp_path / "two")]  # fmt: skip
+    for cmd in (one, two):
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    assert a.keys() == b.keys()
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst < 1e-5, worst
