@@ -9,7 +9,7 @@ import argparse
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from pipelines.spec import DEFAULT_MODEL
+from pipelines.spec import DEFAULT_AUDIO_MODEL, DEFAULT_MODEL
 
 
 def _version() -> str:
@@ -30,12 +30,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser(
         "generate",
-        help="make an image from a prompt and write it as a PNG",
-        description="Make images from a prompt. Each PNG carries the settings that made it, "
-        "so it can be made again exactly. Unset options use the model's defaults.",
+        help="make an image (PNG) or a sound (WAV) from a prompt",
+        description="Make images or sounds from a prompt; the model decides which. Each file "
+        "carries the settings that made it, so it can be made again exactly. Unset options "
+        "use the model's defaults.",
     )
-    gen.add_argument("prompt", help='what to draw, e.g. "a small red circle on the left"')
-    gen.add_argument("--out", default="outputs", help="folder for the PNGs (default: outputs)")
+    gen.add_argument("prompt", help='what to make, e.g. "a small red circle on the left"')
+    gen.add_argument("--out", default="outputs", help="folder for the files (default: outputs)")
+    gen.add_argument(
+        "--audio",
+        action="store_true",
+        help=f"use the bundled text-to-audio model ({DEFAULT_AUDIO_MODEL})",
+    )
     gen.add_argument(
         "--model",
         default=DEFAULT_MODEL,
@@ -48,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--solver", help="ODE solver: euler, heun or midpoint")
     gen.add_argument("--width", type=int, help="image width in pixels (multiple of the patch)")
     gen.add_argument("--height", type=int, help="image height in pixels")
-    gen.add_argument("--num-outputs", type=int, default=1, help="images to make (seeds s, s+1..)")
+    gen.add_argument("--duration", type=float, help="sound length in seconds (audio models)")
+    gen.add_argument("--sample-rate", type=int, help="check the audio model's rate (Hz)")
+    gen.add_argument("--num-outputs", type=int, default=1, help="outputs to make (seeds s, s+1..)")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
 
     ev = sub.add_parser(
@@ -103,15 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
 def generate(args: argparse.Namespace) -> int:
     from pipelines.request import Request, RequestError
 
+    model = DEFAULT_AUDIO_MODEL if args.audio and args.model == DEFAULT_MODEL else args.model
     try:
         request = Request(
             prompt=args.prompt, negative_prompt=args.negative_prompt, seed=args.seed,
             steps=args.steps, guidance=args.guidance, solver=args.solver, width=args.width,
-            height=args.height, num_outputs=args.num_outputs, model=args.model,
+            height=args.height, num_outputs=args.num_outputs, model=model,
+            duration=args.duration, sample_rate=args.sample_rate,
         )  # fmt: skip
-        from pipelines.image import TextToImagePipeline
+        from pipelines.registry import load_pipeline
 
-        pipe = TextToImagePipeline.from_pretrained(args.model)
+        pipe = load_pipeline(model)
         request = pipe.resolve(request)
     except (RequestError, FileNotFoundError, ValueError) as e:
         print(f"dit-studio generate: {e}", file=sys.stderr)

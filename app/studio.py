@@ -126,7 +126,7 @@ class Studio:
         def on_step(state) -> None:
             token.check()
             due = state.step % self.preview_every == 0 or state.step == state.total
-            preview = pipe.decode(state.preview, request) if due else None
+            preview = pipe.preview(state.preview, request) if due else None
             updates.put(Progress(state.step, state.total, preview))
 
         def work() -> None:

@@ -102,6 +102,10 @@ class Pipeline:
     def encode_file(self, media: np.ndarray, settings: dict[str, Any]) -> bytes:
         raise NotImplementedError
 
+    def preview(self, x: torch.Tensor, request: Request) -> list[np.ndarray]:
+        """What a UI shows of the sampler's running estimate; by default the decoded media."""
+        return self.decode(x, request)
+
     # --- shared ------------------------------------------------------------------------------
 
     def resolve(self, request: Request | str, **overrides: Any) -> Request:

@@ -69,3 +69,62 @@ def read_png_settings(source: str | os.PathLike | bytes) -> dict[str, Any]:
             "this image carries no dit-studio settings (was it written by the studio?)"
         )
     return json.loads(text[SETTINGS_KEY])
+
+
+# --- WAV -------------------------------------------------------------------------------------
+# The standard library's `wave` writes 16-bit PCM but no metadata chunks, and torchaudio 2.11
+# no longer writes files itself; so the RIFF container is assembled here: fmt + data (via
+# `wave`), then a LIST/INFO chunk whose ICMT (comment) holds the settings JSON, which any
+# tag reader shows and read_wav_settings reads back.
+
+
+def wav_bytes(wave_f32: np.ndarray, sample_rate: int, settings: dict[str, Any]) -> bytes:
+    """(T,) float in [-1, 1] -> 16-bit PCM mono WAV bytes carrying the settings."""
+    import struct
+    import wave
+
+    pcm = (np.clip(wave_f32, -1.0, 1.0) * 32767.0).round().astype("<i2")
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(pcm.tobytes())
+    riff = bytearray(buf.getvalue())
+    text = json.dumps({SETTINGS_KEY: settings}, sort_keys=True).encode("utf-8") + b"\0"
+    text += b"\0" * (len(text) % 2)  # RIFF chunks are word aligned
+    info = b"INFO" + b"ICMT" + struct.pack("<I", len(text)) + text
+    riff += b"LIST" + struct.pack("<I", len(info)) + info
+    riff[4:8] = struct.pack("<I", len(riff) - 8)  # the RIFF size now covers the new chunk
+    return bytes(riff)
+
+
+def read_wav(source: str | os.PathLike | bytes) -> tuple[np.ndarray, int, dict[str, Any]]:
+    """(samples float32 in [-1, 1], sample rate, settings or {}) of a WAV the studio wrote."""
+    import struct
+
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise ValueError("not a WAV file (no RIFF/WAVE header)")
+    pos, rate, samples, settings = 12, 0, None, {}
+    while pos + 8 <= len(data):
+        cid, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
+        body = data[pos + 8 : pos + 8 + size]
+        if cid == b"fmt ":
+            fmt, channels, rate, _, _, bits = struct.unpack("<HHIIHH", body[:16])
+            if (fmt, channels, bits) != (1, 1, 16):
+                raise ValueError("only 16-bit PCM mono WAVs are read here")
+        elif cid == b"data":
+            samples = np.frombuffer(body, dtype="<i2").astype(np.float32) / 32767.0
+        elif cid == b"LIST" and body[:4] == b"INFO":
+            sub = 4
+            while sub + 8 <= len(body):
+                sid, ssize = body[sub : sub + 4], struct.unpack("<I", body[sub + 4 : sub + 8])[0]
+                if sid == b"ICMT":
+                    text = body[sub + 8 : sub + 8 + ssize].rstrip(b"\0").decode("utf-8")
+                    settings = json.loads(text).get(SETTINGS_KEY, {})
+                sub += 8 + ssize + (ssize % 2)
+        pos += 8 + size + (size % 2)
+    if samples is None or not rate:
+        raise ValueError("WAV file has no fmt or data chunk")
+    return samples, rate, settings

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 # modality -> "module:Class"; a new modality registers its pipeline here.
 PIPELINES: dict[str, str] = {
     "image": "pipelines.image:TextToImagePipeline",
+    "audio": "pipelines.audio:TextToAudioPipeline",
 }
 
 

@@ -18,9 +18,11 @@ class Limits:
     """What a model (or a server) accepts. The app narrows a model's limits with its own."""
 
     min_side: int = 8
-    max_side: int = 256
+    max_side: int = 256  # 0: the model has no width and height (audio)
     multiple: int = 1  # sides must be multiples of the patch size
     max_pixels: int = 256 * 256
+    max_seconds: float = 0.0  # 0: the model has no duration (images)
+    sample_rates: tuple[int, ...] = ()  # audio models: the rate they make
     max_steps: int = 200
     max_outputs: int = 16
     max_prompt_bytes: int = 4096
@@ -33,6 +35,8 @@ class Limits:
             max_side=min(self.max_side, other.max_side),
             multiple=math.lcm(self.multiple, other.multiple),
             max_pixels=min(self.max_pixels, other.max_pixels),
+            max_seconds=min(self.max_seconds, other.max_seconds),
+            sample_rates=self.sample_rates or other.sample_rates,
             max_steps=min(self.max_steps, other.max_steps),
             max_outputs=min(self.max_outputs, other.max_outputs),
             max_prompt_bytes=min(self.max_prompt_bytes, other.max_prompt_bytes),
@@ -54,6 +58,8 @@ class Request:
     height: int | None = None
     num_outputs: int = 1
     model: str | None = None
+    duration: float | None = None  # seconds (audio, video)
+    sample_rate: int | None = None  # Hz (audio); must be the model's own
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Request:
@@ -91,6 +97,15 @@ class Request:
             raise RequestError(f"guidance={self.guidance} is out of range: use 0 to 50 (1 = off)")
         if self.solver not in limits.solvers:
             raise RequestError(f"solver={self.solver!r} is unknown: choose one of {limits.solvers}")
+        if self.model is not None and not isinstance(self.model, str):
+            raise RequestError(f"model={self.model!r} is invalid: give a model name or folder")
+        self._validate_time(limits)
+        if limits.max_side == 0:
+            for side in ("width", "height"):
+                if getattr(self, side) is not None:
+                    raise RequestError(f"{side}={getattr(self, side)!r}: this model has no "
+                                       "width or height; leave it unset")  # fmt: skip
+            return
         for side in ("width", "height"):
             value = getattr(self, side)
             _int(side, value, limits.min_side, limits.max_side)
@@ -104,8 +119,28 @@ class Request:
                 f"{self.width}x{self.height} is {self.width * self.height} pixels; the limit is "
                 f"{limits.max_pixels}: ask for a smaller size"
             )
-        if self.model is not None and not isinstance(self.model, str):
-            raise RequestError(f"model={self.model!r} is invalid: give a model name or folder")
+
+    def _validate_time(self, limits: Limits) -> None:
+        if limits.max_seconds == 0:
+            for name in ("duration", "sample_rate"):
+                if getattr(self, name) is not None:
+                    raise RequestError(f"{name}={getattr(self, name)!r}: this model makes "
+                                       "images; leave it unset")  # fmt: skip
+            return
+        d = self.duration
+        if not _is_number(d) or not math.isfinite(d) or d <= 0:
+            raise RequestError(f"duration={d!r} is invalid: give seconds > 0")
+        if d > limits.max_seconds:
+            raise RequestError(
+                f"duration={d} s is beyond this model's limit of {limits.max_seconds} s: "
+                "ask for less"
+            )
+        if self.sample_rate is not None and self.sample_rate not in limits.sample_rates:
+            raise RequestError(
+                f"sample_rate={self.sample_rate!r}: this model makes "
+                f"{', '.join(map(str, limits.sample_rates))} Hz audio; ask for that or leave it "
+                "unset"
+            )
 
 
 def _is_number(x: Any) -> bool:

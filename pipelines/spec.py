@@ -16,6 +16,7 @@ from .request import Limits, RequestError
 
 INDEX = "model_index.json"
 DEFAULT_MODEL = "shapes-t2i"  # what the CLI and the app use when no model is named
+DEFAULT_AUDIO_MODEL = "sounds-t2a"  # `dit-studio generate --audio`
 ASSETS = Path(os.environ.get("DIT_STUDIO_ASSETS", Path(__file__).resolve().parents[1] / "assets"))
 
 
@@ -46,17 +47,31 @@ class ModelSpec:
     width: int = 32  # training size; the default request size
     height: int = 32
     shift: float = 1.0  # flow time-grid shift at the training size
+    seconds: float = 0.0  # audio / video: the longest training clip (0 for images)
+    sample_rate: int = 0  # audio: Hz
     defaults: dict[str, Any] = field(default_factory=dict)
     limits: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def timed(self) -> bool:
+        """True for media with a duration (audio), whose requests name seconds, not sides."""
+        return self.modality == "audio"
+
     def request_defaults(self) -> dict[str, Any]:
-        base = {"steps": 8, "guidance": 3.0, "solver": "heun", "width": self.width,
-                "height": self.height}  # fmt: skip
+        base: dict[str, Any] = {"steps": 8, "guidance": 3.0, "solver": "heun"}
+        if self.timed:
+            base["duration"] = min(2.0, self.seconds)
+        else:
+            base.update(width=self.width, height=self.height)
         return {**base, **self.defaults}
 
     def request_limits(self) -> Limits:
-        base = dict(multiple=self.patch, max_side=8 * max(self.width, self.height))
+        if self.timed:  # lengths are free up to twice the longest training clip
+            base = dict(max_side=0, max_seconds=2 * self.seconds,
+                        sample_rates=(self.sample_rate,))  # fmt: skip
+        else:
+            base = dict(multiple=self.patch, max_side=8 * max(self.width, self.height))
         merged = {**base, **self.limits}
         if "solvers" in merged:
             merged["solvers"] = tuple(merged["solvers"])

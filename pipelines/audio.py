@@ -1,0 +1,64 @@
+"""Text to audio: normalised log-mel tokens in, a 16-bit PCM WAV out.
+
+Each token is ``frames_per_token`` mel frames and carries its start time in seconds, so one
+model makes any duration up to its limit: the request's seconds set the token count.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from conditioning.mel import MelCodec
+from dit.tokens import audio_positions
+
+from .base import Layout, Pipeline
+from .outputs import wav_bytes
+from .request import Request
+
+# A dark-to-bright ramp (black, purple, orange, pale yellow) for spectrogram previews.
+_RAMP = np.array([[0, 0, 0], [90, 20, 120], [230, 90, 40], [250, 240, 180]], np.float32)
+
+
+def spectrogram_image(frames: torch.Tensor, silence: float, height: int = 128) -> np.ndarray:
+    """(F, n_mels) normalised log-mel -> (n_mels * k, F * k, 3) uint8, low pitches at the
+    bottom: what the app shows while sampling."""
+    x = frames.float().cpu().numpy().T[::-1]  # (n_mels, F), high mels first
+    x = np.clip((x - silence) / max(x.max() - silence, 1e-6), 0, 1)
+    stops = np.linspace(0, 1, len(_RAMP))
+    rgb = np.stack([np.interp(x, stops, _RAMP[:, c]) for c in range(3)], -1).astype(np.uint8)
+    k = max(1, height // rgb.shape[0])
+    return rgb.repeat(k, 0).repeat(k, 1)
+
+
+class TextToAudioPipeline(Pipeline):
+    class_name = "TextToAudioPipeline"
+    suffix = ".wav"
+
+    def __init__(self, transformer, text_encoder, spec) -> None:
+        super().__init__(transformer, text_encoder, spec)
+        self.codec = MelCodec(**spec.extra.get("codec", {}))
+
+    def layout(self, request: Request) -> Layout:
+        c = self.codec
+        n = c.tokens_for(request.duration)
+        return Layout("audio", n, c.token_dim, audio_positions(n, c.seconds_per_token))
+
+    def num_samples(self, request: Request) -> int:
+        return round(request.duration * self.codec.sample_rate)
+
+    def decode(self, x: torch.Tensor, request: Request) -> list[np.ndarray]:
+        frames = self.codec.from_tokens(x)  # (B, F, n_mels)
+        waves = self.codec.decode(frames, self.num_samples(request))  # (B, T)
+        return list(waves.numpy().astype(np.float32))
+
+    def preview(self, x: torch.Tensor, request: Request) -> list[np.ndarray]:
+        """Spectrograms, not sound: a Griffin-Lim decode every step would cost more than the
+        step itself."""
+        frames = self.codec.from_tokens(x)
+        return [spectrogram_image(f, self.codec.silence) for f in frames]
+
+    def encode_file(self, media: np.ndarray, settings: dict[str, Any]) -> bytes:
+        return wav_bytes(media, self.codec.sample_rate, settings)
