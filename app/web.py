@@ -16,7 +16,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from pipelines.outputs import read_png_settings
+from pipelines.outputs import read_settings
 from pipelines.request import Request, RequestError
 
 from .studio import Done, Progress, Studio
@@ -34,6 +34,7 @@ FORM = (
     "width",
     "height",
     "num_outputs",
+    "duration",
 )
 
 
@@ -56,12 +57,18 @@ def _gallery(label: str, columns: int, height: int) -> gr.Gallery:
 
 @dataclass(frozen=True)
 class TabSpec:
+    """How one modality shows itself. Every tab has a gallery of live previews (images, or
+    spectrograms for sound); ``result`` adds a player for the finished file where the gallery
+    cannot show it."""
+
     modality: str
     label: str
     placeholder: str
-    result: Callable[[], gr.components.Component]  # the component that shows results
-    show_preview: Callable[[list[np.ndarray]], Any]  # decoded media -> that component's value
-    show_files: Callable[[list[Path]], Any]  # written files -> that component's value
+    show_preview: Callable[[list[np.ndarray]], list[Any]]  # previews -> gallery items
+    # written files (+ the last previews) -> gallery items when done
+    show_done: Callable[[list[Path], list[np.ndarray]], list[Any]]
+    result: Callable[[], gr.components.Component] | None = None
+    show_result: Callable[[list[Path]], Any] | None = None  # written files -> result's value
 
 
 TABS: dict[str, TabSpec] = {
@@ -69,9 +76,19 @@ TABS: dict[str, TabSpec] = {
         modality="image",
         label="Text to image",
         placeholder="a small red circle on the left",
-        result=lambda: _gallery("Result", columns=4, height=320),
         show_preview=lambda media: [_enlarge(m) for m in media],
-        show_files=lambda paths: [str(p) for p in paths],
+        show_done=lambda paths, _: [str(p) for p in paths],
+    ),
+    "audio": TabSpec(
+        modality="audio",
+        label="Text to audio",
+        placeholder="a click, then a low bell",
+        show_preview=lambda media: list(media),
+        show_done=lambda _, previews: list(previews),
+        result=lambda: gr.Audio(
+            label="Sound", type="filepath", interactive=False, elem_id="audio-result"
+        ),
+        show_result=lambda paths: str(paths[0]),
     ),
 }
 
@@ -89,15 +106,21 @@ def form_request(values: dict[str, Any]) -> Request:
     """The form's values -> a Request (not yet resolved against the model)."""
     if values["seed"] is None and not values["random_seed"]:
         raise RequestError("seed is empty: type a number or tick 'random'")
+
+    def whole_or_none(name: str) -> int | None:
+        return None if values.get(name) is None else _whole(name, values[name])
+
+    duration = values.get("duration")
     return Request(
+        duration=None if duration is None else float(duration),
         prompt=values["prompt"] or "",
         negative_prompt=values["negative_prompt"] or "",
         seed=None if values["random_seed"] else _whole("seed", values["seed"]),
         steps=_whole("steps", values["steps"]),
         guidance=float(values["guidance"]) if values["guidance"] is not None else math.nan,
         solver=values["solver"],
-        width=_whole("width", values["width"]),
-        height=_whole("height", values["height"]),
+        width=whole_or_none("width"),
+        height=whole_or_none("height"),
         num_outputs=_whole("num_outputs", values["num_outputs"]),
         model=values["model"],
     )
@@ -140,17 +163,27 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
                     0, 15, value=dft["guidance"], step=0.5, label="Guidance (1 = off)"
                 )
                 c["solver"] = gr.Dropdown(list(lim.solvers), value=dft["solver"], label="Solver")
-                c["width"] = _side_slider("Width", lim, dft["width"])
-                c["height"] = _side_slider("Height", lim, dft["height"])
+                if lim.max_seconds:  # timed media: seconds, no sides (those stay None)
+                    c["duration"] = gr.Slider(0.1, lim.max_seconds, value=dft["duration"],
+                                              step=0.1, label="Duration (s)")  # fmt: skip
+                    c["width"] = gr.State(None)  # not an API parameter either
+                    c["height"] = gr.State(None)
+                else:
+                    c["width"] = _side_slider("Width", lim, dft["width"])
+                    c["height"] = _side_slider("Height", lim, dft["height"])
+                    c["duration"] = gr.State(None)
                 c["num_outputs"] = gr.Slider(1, lim.max_outputs, value=1, step=1, label="Outputs")
             with gr.Row():
                 run = gr.Button("Generate", variant="primary", elem_id=f"{tab.modality}-generate")
                 stop = gr.Button("Cancel", variant="stop", elem_id=f"{tab.modality}-cancel")
             replay = gr.File(
-                label="Replay: drop a PNG the studio wrote", file_types=[".png"], type="filepath"
+                label="Replay: drop a file the studio wrote",
+                file_types=[".png", ".wav"],
+                type="filepath",
             )
         with gr.Column(scale=3):
-            result = tab.result()  # elem_id "<modality>-result"
+            gallery = _gallery("Result", columns=4, height=320)
+            result = tab.result() if tab.result else None
             status = gr.Markdown("Ready.", elem_id=f"{tab.modality}-status")
             files = gr.File(label="Download", file_count="multiple", interactive=False)
             history = gr.State([])
@@ -159,6 +192,16 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
             reuse = gr.Button("Use these settings", size="sm")
 
     form = [c[k] for k in FORM]
+
+    outputs = [gallery, *([result] if result else []), files, status, history_view, history]
+
+    def updates(shown=None, res=None, paths=None, text=None, view=None, past=None) -> list:
+        """One value per output, gr.skip() for those left as they are."""
+        keep = gr.skip()
+        vals = [keep if shown is None else shown]
+        if result is not None:
+            vals.append(keep if res is None else res)
+        return vals + [keep if v is None else v for v in (paths, text, view, past)]
 
     def generate(
         model,
@@ -172,6 +215,7 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
         width,
         height,
         num_outputs,
+        duration,
         past,
         request: gr.Request,
         progress=gr.Progress(),  # noqa: B008 (how Gradio injects a progress tracker)
@@ -188,42 +232,47 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
             width=width,
             height=height,
             num_outputs=num_outputs,
+            duration=duration,
         )
         try:
             req = studio.validate(form_request(values))
         except (RequestError, FileNotFoundError, ValueError) as e:
             raise gr.Error(str(e), print_exception=False) from None
-        yield gr.skip(), gr.skip(), f"Queued → running (seed {req.seed})…", gr.skip(), past
+        yield updates(text=f"Queued → running (seed {req.seed})…", past=past)
         session = request.session_hash if request is not None else ""
+        last: list[np.ndarray] = []
         for item in studio.run(req, session=session):
             if isinstance(item, Progress):
                 progress((item.step, item.total), desc="sampling", unit="steps")
                 if item.preview is not None:
+                    last = item.preview
                     text = f"Step {item.step}/{item.total}"
-                    yield tab.show_preview(item.preview), gr.skip(), text, gr.skip(), past
+                    yield updates(shown=tab.show_preview(item.preview), text=text, past=past)
             elif isinstance(item, Done):
+                thumbs = tab.show_done(item.paths, last)
                 past = past + [
-                    {"path": str(p), "settings": s}
-                    for p, s in zip(item.paths, item.settings, strict=True)
+                    {"path": str(p), "settings": s, "thumb": th}
+                    for p, s, th in zip(item.paths, item.settings, thumbs, strict=True)
                 ]
                 text = f"Done in {item.seconds:.1f} s: {', '.join(p.name for p in item.paths)}"
-                shown = [(h["path"], h["settings"]["prompt"][:40]) for h in reversed(past)]
+                view = [(h["thumb"], h["settings"]["prompt"][:40]) for h in reversed(past)]
                 paths = [str(p) for p in item.paths]
-                yield tab.show_files(item.paths), paths, text, shown, past
+                res = tab.show_result(item.paths) if tab.show_result else None
+                yield updates(thumbs, res, paths, text, view, past)
                 return
-        yield gr.skip(), gr.skip(), "Cancelled.", gr.skip(), past
+        yield updates(text="Cancelled.", past=past)
 
     job = run.click(
         generate,
         [*form, history],
-        [result, files, status, history_view, history],
-        api_name="generate",
+        outputs,
+        api_name="generate" if tab.modality == "image" else f"generate_{tab.modality}",
         show_progress_on=[status],
     )
     c["prompt"].submit(
         generate,
         [*form, history],
-        [result, files, status, history_view, history],
+        outputs,
         api_visibility="private",
         show_progress_on=[status],
     )
@@ -233,28 +282,41 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
         n = studio.cancel(request.session_hash, wait=60) if request is not None else 0
         return "Cancelled." if n else "Nothing is running."
 
-    stop.click(cancel, None, status, cancels=[job], api_name="cancel", queue=False)
+    stop.click(cancel, None, status, cancels=[job], api_visibility="private", queue=False)
 
     def on_model(model: str):
         lim, dft = studio.limits_for(model), studio.defaults_for(model)
+        if lim.max_seconds:
+            shape = (
+                gr.skip(),
+                gr.skip(),
+                gr.update(maximum=lim.max_seconds, value=dft["duration"]),
+            )
+        else:
+            shape = (_side_update(lim, dft["width"]), _side_update(lim, dft["height"]), gr.skip())
         return (
             gr.update(maximum=lim.max_steps, value=dft["steps"]),
             gr.update(value=dft["guidance"]),
             gr.update(choices=list(lim.solvers), value=dft["solver"]),
-            _side_update(lim, dft["width"]),
-            _side_update(lim, dft["height"]),
+            *shape,
             gr.update(maximum=lim.max_outputs),
         )
 
     c["model"].change(
         on_model,
         c["model"],
-        [c[k] for k in ("steps", "guidance", "solver", "width", "height", "num_outputs")],
+        [
+            c[k]
+            for k in ("steps", "guidance", "solver", "width", "height", "duration", "num_outputs")
+        ],
         api_visibility="private",
     )
 
     def fill(settings: dict[str, Any]) -> list[Any]:
         model = settings.get("model")
+        if settings.get("modality", tab.modality) != tab.modality:
+            raise gr.Error(f"that file is {settings.get('modality')}; drop it on its own tab",
+                           print_exception=False)  # fmt: skip
         if model not in studio.models:
             gr.Warning(f"model {model!r} is not offered here; keeping the current model")
             model = gr.skip()
@@ -277,13 +339,13 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
         if not path:
             return [gr.skip()] * len(FORM)
         try:
-            return fill(read_png_settings(path))
+            return fill(read_settings(path))
         except Exception as e:  # any unreadable or foreign file: say so in the page
             raise gr.Error(f"cannot replay this file: {e}", print_exception=False) from None
 
     history_view.select(on_select, None, selected, api_visibility="private")
     reuse.click(reuse_selected, [history, selected], form, api_visibility="private")
-    replay.upload(on_replay, replay, form, api_name="read_settings")
+    replay.upload(on_replay, replay, form, api_name=f"read_settings_{tab.modality}")
 
 
 def _side_slider(label: str, lim, value: int) -> gr.Slider:

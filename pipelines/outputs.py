@@ -128,3 +128,16 @@ def read_wav(source: str | os.PathLike | bytes) -> tuple[np.ndarray, int, dict[s
     if samples is None or not rate:
         raise ValueError("WAV file has no fmt or data chunk")
     return samples, rate, settings
+
+
+def read_settings(path: str | os.PathLike) -> dict[str, Any]:
+    """The settings any studio file carries (PNG or WAV), for replay."""
+    head = Path(path).read_bytes()[:12]
+    if head[:4] == b"RIFF":
+        settings = read_wav(path)[2]
+        if not settings:
+            raise ValueError(
+                "this WAV carries no dit-studio settings (was it written by the studio?)"
+            )
+        return settings
+    return read_png_settings(path)

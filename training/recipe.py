@@ -14,10 +14,13 @@ RECIPES = Path(__file__).parent / "recipes"
 class Recipe:
     name: str
     preset: str = "s"
-    data: str = "shapes"  # shapes | digits | folder
+    modality: str = "image"  # image | audio
+    data: str = "shapes"  # shapes | digits | sounds | folder
     data_path: str = ""  # for data = folder
     data_size: int = 20_000  # procedural items (index -> item is deterministic)
     size: int = 32  # training image side
+    seconds: float = 5.0  # audio: the longest training clip
+    codec: dict[str, Any] = field(default_factory=dict)  # audio: MelCodec settings
     patch: int = 4
     objective: str = "flow"
     text_encoder: dict[str, Any] = field(default_factory=lambda: {"width": 128, "depth": 2})
@@ -50,8 +53,12 @@ class Recipe:
             raise ValueError(f"recipe decay={self.decay}: use a share of the steps, 0 to 1")
         if self.objective not in ("flow", "masked"):
             raise ValueError(f"recipe objective={self.objective!r}: use 'flow' or 'masked'")
-        if self.data not in ("shapes", "digits", "folder"):
-            raise ValueError(f"recipe data={self.data!r}: use shapes, digits or folder")
+        if self.data not in ("shapes", "digits", "sounds", "folder"):
+            raise ValueError(f"recipe data={self.data!r}: use shapes, digits, sounds or folder")
+        if self.modality not in ("image", "audio"):
+            raise ValueError(f"recipe modality={self.modality!r}: use image or audio")
+        if (self.modality == "audio") != (self.data == "sounds"):
+            raise ValueError(f"recipe data={self.data!r} does not give {self.modality} data")
         if self.data == "folder" and not self.data_path:
             raise ValueError("recipe data=folder needs data_path: the folder of images + .txt")
 

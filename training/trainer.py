@@ -24,46 +24,46 @@ from tqdm.auto import tqdm
 from conditioning.byte_encoder import ByteTextEncoder
 from dit import DiT, DiTConfig, StreamConfig
 from dit.flow import flow_loss, interpolate, logit_normal_t
-from dit.tokens import image_positions, patchify, text_positions
-from pipelines.image import TextToImagePipeline
-from pipelines.spec import ModelSpec
+from dit.tokens import text_positions
+from pipelines.base import Pipeline
+from pipelines.registry import pipeline_class
 
 from .data import batch_indices, make_source
+from .media import media_of
 from .recipe import Recipe
 
 CHECKPOINTS = "checkpoints"
 
 
 class FlowObjective(torch.nn.Module):
-    """Text encoder + DiT trained together on the flow-matching loss (one module for DDP)."""
+    """Text encoder + DiT trained together on the flow-matching loss (one module for DDP).
+    ``stream`` names the generated stream (image, audio); its tokens come from the modality's
+    adapter (training/media.py)."""
 
-    def __init__(self, transformer: DiT, text_encoder: ByteTextEncoder, patch: int) -> None:
+    def __init__(self, transformer: DiT, text_encoder: ByteTextEncoder, stream: str) -> None:
         super().__init__()
         self.transformer = transformer
         self.text_encoder = text_encoder
-        self.patch = patch
+        self.stream = stream
 
-    def forward(self, images, captions, noise, t) -> torch.Tensor:
-        p = self.patch
+    def forward(self, data, positions, captions, noise, t) -> torch.Tensor:
+        """data, noise: (B, N, D) tokens; positions: (N, 4) of the stream; t: (B,)."""
         emb = self.text_encoder.encode(captions)
-        data = patchify(images, p)  # (B, N, 3 p p)
-        positions = {
-            "text": text_positions(emb.tokens.shape[1], images.device),
-            "image": image_positions(images.shape[-2] // p, images.shape[-1] // p, images.device),
-        }
+        pos = {"text": text_positions(emb.tokens.shape[1], data.device), self.stream: positions}
         x_t = interpolate(noise, data, t)
-        out = self.transformer({"text": emb.tokens, "image": x_t}, positions, t,
+        out = self.transformer({"text": emb.tokens, self.stream: x_t}, pos, t,
                                pooled=emb.pooled, masks={"text": emb.mask})  # fmt: skip
-        return flow_loss(out["image"], noise, data)
+        return flow_loss(out[self.stream], noise, data)
 
 
 def build_models(recipe: Recipe) -> tuple[DiT, ByteTextEncoder]:
     text_encoder = ByteTextEncoder(**recipe.text_encoder)
+    media = media_of(recipe)
     cfg = DiTConfig.preset(
         recipe.preset,
         streams=(
             StreamConfig("text", text_encoder.width, "none"),
-            StreamConfig("image", 3 * recipe.patch**2),
+            StreamConfig(media.stream, media.token_dim),
         ),
         pooled_dim=text_encoder.pooled_dim,
     )
@@ -89,12 +89,6 @@ def init_weights(transformer: DiT, text_encoder: ByteTextEncoder, folder: str) -
                 f"recipe init={folder!r}: its {name} does not fit this recipe's "
                 f"model ({str(e).splitlines()[1].strip()})"
             ) from None
-
-
-def spec_of(recipe: Recipe) -> ModelSpec:
-    return ModelSpec(name=recipe.name, modality="image", objective=recipe.objective,
-                     channels=3, patch=recipe.patch, width=recipe.size, height=recipe.size,
-                     defaults=dict(recipe.defaults), extra={"data": recipe.data})  # fmt: skip
 
 
 def latest_checkpoint(out_dir: Path) -> Path | None:
@@ -144,7 +138,8 @@ def train(
     transformer, text_encoder = build_models(recipe)
     if recipe.init:
         init_weights(transformer, text_encoder, recipe.init)
-    module = FlowObjective(transformer, text_encoder, recipe.patch)
+    media = media_of(recipe)
+    module = FlowObjective(transformer, text_encoder, media.stream)
     opt = torch.optim.AdamW(module.parameters(), lr=recipe.lr, betas=(0.9, 0.99),
                             weight_decay=recipe.weight_decay)  # fmt: skip
     ema = EMAModel(module.parameters(), decay=recipe.ema_decay, foreach=True)
@@ -176,14 +171,15 @@ def train(
         g = _step_generator(recipe, step, acc.process_index)
         mine = idx.reshape(acc.num_processes, recipe.grad_accum, micro)[acc.process_index]
         for micro_idx in mine:
-            images, captions = zip(*(source.item(int(i)) for i in micro_idx), strict=True)
-            images = torch.stack(images).to(acc.device)
+            items, captions = zip(*(source.item(int(i)) for i in micro_idx), strict=True)
+            data, positions = media.tokens(torch.stack(items))  # (B, N, D), (N, 4)
             drop = torch.rand(len(captions), generator=g) < recipe.caption_dropout
             captions = ["" if d else c for c, d in zip(captions, drop.tolist(), strict=True)]
-            noise = torch.randn(patchify(images, recipe.patch).shape, generator=g).to(acc.device)
+            noise = torch.randn(data.shape, generator=g).to(acc.device)
             t = logit_normal_t(len(captions), generator=g).to(acc.device)
+            data, positions = data.to(acc.device), positions.to(acc.device)
             with acc.accumulate(module):
-                loss = module(images, captions, noise, t)
+                loss = module(data, positions, captions, noise, t)
                 acc.backward(loss)
                 if acc.sync_gradients:
                     acc.clip_grad_norm_(module.parameters(), 1.0)
@@ -251,8 +247,9 @@ class ema_weights:
         self.ema.restore(self.params)
 
 
-def pipeline_of(module: FlowObjective, recipe: Recipe) -> TextToImagePipeline:
-    return TextToImagePipeline(module.transformer, module.text_encoder, spec_of(recipe))
+def pipeline_of(module: FlowObjective, recipe: Recipe) -> Pipeline:
+    spec = media_of(recipe).spec()
+    return pipeline_class(spec.modality)(module.transformer, module.text_encoder, spec)
 
 
 def export(module: FlowObjective, recipe: Recipe, folder: Path) -> None:
@@ -273,8 +270,12 @@ def write_samples(module: FlowObjective, recipe: Recipe, path: Path) -> None:
     from pipelines.outputs import write_png
 
     pipe = pipeline_of(module, recipe)
-    images = [pipe(p, seed=i)[0].media for i, p in enumerate(recipe.sample_prompts)]
-    write_png(path, np.concatenate(images, axis=1), {"prompts": list(recipe.sample_prompts)})
+    outputs = [pipe(p, seed=i)[0] for i, p in enumerate(recipe.sample_prompts)]
+    if pipe.spec.modality == "image":  # one strip of images
+        strip = np.concatenate([o.media for o in outputs], axis=1)
+        write_png(path, strip, {"prompts": list(recipe.sample_prompts)})
+    else:  # one file each, named by seed: samples/step_XXXXXXX/<seed>-00.wav
+        pipe.save(outputs, path.with_suffix(""))
     module.train()
 
 
