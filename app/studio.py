@@ -20,7 +20,12 @@ from pipelines.spec import DEFAULT_MODEL, ModelSpec
 
 # What one request may ask of a shared server (each model's own limits narrow these further).
 SERVER_LIMITS = Limits(
-    max_side=256, max_pixels=256 * 256, max_steps=100, max_outputs=8, max_prompt_bytes=2000
+    max_side=256,
+    max_pixels=256 * 256,
+    max_seconds=30.0,
+    max_steps=100,
+    max_outputs=8,
+    max_prompt_bytes=2000,
 )
 
 
