@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("model", nargs="?", default=DEFAULT_MODEL, help="model name or folder")
     ev.add_argument("--prompts", type=int, default=320, help="held-out prompts (default 320)")
-    ev.add_argument("--steps", type=int, default=8, help="sampling steps (default 8)")
+    ev.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
     ev.add_argument("--solver", help="ODE solver (default: the model's)")
     ev.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
 
@@ -136,12 +136,18 @@ def generate(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from pipelines.image import TextToImagePipeline
+    from pipelines.registry import load_pipeline
     from pipelines.request import RequestError
 
     try:
-        pipe = TextToImagePipeline.from_pretrained(args.model)
-        if pipe.spec.extra.get("data") == "digits":
+        pipe = load_pipeline(args.model)
+        data = pipe.spec.extra.get("data")
+        if data == "sounds":
+            from training.eval_sounds import evaluate_sounds
+
+            scores = evaluate_sounds(pipe, n=args.prompts, steps=args.steps, solver=args.solver,
+                                     guidance=args.guidance)  # fmt: skip
+        elif data == "digits":
             from training.eval_digits import evaluate_digits
 
             scores = evaluate_digits(
@@ -162,9 +168,10 @@ def evaluate(args: argparse.Namespace) -> int:
         return 2
     defaults = pipe.spec.request_defaults()
     solver = args.solver or defaults["solver"]
+    steps = args.steps or defaults["steps"]
     guidance = args.guidance if args.guidance is not None else defaults["guidance"]
     print(
-        f"model {args.model}: {args.prompts} held-out prompts, {args.steps} {solver} steps, "
+        f"model {args.model}: {args.prompts} held-out prompts, {steps} {solver} steps, "
         f"guidance {guidance}"
     )
     print("| metric | % |\n|---|---|")

@@ -108,3 +108,18 @@ def test_cli_writes_a_wav_and_refuses_bad_input(pipe, tmp_path, capsys):
     (path,) = out.glob("*.wav")
     samples, rate, settings = read_wav(path)
     assert (len(samples), rate, settings["prompt"]) == (24_000, 16_000, "a low bell")
+
+
+def test_sound_source_tokens_match_what_a_request_gets():
+    """Training clips are exactly as many tokens as a request for their duration samples."""
+    from training.data import SoundsSource
+
+    codec = MelCodec(frames_per_token=4)
+    source = SoundsSource(40, seed=0, seconds=3.0, codec=codec)
+    assert sum(len(b) for b in source.buckets()) == 40
+    for bucket in source.buckets()[:5]:
+        for i in bucket[:2]:
+            tokens, caption = source.item(int(i))
+            scene = source.ds[int(i)]["scene"]
+            assert scene == source.ds.scene(int(i)) and caption
+            assert tokens.shape == (codec.tokens_for(scene.duration), codec.token_dim)

@@ -73,6 +73,39 @@ class DigitsSource(Source):
         return self.images[index], caption
 
 
+class SoundsSource(Source):
+    """The procedural sound world as mel tokens: items are (tokens (N, frames_per_token *
+    n_mels), caption), encoded once and cached; buckets hold clips of one token count."""
+
+    def __init__(self, n: int, seed: int, seconds: float, codec) -> None:
+        from training.world.sounds import SoundsDataset
+
+        self.ds = SoundsDataset(n, seed=seed, split="train", max_duration=seconds)
+        self.codec = codec
+        self.cache: dict[int, tuple[torch.Tensor, str]] = {}
+        lengths = np.array([codec.tokens_for(self.ds.scene(i).duration) for i in range(n)])
+        self._buckets = [np.flatnonzero(lengths == k) for k in np.unique(lengths)]
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def item(self, index: int) -> tuple[torch.Tensor, str]:
+        if index not in self.cache:
+            d = self.ds[index]
+            n = self.codec.tokens_for(d["scene"].duration)
+            frames = self.codec.encode(torch.from_numpy(d["wave"])[None])  # (1, F, n_mels)
+            # exactly the token count a request for this duration gets (pad with silence)
+            tokens = self.codec.to_tokens(frames)[0, :n]
+            if len(tokens) < n:
+                pad = torch.full((n - len(tokens), tokens.shape[1]), self.codec.silence)
+                tokens = torch.cat([tokens, pad])
+            self.cache[index] = (tokens, d["caption"])
+        return self.cache[index]
+
+    def buckets(self) -> list[np.ndarray]:
+        return self._buckets
+
+
 class FolderSource(Source):
     """The user's images with same-name ``.txt`` captions, resized into aspect buckets.
 
@@ -126,6 +159,10 @@ def make_source(recipe) -> Source:
         return ShapesSource(recipe.data_size, recipe.seed, recipe.size)
     if recipe.data == "digits":
         return DigitsSource(recipe.size, recipe.seed)
+    if recipe.data == "sounds":
+        from conditioning.mel import MelCodec
+
+        return SoundsSource(recipe.data_size, recipe.seed, recipe.seconds, MelCodec(**recipe.codec))
     return FolderSource(recipe.data_path, recipe.size, recipe.patch)
 
 

@@ -86,7 +86,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 def evaluate_digits(
     pipe,
     n_per_digit: int = 50,
-    steps: int = 8,
+    steps: int | None = None,
     solver: str | None = None,
     guidance: float | None = None,
     batch: int = 16,

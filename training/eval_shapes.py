@@ -25,7 +25,7 @@ def heldout_scenes(n: int, seed: int = 1234):
 def evaluate_shapes(
     pipe: TextToImagePipeline,
     n: int = 320,
-    steps: int = 8,
+    steps: int | None = None,
     guidance: float | None = None,
     solver: str | None = None,
     batch: int = 16,

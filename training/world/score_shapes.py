@@ -26,6 +26,7 @@ from training.world.shapes import (
     Scene,
     coverage,
 )
+from training.world.summary import summarise  # noqa: F401 (re-exported)
 
 FOREGROUND = 40.0  # RGB distance from the background that counts as object (closest pair: 106)
 CORE = 0.75  # pixels this close to the blob's strongest colour give its colour (edges blend)
@@ -175,14 +176,3 @@ def score(image: np.ndarray | torch.Tensor, scene: Scene) -> dict[str, bool | No
     result["relation"] = a is not None and b is not None and _relation_holds(scene.relation, a, b)
     result["both"] = all(result[k] for k in (*ATTRIBUTES, "count", "relation"))
     return result
-
-
-def summarise(results: list[dict[str, bool | None]]) -> dict[str, float]:
-    """Accuracy in percent per key, over the results where that key applies (not None)."""
-    keys = dict.fromkeys(k for r in results for k in r)
-    out = {}
-    for k in keys:
-        values = [r[k] for r in results if r.get(k) is not None]
-        if values:
-            out[k] = 100.0 * sum(values) / len(values)
-    return out
