@@ -16,9 +16,9 @@ from .world.score_sounds import score, summarise
 from .world.sounds import caption, is_heldout, render, sample_scene
 
 
-def heldout_sound_scenes(n: int, max_duration: float, seed: int = 1234):
+def heldout_sound_scenes(n: int, max_duration: float, seed: int = 1234, min_duration=0.5):
     rng = np.random.default_rng(seed)
-    scenes = [sample_scene(rng, "heldout", max_duration) for _ in range(n)]
+    scenes = [sample_scene(rng, "heldout", max_duration, min_duration) for _ in range(n)]
     return scenes, [caption(s, rng) for s in scenes]
 
 
@@ -60,4 +60,14 @@ def evaluate_sounds(
     out.update({f"real {k}": v for k, v in summarise(real).items()})
     out["prompts"] = n
     out["unseen combinations"] = sum(map(is_heldout, scenes))
+    # Lengths training never saw: clips longer than its longest, up to the model's limit.
+    n_long = max(1, n // 10)
+    long, long_prompts = heldout_sound_scenes(
+        n_long, 2 * seconds, seed=99, min_duration=seconds + 0.1
+    )
+    long_clips = generate_at_durations(pipe, long_prompts, [s.duration for s in long],
+                                       seed=seed, **settings)  # fmt: skip
+    scored = summarise([score(c, s) for c, s in zip(long_clips, long, strict=True)])
+    out.update({f"longer than training ({n_long}) {k}": v for k, v in scored.items()
+                if k in ("count", "timbre", "duration", "all")})  # fmt: skip
     return out
