@@ -8,19 +8,57 @@ default steps and guidance, each image upscaled 4x (nearest) with its prompt und
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pipelines.image import TextToImagePipeline
 from pipelines.outputs import write_png
+from pipelines.registry import load_pipeline
 
 from .data import NUMBER_WORDS
 from .eval_shapes import heldout_scenes
 
 
+def _tile(img: Image.Image, prompt: str) -> np.ndarray:
+    """The image with its prompt underneath, wrapped at about 26 characters."""
+    tile = Image.new("RGB", (max(img.width, 160), img.height + 40), "white")
+    tile.paste(img, ((tile.width - img.width) // 2, 0))
+    words, lines = prompt.split(), [""]
+    for w in words:
+        lines[-1] = f"{lines[-1]} {w}".strip() if len(lines[-1]) + len(w) < 26 else lines[-1]
+        if lines[-1] and not lines[-1].endswith(w):
+            lines.append(w)
+    ImageDraw.Draw(tile).text((4, img.height + 2), "\n".join(lines[:3]), fill="black")
+    return np.asarray(tile)
+
+
+def sound_gallery(model: str, out: str, n: int = 4) -> np.ndarray:
+    """Held-out sound prompts: a WAV each beside ``out`` (``<stem>-<i>.wav``) and their
+    spectrograms (of the sound as heard, re-encoded) as one strip."""
+    import torch
+
+    from pipelines.audio import spectrogram_image
+
+    from .eval_sounds import heldout_sound_scenes
+
+    pipe = load_pipeline(model)
+    scenes, prompts = heldout_sound_scenes(n, pipe.spec.seconds, seed=7)
+    tiles = []
+    for i, (scene, prompt) in enumerate(zip(scenes, prompts, strict=True)):
+        (o,) = pipe(prompt, seed=i, duration=scene.duration)
+        pipe.save([o], Path(out).parent)  # named <seed>-00.wav: rename to the gallery's name
+        (Path(out).parent / o.filename()).replace(Path(out).with_name(f"{Path(out).stem}-{i}.wav"))
+        frames = pipe.codec.encode(torch.from_numpy(o.media)[None])[0]
+        tiles.append(_tile(Image.fromarray(spectrogram_image(frames, pipe.codec.silence)), prompt))
+    height = max(t.shape[0] for t in tiles)
+    tiles = [np.pad(t, ((0, height - t.shape[0]), (0, 8), (0, 0)), constant_values=255)
+             for t in tiles]  # fmt: skip
+    return np.concatenate(tiles, axis=1)
+
+
 def gallery(model: str, n: int = 8, scale: int = 4) -> np.ndarray:
-    pipe = TextToImagePipeline.from_pretrained(model)
+    pipe = load_pipeline(model)
     if pipe.spec.extra.get("data") == "digits":
         prompts = [f"a handwritten {w}" for w in NUMBER_WORDS][:n]
     else:
@@ -29,15 +67,7 @@ def gallery(model: str, n: int = 8, scale: int = 4) -> np.ndarray:
     for i, prompt in enumerate(prompts):
         img = Image.fromarray(pipe(prompt, seed=i)[0].media)
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-        tile = Image.new("RGB", (max(img.width, 160), img.height + 40), "white")
-        tile.paste(img, ((tile.width - img.width) // 2, 0))
-        words, lines = prompt.split(), [""]
-        for w in words:  # wrap at about 26 characters
-            lines[-1] = f"{lines[-1]} {w}".strip() if len(lines[-1]) + len(w) < 26 else lines[-1]
-            if lines[-1] and not lines[-1].endswith(w):
-                lines.append(w)
-        ImageDraw.Draw(tile).text((4, img.height + 2), "\n".join(lines[:3]), fill="black")
-        tiles.append(np.asarray(tile))
+        tiles.append(_tile(img, prompt))
     return np.concatenate(tiles, axis=1)
 
 
@@ -47,7 +77,14 @@ def main() -> None:
     ap.add_argument("out")
     ap.add_argument("--n", type=int, default=8)
     args = ap.parse_args()
-    write_png(args.out, gallery(args.model, args.n), {"model": args.model, "kind": "gallery"})
+    from pipelines.registry import find_models
+
+    spec = find_models().get(args.model)
+    if spec is not None and spec.modality == "audio":
+        strip = sound_gallery(args.model, args.out, min(args.n, 4))
+    else:
+        strip = gallery(args.model, args.n)
+    write_png(args.out, strip, {"model": args.model, "kind": "gallery"})
     print(args.out)
 
 
