@@ -23,9 +23,10 @@ def test_two_cpu_processes_match_one(tmp_path):
     two = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
            "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            *train, "--out", str(tmp_path / "two")]  # fmt: skip
-    for cmd in (one, two):
+    for cmd, n in ((one, 1), (two, 2)):
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr[-3000:]
+        assert f"{n} process(es)" in r.stdout  # really n processes, not n copies of one
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     assert a.keys() == b.keys()
     worst = max((a[k] - b[k]).abs().max().item() for k in a)

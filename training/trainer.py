@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast
+from accelerate.utils import DistributedDataParallelKwargs, broadcast
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
@@ -97,8 +97,8 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def _step_generator(recipe: Recipe, step: int, rank: int) -> torch.Generator:
-    seed = int(np.random.default_rng([recipe.seed, step, rank, 1]).integers(2**62))
+def _step_generator(recipe: Recipe, step: int) -> torch.Generator:
+    seed = int(np.random.default_rng([recipe.seed, step, 0, 1]).integers(2**62))
     return torch.Generator().manual_seed(seed)
 
 
@@ -124,7 +124,14 @@ def train(
     log_with = "tensorboard" if _has_tensorboard() else None
     # bf16/fp16 autocast pays on a GPU; on the CPU it is slower than fp32, so it is off there.
     precision = recipe.mixed_precision if torch.cuda.is_available() else "no"
-    acc = Accelerator(mixed_precision=precision, log_with=log_with, project_dir=str(out))
+    # cpu=True without CUDA: `accelerate launch --multi_gpu` on a CPU-only machine then runs
+    # real multi-process (gloo) training instead of N independent copies of the run.
+    # find_unused_parameters: the last block computes no text-stream output (nothing reads
+    # it), so those weights get no gradient, which DDP must be told to expect.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    acc = Accelerator(mixed_precision=precision, log_with=log_with, project_dir=str(out),
+                      cpu=not torch.cuda.is_available(), kwargs_handlers=[ddp])  # fmt: skip
+    acc.print(f"{acc.num_processes} process(es), {acc.distributed_type.value}, {acc.device}")
     micro = recipe.batch_size // (acc.num_processes * recipe.grad_accum)
     if micro * acc.num_processes * recipe.grad_accum != recipe.batch_size:
         raise ValueError(
@@ -168,15 +175,19 @@ def train(
         for group in opt.param_groups:
             group["lr"] = lr
         idx = batch_indices(source, recipe.seed, step, recipe.batch_size)
-        g = _step_generator(recipe, step, acc.process_index)
-        mine = idx.reshape(acc.num_processes, recipe.grad_accum, micro)[acc.process_index]
-        for micro_idx in mine:
-            items, captions = zip(*(source.item(int(i)) for i in micro_idx), strict=True)
+        # Every draw is made for the whole global batch, then sliced: N processes make the
+        # run one process makes (up to float summation order), and a resumed run the same.
+        g, b = _step_generator(recipe, step), recipe.batch_size
+        drop = (torch.rand(b, generator=g) < recipe.caption_dropout).tolist()
+        shape = media.tokens(source.item(int(idx[0]))[0][None])[0].shape[1:]  # (N, D)
+        noise_all = torch.randn((b, *shape), generator=g)  # one bucket: one shape
+        t_all = logit_normal_t(b, generator=g)
+        slots = np.arange(b).reshape(acc.num_processes, recipe.grad_accum, micro)
+        for pos in slots[acc.process_index]:
+            items, captions = zip(*(source.item(int(i)) for i in idx[pos]), strict=True)
             data, positions = media.tokens(torch.stack(items))  # (B, N, D), (N, 4)
-            drop = torch.rand(len(captions), generator=g) < recipe.caption_dropout
-            captions = ["" if d else c for c, d in zip(captions, drop.tolist(), strict=True)]
-            noise = torch.randn(data.shape, generator=g).to(acc.device)
-            t = logit_normal_t(len(captions), generator=g).to(acc.device)
+            captions = ["" if drop[p] else c for c, p in zip(captions, pos, strict=True)]
+            noise, t = noise_all[pos].to(acc.device), t_all[pos].to(acc.device)
             data, positions = data.to(acc.device), positions.to(acc.device)
             with acc.accumulate(module):
                 loss = module(data, positions, captions, noise, t)
