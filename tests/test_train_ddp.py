@@ -11,6 +11,19 @@ import torch
 from safetensors.torch import load_file
 
 
+CONFIGS = Path(__file__).parents[1] / "training" / "accelerate"
+
+
+def test_documented_accelerate_configs_parse():
+    """Every config the README points to is one accelerate itself reads."""
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    kinds = {p.stem: ClusterConfig.from_yaml_file(str(p)).distributed_type.value
+             for p in CONFIGS.glob("*.yaml")}  # fmt: skip
+    assert kinds == {"cpu-2proc": "MULTI_GPU", "multi-gpu": "MULTI_GPU", "fsdp": "FSDP",
+                     "multi-node": "MULTI_GPU"}  # fmt: skip
+
+
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
     f = folder / "model" / "transformer" / "diffusion_pytorch_model.safetensors"
     return load_file(f)
@@ -20,9 +33,8 @@ def test_two_cpu_processes_match_one(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     train = ["-m", "training", "tiny-test", "--steps", "4"]
     one = [sys.executable, *train, "--out", str(tmp_path / "one")]
-    two = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
-           "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           *train, "--out", str(tmp_path / "two")]  # fmt: skip
+    two = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(CONFIGS / "cpu-2proc.yaml"), *train, "--out", str(tmp_path / "two")]  # fmt: skip
     for cmd, n in ((one, 1), (two, 2)):
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr[-3000:]
