@@ -203,7 +203,7 @@ def run_job(pipe, job: Job, out: Path, callback=None) -> dict[str, Any]:
 
 def run_batch(jobs_file: str, out_dir: str, device: str | None = None, quiet: bool = False) -> int:
     """The whole batch on this process's share; returns the CLI exit code (0: all jobs done,
-    1: some lines were invalid, the rest done)."""
+    1: some lines were invalid or some jobs failed, the rest done)."""
     import torch
     from accelerate import PartialState
     from tqdm.auto import tqdm
@@ -233,6 +233,7 @@ def run_batch(jobs_file: str, out_dir: str, device: str | None = None, quiet: bo
     pipes: dict[str, Any] = {}
     dev = device or str(state.device)
     show = not quiet and state.is_local_main_process
+    failed = 0
     with tqdm(total=len(mine), unit="job", desc=f"jobs (process {rank})", disable=not show) as bar:
         for job in mine:
             model = job.request.model
@@ -240,12 +241,18 @@ def run_batch(jobs_file: str, out_dir: str, device: str | None = None, quiet: bo
                 pipes[model] = load_pipeline(model, device=dev)
             with tqdm(total=job.request.steps, unit="step", leave=False, disable=not show,
                       desc=job.id) as steps:  # fmt: skip
-                record = run_job(pipes[model], job, out, callback=lambda s: steps.update(1))
+                try:
+                    record = run_job(pipes[model], job, out, callback=lambda s: steps.update(1))
+                except ValueError as e:  # e.g. a LoRA made for another model: this job only
+                    failed += 1
+                    print(f"{jobs_file}:{job.line}: {e}", file=sys.stderr)
+                    continue
+                finally:
+                    bar.update(1)
             _append(part, record)
-            bar.update(1)
     state.wait_for_everyone()
     if state.is_main_process:
         records = merge_manifest(out)
         made = sum(is_done(records.get(j.id), out) for j in jobs)
         print(f"done: {made}/{len(jobs)} job(s) in {out / MANIFEST}")
-    return 1 if bad else 0
+    return 1 if bad or failed else 0

@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--height", type=int, help="image height in pixels")
     gen.add_argument("--duration", type=float, help="sound length in seconds (audio models)")
     gen.add_argument("--sample-rate", type=int, help="check the audio model's rate (Hz)")
+    gen.add_argument("--lora", action="append", default=[], metavar="PATH",
+                     help="apply a LoRA adapter folder (repeat for several)")  # fmt: skip
+    gen.add_argument("--lora-scale", action="append", type=float, default=[], metavar="S",
+                     help="scale of the matching --lora (default 1; repeat in order)")  # fmt: skip
     gen.add_argument("--num-outputs", type=int, default=1, help="outputs to make (seeds s, s+1..)")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -108,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--auth", help="require a login, given as user:password")
     web.add_argument("--share", action="store_true", help="also open a public Gradio link")
     web.add_argument("--models-dir", help="also offer every model folder inside this folder")
+    web.add_argument("--loras-dir", help="also offer every LoRA adapter folder inside this folder")
     web.add_argument("--outputs", default="outputs", help="where files are written")
     web.add_argument(
         "--concurrency",
@@ -127,17 +132,24 @@ def generate(args: argparse.Namespace) -> int:
     from pipelines.request import Request, RequestError
 
     model = DEFAULT_AUDIO_MODEL if args.audio and args.model == DEFAULT_MODEL else args.model
+    if len(args.lora_scale) > len(args.lora):
+        print("dit-studio generate: more --lora-scale than --lora: give one scale per adapter",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    scales = args.lora_scale + [1.0] * (len(args.lora) - len(args.lora_scale))
     try:
         request = Request(
             prompt=args.prompt, negative_prompt=args.negative_prompt, seed=args.seed,
             steps=args.steps, guidance=args.guidance, solver=args.solver, width=args.width,
             height=args.height, num_outputs=args.num_outputs, model=model,
             duration=args.duration, sample_rate=args.sample_rate,
+            loras=tuple(zip(args.lora, scales, strict=True)),
         )  # fmt: skip
         from pipelines.registry import load_pipeline
 
         pipe = load_pipeline(model)
         request = pipe.resolve(request)
+        pipe.use_loras(request.loras)
     except (RequestError, FileNotFoundError, ValueError) as e:
         print(f"dit-studio generate: {e}", file=sys.stderr)
         return 2
@@ -221,7 +233,8 @@ def serve(args: argparse.Namespace) -> int:
     from .studio import Studio
 
     try:
-        studio = Studio(models_dir=args.models_dir, outputs_dir=args.outputs, device=args.device)
+        studio = Studio(models_dir=args.models_dir, outputs_dir=args.outputs, device=args.device,
+                        loras_dir=args.loras_dir)  # fmt: skip
     except (FileNotFoundError, ValueError) as e:
         print(f"dit-studio app: {e}", file=sys.stderr)
         return 2

@@ -16,7 +16,7 @@ from typing import Any
 
 from pipelines.registry import find_models, load_pipeline
 from pipelines.request import Limits, Request, RequestError
-from pipelines.spec import DEFAULT_MODEL, ModelSpec
+from pipelines.spec import DEFAULT_MODEL, LORA_CONFIG, ModelSpec, bundled_loras, resolve_lora
 
 # What one request may ask of a shared server (each model's own limits narrow these further).
 SERVER_LIMITS = Limits(
@@ -53,8 +53,17 @@ class Studio:
         limits: Limits = SERVER_LIMITS,
         device: str = "cpu",
         preview_every: int = 1,
+        loras_dir: str | os.PathLike | None = None,
     ) -> None:
         found = find_models(models_dir)
+        # LoRA adapters a page may ask for, by name: bundled, then --loras-dir. Requests name
+        # them; a page never reads a path of its choosing.
+        self.loras: dict[str, Path] = {n: resolve_lora(n) for n in bundled_loras()}
+        if loras_dir is not None:
+            if not Path(loras_dir).is_dir():
+                raise FileNotFoundError(f"LoRA directory {loras_dir} does not exist")
+            for cfg in sorted(Path(loras_dir).glob(f"*/{LORA_CONFIG}")):
+                self.loras[cfg.parent.name] = cfg.parent
         # the default model first: it is what the page shows and an unnamed request gets
         self.models: dict[str, ModelSpec] = dict(
             sorted(found.items(), key=lambda kv: kv[0] != DEFAULT_MODEL)
@@ -107,10 +116,20 @@ class Studio:
 
     # --- jobs --------------------------------------------------------------------------------
 
+    def lora_name(self, path: str) -> str | None:
+        """The offered name of an adapter folder (replaying a file's settings)."""
+        return next((n for n, p in self.loras.items() if str(p) == str(path) or n == path), None)
+
     def validate(self, request: Request) -> Request:
         """Fill the model's defaults and check the request against model and server limits."""
         model = request.model or next(iter(self.models))
-        request = replace(request, model=model)
+        loras = []
+        for name, scale in request.loras:
+            if name not in self.loras:
+                offered = sorted(self.loras) or "none"
+                raise RequestError(f"LoRA {name!r} is not offered here; choose from {offered}")
+            loras.append((str(self.loras[name]), scale))
+        request = replace(request, model=model, loras=tuple(loras))
         return request.resolve(self.defaults_for(model), self.limits_for(model))
 
     def run(self, request: Request, session: str = "") -> Iterator[Progress | Done]:

@@ -35,6 +35,7 @@ FORM = (
     "height",
     "num_outputs",
     "duration",
+    "loras",
 )
 
 
@@ -102,6 +103,20 @@ def _whole(name: str, value: Any) -> int:
     raise RequestError(f"{name}={value!r} is invalid: use a whole number")
 
 
+def parse_loras(text: str | None) -> tuple[tuple[str, float], ...]:
+    """ "teal:0.8, other" -> (("teal", 0.8), ("other", 1.0)): names the studio offers."""
+    pairs = []
+    for item in (text or "").replace("\n", ",").split(","):
+        if not item.strip():
+            continue
+        name, _, scale = item.strip().partition(":")
+        try:
+            pairs.append((name.strip(), float(scale) if scale.strip() else 1.0))
+        except ValueError:
+            raise RequestError(f"LoRA {item.strip()!r}: write name:scale, e.g. teal:0.8") from None
+    return tuple(pairs)
+
+
 def form_request(values: dict[str, Any]) -> Request:
     """The form's values -> a Request (not yet resolved against the model)."""
     if values["seed"] is None and not values["random_seed"]:
@@ -123,6 +138,7 @@ def form_request(values: dict[str, Any]) -> Request:
         height=whole_or_none("height"),
         num_outputs=_whole("num_outputs", values["num_outputs"]),
         model=values["model"],
+        loras=parse_loras(values.get("loras")),
     )
 
 
@@ -173,6 +189,12 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
                     c["height"] = _side_slider("Height", lim, dft["height"])
                     c["duration"] = gr.State(None)
                 c["num_outputs"] = gr.Slider(1, lim.max_outputs, value=1, step=1, label="Outputs")
+                c["loras"] = gr.Textbox(
+                    label="LoRAs (name:scale, comma-separated)",
+                    value="",
+                    placeholder=", ".join(f"{n}:1.0" for n in studio.loras) or "none offered",
+                    info=f"offered: {', '.join(studio.loras) or 'none (see --loras-dir)'}",
+                )
             with gr.Row():
                 run = gr.Button("Generate", variant="primary", elem_id=f"{tab.modality}-generate")
                 stop = gr.Button("Cancel", variant="stop", elem_id=f"{tab.modality}-cancel")
@@ -216,6 +238,7 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
         height,
         num_outputs,
         duration,
+        loras,
         past,
         request: gr.Request,
         progress=gr.Progress(),  # noqa: B008 (how Gradio injects a progress tracker)
@@ -233,6 +256,7 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
             height=height,
             num_outputs=num_outputs,
             duration=duration,
+            loras=loras,
         )
         try:
             req = studio.validate(form_request(values))
@@ -321,6 +345,10 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
             gr.Warning(f"model {model!r} is not offered here; keeping the current model")
             model = gr.skip()
         values = {"model": model, "random_seed": False, "num_outputs": 1}
+        names = [(studio.lora_name(p), scale) for p, scale in settings.get("loras") or ()]
+        if any(n is None for n, _ in names):
+            gr.Warning("that file used a LoRA this studio does not offer; it is left out")
+        values["loras"] = ", ".join(f"{n}:{scale:g}" for n, scale in names if n is not None)
         for k in FORM:
             if k not in values:
                 values[k] = settings.get(k, gr.skip())

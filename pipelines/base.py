@@ -131,6 +131,7 @@ class Pipeline:
 
         ``prompts`` (one per output) lets evaluation batch different prompts in one call.
         """
+        self.use_loras(request.loras)
         lay = self.layout(request)
         device = self.device
         b = request.num_outputs
@@ -161,6 +162,18 @@ class Pipeline:
             velocity = guided(fn, cond, uncond, request.guidance)
         grid = time_grid(request.steps, shift=self.spec.shift)
         return solve(velocity, noise, grid, request.solver, callback)
+
+    def use_loras(self, loras: tuple[tuple[str, float], ...]) -> None:
+        """Make the transformer carry exactly these adapters, each at its scale (a ValueError
+        names a bad one). peft is imported only when some request asks for an adapter."""
+        if tuple(loras) == getattr(self, "_loras", ()):
+            return
+        from .lora import apply_loras
+        from .spec import resolve_lora
+
+        self._loras = None  # unknown until apply_loras returns (it cleans up when it fails)
+        apply_loras(self, [(str(resolve_lora(p)), float(s)) for p, s in loras])
+        self._loras = tuple(loras)
 
     def __call__(
         self, request: Request | str, callback: StepCallback | None = None, **overrides: Any

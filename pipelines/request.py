@@ -60,6 +60,7 @@ class Request:
     model: str | None = None
     duration: float | None = None  # seconds (audio, video)
     sample_rate: int | None = None  # Hz (audio); must be the model's own
+    loras: tuple[tuple[str, float], ...] = ()  # (adapter folder or name, scale), all at once
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Request:
@@ -71,6 +72,8 @@ class Request:
             raise RequestError(f"unknown fields {unknown}; known fields: {sorted(known)}")
         if "prompt" not in data:
             raise RequestError("prompt is missing: give the text to generate from")
+        if "loras" in data:
+            data = {**data, "loras": _lora_pairs(data["loras"])}
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,6 +102,7 @@ class Request:
             raise RequestError(f"solver={self.solver!r} is unknown: choose one of {limits.solvers}")
         if self.model is not None and not isinstance(self.model, str):
             raise RequestError(f"model={self.model!r} is invalid: give a model name or folder")
+        _validate_loras(self.loras)
         self._validate_time(limits)
         if limits.max_side == 0:
             for side in ("width", "height"):
@@ -141,6 +145,42 @@ class Request:
                 f"{', '.join(map(str, limits.sample_rates))} Hz audio; ask for that or leave it "
                 "unset"
             )
+
+
+MAX_LORAS = 8
+
+
+def _lora_pairs(value: Any) -> tuple[tuple[str, float], ...]:
+    """JSON's ``[{"path": p, "scale": s}, ...]`` or ``[[p, s], ...]`` (or bare paths, scale 1)."""
+    if not isinstance(value, (list, tuple)):
+        raise RequestError(f"loras={value!r}: give a list of {{'path': ..., 'scale': ...}}")
+    pairs = []
+    for item in value:
+        if isinstance(item, str):
+            item = (item, 1.0)
+        elif isinstance(item, dict):
+            if set(item) - {"path", "scale"} or "path" not in item:
+                raise RequestError(f"loras item {item!r}: use keys 'path' and 'scale'")
+            item = (item["path"], item.get("scale", 1.0))
+        if not isinstance(item, (list, tuple)) or len(item) != 2:
+            raise RequestError(f"loras item {item!r}: give a path and a scale")
+        pairs.append((item[0], item[1]))
+    return tuple(pairs)
+
+
+def _validate_loras(loras: Any) -> None:
+    from .spec import resolve_lora  # spec imports this module: import at call time
+
+    if not isinstance(loras, tuple):
+        raise RequestError(f"loras={loras!r}: give (path, scale) pairs")
+    if len(loras) > MAX_LORAS:
+        raise RequestError(f"{len(loras)} LoRAs: at most {MAX_LORAS} at once")
+    for path, scale in loras:
+        if not isinstance(path, str):
+            raise RequestError(f"LoRA {path!r}: give an adapter folder or a bundled name")
+        resolve_lora(path)
+        if not _is_number(scale) or not math.isfinite(scale) or abs(scale) > 4:
+            raise RequestError(f"LoRA {path}: scale={scale!r}; use a number from -4 to 4")
 
 
 def _is_number(x: Any) -> bool:

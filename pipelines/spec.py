@@ -24,6 +24,26 @@ def bundled_models() -> list[str]:
     return sorted(p.parent.name for p in ASSETS.glob(f"*/{INDEX}"))
 
 
+LORA_CONFIG = "adapter_config.json"  # what makes a folder a LoRA adapter (pipelines.lora)
+
+
+def bundled_loras() -> list[str]:
+    return sorted(p.parent.name for p in (ASSETS / "loras").glob(f"*/{LORA_CONFIG}"))
+
+
+def resolve_lora(name_or_path: str) -> Path:
+    """An adapter folder as given, or the bundled adapter of that name (``assets/loras``)."""
+    path = Path(name_or_path)
+    if (path / LORA_CONFIG).is_file():
+        return path
+    if (ASSETS / "loras" / name_or_path / LORA_CONFIG).is_file():
+        return ASSETS / "loras" / name_or_path
+    raise RequestError(
+        f"LoRA {name_or_path!r} is neither an adapter folder (with {LORA_CONFIG}) nor a bundled "
+        f"adapter; bundled: {bundled_loras() or 'none installed'}"
+    )
+
+
 def resolve_model(name_or_path: str) -> Path:
     """A folder path as given, or the bundled model of that name."""
     path = Path(name_or_path)
