@@ -85,3 +85,29 @@ def test_unknown_stream_is_a_clear_error(tiny_model):
     tokens, positions, t, pooled = tiny_inputs()
     with pytest.raises(ValueError, match="unknown streams"):
         tiny_model(dict(tokens, audio=tokens["image"]), positions, t, pooled)
+
+
+def test_gradient_checkpointing_same_gradients_recomputed_blocks(tiny_model):
+    """Checkpointing changes where activations come from (each block runs again in the
+    backward pass), never the gradients."""
+    tokens, positions, t, pooled = tiny_inputs()
+    calls = []
+    # A pre-hook: the recomputation may stop early, before the block would return.
+    hooks = [b.register_forward_pre_hook(lambda *_: calls.append(1)) for b in tiny_model.blocks]
+
+    def grads() -> dict[str, torch.Tensor]:
+        tiny_model.zero_grad(set_to_none=True)
+        calls.clear()
+        tiny_model(tokens, positions, t, pooled)["image"].square().mean().backward()
+        return {k: p.grad.clone() for k, p in tiny_model.named_parameters() if p.grad is not None}
+
+    tiny_model.train()
+    plain, plain_calls = grads(), len(calls)
+    tiny_model.enable_gradient_checkpointing()
+    ckpt, ckpt_calls = grads(), len(calls)
+    for h in hooks:
+        h.remove()
+    assert plain_calls == len(tiny_model.blocks) and ckpt_calls == 2 * plain_calls
+    assert plain.keys() == ckpt.keys() and len(plain) > 10
+    for k in plain:
+        torch.testing.assert_close(ckpt[k], plain[k], rtol=0, atol=1e-6, msg=k)

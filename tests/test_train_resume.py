@@ -1,6 +1,7 @@
 """A training run killed with SIGKILL and resumed ends with the same weights as one that was
 never interrupted (tiny recipe, CPU, same seed)."""
 
+import json
 import os
 import signal
 import subprocess
@@ -50,6 +51,11 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     assert a.keys() == b.keys() and len(a) > 10
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    # The loss log is the uninterrupted run's too: the steps logged after the last
+    # checkpoint before the kill were dropped on resume and logged again.
+    log = (tmp_path / "straight" / "loss.jsonl").read_text()
+    assert log.count("\n") == int(STEPS)
+    assert (tmp_path / "killed" / "loss.jsonl").read_text() == log
     # Only the newest two checkpoints are kept.
     kept = sorted(p.name for p in (tmp_path / "straight" / "checkpoints").iterdir())
     assert kept == ["step_0000022", f"step_00000{STEPS}"]
@@ -61,3 +67,26 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     init, _ = build_models(Recipe.load("tiny-test"))
     moved = [not torch.equal(v, a[f"transformer/{k}"]) for k, v in init.state_dict().items()]
     assert any(moved)
+
+
+def test_gradient_checkpointing_flag_trains_the_same_run(tmp_path):
+    """`--gradient-checkpointing` (recipe field gradient_checkpointing) trades compute for
+    memory only: the same losses and the same weights as the plain run."""
+    runs = {}
+    for name, extra in (("plain", ()), ("ckpt", ("--gradient-checkpointing",))):
+        p = subprocess.Popen(
+            [sys.executable, "-m", "training", "tiny-test", "--out", str(tmp_path / name),
+             "--steps", "6", *extra],
+            env=dict(os.environ, OMP_NUM_THREADS="1"), stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert p.wait(timeout=300) == 0, p.stderr.read()
+        runs[name] = tmp_path / name
+    logs = {k: [json.loads(x)["loss"] for x in (v / "loss.jsonl").read_text().splitlines()]
+            for k, v in runs.items()}  # fmt: skip
+    assert len(logs["plain"]) == 6
+    for a, b in zip(logs["plain"], logs["ckpt"], strict=True):
+        assert abs(a - b) <= 1e-6 * abs(a)
+    a, b = weights(runs["plain"] / "model"), weights(runs["ckpt"] / "model")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)

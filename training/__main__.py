@@ -20,6 +20,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-minutes", type=float,
                     help="stop early after this much wall time (checkpoint + export); "
                     "--resume continues")  # fmt: skip
+    ap.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="recompute activations in the backward pass (less memory, ~1/3 slower)",
+    )
     ap.add_argument("--data-path", help="override the recipe's data folder (data=folder)")
     return ap
 
@@ -32,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {}
     if args.steps is not None:
         overrides["steps"] = args.steps
+    if args.gradient_checkpointing:
+        overrides["gradient_checkpointing"] = True
     if args.data_path:
         overrides.update(data="folder", data_path=args.data_path)
     try:

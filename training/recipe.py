@@ -35,6 +35,9 @@ class Recipe:
     ema_decay: float = 0.999
     caption_dropout: float = 0.1  # empty prompt this often, for classifier-free guidance
     mixed_precision: str = "no"  # no | bf16 | fp16: used on a GPU, "no" on the CPU
+    # Recompute each block's activations in the backward pass instead of keeping them: about
+    # a third more compute for activation memory ~1/depth as large (the b / l / xl presets).
+    gradient_checkpointing: bool = False
     checkpoint_every: int = 500
     sample_every: int = 500
     seed: int = 0
@@ -42,6 +45,9 @@ class Recipe:
     sample_prompts: tuple[str, ...] = ()
     defaults: dict[str, Any] = field(default_factory=dict)  # request defaults of the export
     export_half: bool = False  # fp16 weights in the exported folder (bundled models: half size)
+    # LoRA fine-tune of `init`: {"rank": 8, "alpha": 8, "targets": ["qkv", "proj", "fc1", "fc2"]}
+    # freezes the base (text encoder too), trains only the adapter, exports only the adapter.
+    lora: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "steps", "size", "patch", "checkpoint_every", "grad_accum"):
@@ -59,6 +65,13 @@ class Recipe:
             raise ValueError(f"recipe modality={self.modality!r}: use image or audio")
         if (self.modality == "audio") != (self.data == "sounds"):
             raise ValueError(f"recipe data={self.data!r} does not give {self.modality} data")
+        if self.lora:
+            unknown = set(self.lora) - {"rank", "alpha", "targets"}
+            if unknown or "rank" not in self.lora:
+                raise ValueError(f"recipe lora={self.lora!r}: give rank (and optionally alpha, "
+                                 "targets), nothing else")  # fmt: skip
+            if not self.init:
+                raise ValueError("recipe lora needs init: the model folder the adapter adapts")
         if self.data == "folder" and not self.data_path:
             raise ValueError("recipe data=folder needs data_path: the folder of images + .txt")
 

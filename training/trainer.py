@@ -13,6 +13,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ from dit import DiT, DiTConfig, StreamConfig
 from dit.flow import flow_loss, interpolate, logit_normal_t
 from dit.tokens import text_positions
 from pipelines.base import Pipeline
+from pipelines.lora import TARGETS, inject_lora, lora_config, save_lora
 from pipelines.registry import pipeline_class
 
 from .data import batch_indices, make_source
@@ -33,6 +35,7 @@ from .media import media_of
 from .recipe import Recipe
 
 CHECKPOINTS = "checkpoints"
+LOSS_LOG = "loss.jsonl"
 
 
 class FlowObjective(torch.nn.Module):
@@ -91,6 +94,42 @@ def init_weights(transformer: DiT, text_encoder: ByteTextEncoder, folder: str) -
             ) from None
 
 
+def add_lora(transformer: DiT, text_encoder: ByteTextEncoder, recipe: Recipe) -> None:
+    """Freeze the base (transformer and text encoder) and inject the recipe's LoRA, the
+    only weights left trainable."""
+    transformer.requires_grad_(False)
+    text_encoder.requires_grad_(False)
+    lora = recipe.lora
+    config = lora_config(lora["rank"], lora.get("alpha", lora["rank"]),
+                         lora.get("targets", TARGETS), base_model_name(recipe))  # fmt: skip
+    inject_lora(transformer, config)
+
+
+def base_model_name(recipe: Recipe) -> str:
+    """The name the init folder's model gives itself (what an adapter records it was for)."""
+    from pipelines.spec import ModelSpec, resolve_model
+
+    return ModelSpec.read(resolve_model(recipe.init))[1].name
+
+
+def open_loss_log(out: Path, step: int) -> TextIO:
+    """``out/loss.jsonl`` (one line per step: global-batch loss, lr), opened to append after
+    ``step``: lines from a killed run's steps past its last checkpoint are dropped, so a
+    resumed run's log is the log of one uninterrupted run."""
+    path = out / LOSS_LOG
+    kept = []
+    if step > 0 and path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] <= step:
+                    kept.append(line + "\n")
+            except (json.JSONDecodeError, KeyError, TypeError):
+                break  # a line cut by the kill: everything after it is gone too
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(kept))
+    return path.open("a")
+
+
 def latest_checkpoint(out_dir: Path) -> Path | None:
     """The newest *complete* checkpoint (incomplete ones are still named .tmp-*)."""
     done = sorted((out_dir / CHECKPOINTS).glob("step_*"))
@@ -145,11 +184,17 @@ def train(
     transformer, text_encoder = build_models(recipe)
     if recipe.init:
         init_weights(transformer, text_encoder, recipe.init)
+    if recipe.lora:
+        add_lora(transformer, text_encoder, recipe)
+    if recipe.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()  # diffusers' hook; dit/model.py uses it
     media = media_of(recipe)
     module = FlowObjective(transformer, text_encoder, media.stream)
-    opt = torch.optim.AdamW(module.parameters(), lr=recipe.lr, betas=(0.9, 0.99),
+    # Only what trains is optimised and averaged: everything, or a LoRA's weights alone.
+    params = [p for p in module.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=recipe.lr, betas=(0.9, 0.99),
                             weight_decay=recipe.weight_decay)  # fmt: skip
-    ema = EMAModel(module.parameters(), decay=recipe.ema_decay, foreach=True)
+    ema = EMAModel(params, decay=recipe.ema_decay, foreach=True)
     module, opt = acc.prepare(module, opt)
     ema.to(acc.device)
     acc.register_for_checkpointing(ema)
@@ -166,6 +211,7 @@ def train(
         acc.init_trackers("train", config={k: str(v) for k, v in vars(recipe).items()})
 
     source = make_source(recipe)
+    loss_log = open_loss_log(out, step) if acc.is_main_process else None
     end = min(recipe.steps, recipe.stop_at) if recipe.stop_at > 0 else recipe.steps
     bar = tqdm(total=end, initial=step, disable=not acc.is_local_main_process,
                desc=f"train {recipe.name}", unit="step")  # fmt: skip
@@ -183,6 +229,7 @@ def train(
         noise_all = torch.randn((b, *shape), generator=g)  # one bucket: one shape
         t_all = logit_normal_t(b, generator=g)
         slots = np.arange(b).reshape(acc.num_processes, recipe.grad_accum, micro)
+        step_loss = torch.zeros((), device=acc.device)  # this process's share of the batch
         for pos in slots[acc.process_index]:
             items, captions = zip(*(source.item(int(i)) for i in idx[pos]), strict=True)
             data, positions = media.tokens(torch.stack(items))  # (B, N, D), (N, 4)
@@ -191,19 +238,26 @@ def train(
             data, positions = data.to(acc.device), positions.to(acc.device)
             with acc.accumulate(module):
                 loss = module(data, positions, captions, noise, t)
+                step_loss += loss.detach() / recipe.grad_accum
                 acc.backward(loss)
                 if acc.sync_gradients:
-                    acc.clip_grad_norm_(module.parameters(), 1.0)
+                    acc.clip_grad_norm_(params, 1.0)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
-        ema.step(module.parameters())
+        ema.step(params)
         step += 1
         seen += recipe.batch_size
+        # The loss of the whole global batch (equal shares per process): the curve one
+        # process would log, whatever the number of processes.
+        global_loss = acc.reduce(step_loss, reduction="mean").item()
+        if acc.is_main_process:
+            loss_log.write(json.dumps({"step": step, "loss": global_loss, "lr": lr}) + "\n")
+            loss_log.flush()
         if step % 10 == 0 or step == recipe.steps:
             rate = seen / (time.perf_counter() - tic)
-            bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:.1f}", lr=f"{lr:.1e}")
+            bar.set_postfix(loss=f"{global_loss:.4f}", img_s=f"{rate:.1f}", lr=f"{lr:.1e}")
             if log_with:
-                acc.log({"loss": loss.item(), "lr": lr, "images_per_s": rate}, step=step)
+                acc.log({"loss": global_loss, "lr": lr, "images_per_s": rate}, step=step)
         bar.update(1)
         if deadline is not None and step % 10 == 0 and _out_of_time(acc, deadline):
             end = step
@@ -211,14 +265,16 @@ def train(
         if step % recipe.checkpoint_every == 0 or step == end:
             save_checkpoint(acc, out, step)
         if acc.is_main_process and (step % recipe.sample_every == 0 or step == end):
-            with ema_weights(ema, module):
+            with ema_weights(ema, params):
                 write_samples(
                     acc.unwrap_model(module), recipe, out / "samples" / f"step_{step:07d}.png"
                 )
     bar.close()
+    if loss_log is not None:
+        loss_log.close()
     folder = out / "model"
     if acc.is_main_process:
-        with ema_weights(ema, module):
+        with ema_weights(ema, params):
             export(acc.unwrap_model(module), recipe, folder)
     acc.wait_for_everyone()
     acc.end_training()
@@ -245,10 +301,10 @@ def save_checkpoint(acc: Accelerator, out: Path, step: int, keep: int = 2) -> No
 
 
 class ema_weights:
-    """Context: the module holds the EMA weights inside, its own weights again after."""
+    """Context: ``params`` hold the EMA weights inside, their own weights again after."""
 
-    def __init__(self, ema: EMAModel, module: torch.nn.Module) -> None:
-        self.ema, self.params = ema, list(module.parameters())
+    def __init__(self, ema: EMAModel, params: list[torch.nn.Parameter]) -> None:
+        self.ema, self.params = ema, params
 
     def __enter__(self) -> None:
         self.ema.store(self.params)
@@ -264,7 +320,13 @@ def pipeline_of(module: FlowObjective, recipe: Recipe) -> Pipeline:
 
 
 def export(module: FlowObjective, recipe: Recipe, folder: Path) -> None:
-    """Write the model folder atomically (temporary folder, then rename)."""
+    """Write the model folder atomically (temporary folder, then rename); a LoRA recipe
+    writes only the adapter folder."""
+    if recipe.lora:
+        meta = {"base_model": base_model_name(recipe), "recipe": recipe.name,
+                "steps": recipe.stop_at or recipe.steps}  # fmt: skip
+        save_lora(module.transformer, folder, meta, half=recipe.export_half)
+        return
     tmp = folder.with_name(f".tmp-{folder.name}")
     if tmp.exists():
         shutil.rmtree(tmp)
