@@ -7,6 +7,7 @@ uninterrupted run would have drawn, with no data-loader state to checkpoint.
 from __future__ import annotations
 
 import warnings
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 from PIL import Image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+AUDIO_SUFFIXES = (".wav",)
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
@@ -92,13 +94,7 @@ class SoundsSource(Source):
     def item(self, index: int) -> tuple[torch.Tensor, str]:
         if index not in self.cache:
             d = self.ds[index]
-            n = self.codec.tokens_for(d["scene"].duration)
-            frames = self.codec.encode(torch.from_numpy(d["wave"])[None])  # (1, F, n_mels)
-            # exactly the token count a request for this duration gets (pad with silence)
-            tokens = self.codec.to_tokens(frames)[0, :n]
-            if len(tokens) < n:
-                pad = torch.full((n - len(tokens), tokens.shape[1]), self.codec.silence)
-                tokens = torch.cat([tokens, pad])
+            tokens = clip_tokens(self.codec, torch.from_numpy(d["wave"]), d["scene"].duration)
             self.cache[index] = (tokens, d["caption"])
         return self.cache[index]
 
@@ -146,6 +142,80 @@ class FolderSource(Source):
         return self._buckets
 
 
+class AudioFolderSource(Source):
+    """The user's sounds: PCM ``.wav`` files with same-name ``.txt`` captions, as mel tokens;
+    clips longer than ``seconds`` are cut there, buckets hold clips of one token count.
+
+    Unreadable files are skipped with a warning naming them, at start-up.
+    """
+
+    def __init__(self, folder: str | Path, codec, seconds: float) -> None:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"data folder {folder} does not exist")
+        self.items: list[tuple[torch.Tensor, str]] = []
+        for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES):
+            try:
+                samples = read_pcm_wav(path, codec.sample_rate)
+            except (ValueError, EOFError, wave.Error) as e:
+                warnings.warn(f"skipping unreadable sound {path}: {e}", stacklevel=2)
+                continue
+            duration = min(len(samples) / codec.sample_rate, seconds)
+            caption_file = path.with_suffix(".txt")
+            caption = caption_file.read_text().strip() if caption_file.is_file() else ""
+            self.items.append((clip_tokens(codec, samples, duration), caption))
+        if not self.items:
+            raise ValueError(f"no readable sounds in {folder} (16-bit PCM {AUDIO_SUFFIXES})")
+        lengths = np.array([len(t) for t, _ in self.items])
+        self._buckets = [np.flatnonzero(lengths == k) for k in np.unique(lengths)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def item(self, index: int) -> tuple[torch.Tensor, str]:
+        return self.items[index]
+
+    def buckets(self) -> list[np.ndarray]:
+        return self._buckets
+
+
+def read_pcm_wav(path: str | Path, rate: int) -> torch.Tensor:
+    """A PCM WAV (8, 16 or 32-bit, any channels) as mono float samples (S,) at ``rate`` Hz.
+
+    Python's ``wave`` parses the container because ``torchaudio.load`` needs TorchCodec and
+    FFmpeg's shared libraries, which this package does not require.
+    """
+    with wave.open(str(path)) as w:
+        width, channels, sr = w.getsampwidth(), w.getnchannels(), w.getframerate()
+        raw = w.readframes(w.getnframes())
+    kinds = {1: np.uint8, 2: np.dtype("<i2"), 4: np.dtype("<i4")}
+    if width not in kinds:
+        raise ValueError(f"{8 * width}-bit samples: convert to 16-bit PCM "
+                         "(ffmpeg -i IN -c:a pcm_s16le OUT.wav)")  # fmt: skip
+    x = np.frombuffer(raw, kinds[width]).astype(np.float32)
+    x = (x - 128) / 128 if width == 1 else x / 2 ** (8 * width - 1)
+    mono = torch.from_numpy(x.reshape(-1, channels).mean(1))  # (S,)
+    if len(mono) == 0:
+        raise ValueError("no samples")
+    if sr != rate:
+        import torchaudio
+
+        mono = torchaudio.functional.resample(mono, sr, rate)
+    return mono
+
+
+def clip_tokens(codec, samples: torch.Tensor, duration: float) -> torch.Tensor:
+    """Mel tokens (N, D) of ``samples`` (S,): exactly the N a request for ``duration`` gets,
+    longer sound cut off, shorter padded with silence."""
+    n = codec.tokens_for(duration)
+    frames = codec.encode(samples[None])  # (1, F, n_mels)
+    tokens = codec.to_tokens(frames)[0, :n]
+    if len(tokens) < n:
+        pad = torch.full((n - len(tokens), tokens.shape[1]), codec.silence)
+        tokens = torch.cat([tokens, pad])
+    return tokens
+
+
 def _bucket(w: int, h: int, size: int, patch: int) -> tuple[int, int]:
     """The (w, h), multiples of ``patch`` with about size^2 pixels, nearest in aspect ratio."""
     aspect = w / h
@@ -159,10 +229,13 @@ def make_source(recipe) -> Source:
         return ShapesSource(recipe.data_size, recipe.seed, recipe.size)
     if recipe.data == "digits":
         return DigitsSource(recipe.size, recipe.seed)
-    if recipe.data == "sounds":
+    if recipe.modality == "audio":
         from conditioning.mel import MelCodec
 
-        return SoundsSource(recipe.data_size, recipe.seed, recipe.seconds, MelCodec(**recipe.codec))
+        codec = MelCodec(**recipe.codec)
+        if recipe.data == "folder":
+            return AudioFolderSource(recipe.data_path, codec, recipe.seconds)
+        return SoundsSource(recipe.data_size, recipe.seed, recipe.seconds, codec)
     return FolderSource(recipe.data_path, recipe.size, recipe.patch)
 
 

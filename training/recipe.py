@@ -63,8 +63,10 @@ class Recipe:
             raise ValueError(f"recipe data={self.data!r}: use shapes, digits, sounds or folder")
         if self.modality not in ("image", "audio"):
             raise ValueError(f"recipe modality={self.modality!r}: use image or audio")
-        if (self.modality == "audio") != (self.data == "sounds"):
-            raise ValueError(f"recipe data={self.data!r} does not give {self.modality} data")
+        kinds = {"image": ("shapes", "digits", "folder"), "audio": ("sounds", "folder")}
+        if self.data not in kinds.get(self.modality, ()):
+            raise ValueError(f"recipe data={self.data!r} does not give {self.modality} data: "
+                             f"use one of {kinds.get(self.modality)}")  # fmt: skip
         if self.lora:
             unknown = set(self.lora) - {"rank", "alpha", "targets"}
             if unknown or "rank" not in self.lora:
@@ -73,7 +75,7 @@ class Recipe:
             if not self.init:
                 raise ValueError("recipe lora needs init: the model folder the adapter adapts")
         if self.data == "folder" and not self.data_path:
-            raise ValueError("recipe data=folder needs data_path: the folder of images + .txt")
+            raise ValueError("recipe data=folder needs data_path: the folder of media + .txt")
 
     def lr_at(self, step: int) -> float:
         """The learning rate of ``step`` (0-based): warm-up, flat, then optional linear decay;
