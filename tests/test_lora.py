@@ -248,3 +248,22 @@ def test_audio_folder_trains_a_sound_lora(tmp_path):
     (off,) = pipe.generate_many(["a high beep"], **settings)
     assert plain.shape == adapted.shape == (8000,)
     assert np.array_equal(off, plain) and not np.array_equal(adapted, plain)
+
+
+def test_image_folder_buckets_by_aspect_and_skips_unreadable_files(tmp_path):
+    from PIL import Image
+
+    from training.data import FolderSource
+
+    for name, size in (("a", (40, 40)), ("b", (64, 64)), ("wide", (80, 40))):
+        Image.new("RGB", size, (0, 140, 140)).save(tmp_path / f"{name}.png")
+    (tmp_path / "a.txt").write_text("a teal square\n")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.warns(UserWarning, match="skipping unreadable image .*broken.png"):
+        source = FolderSource(tmp_path, size=32, patch=4)
+    assert [source.item(i)[1] for i in range(3)] == ["a teal square", "", ""]
+    assert [b.tolist() for b in source.buckets()] == [[2], [0, 1]]  # (3, 24, 44), (3, 32, 32)
+    assert source.item(2)[0].shape == (3, 24, 44)  # 2:1 at about 32 x 32 pixels, patch 4
+    assert torch.allclose(source.item(0)[0][:, 0, 0], torch.tensor([-1.0, 0.098, 0.098]), atol=0.01)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        FolderSource(tmp_path / "missing", size=32, patch=4)

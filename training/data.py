@@ -102,35 +102,11 @@ class SoundsSource(Source):
         return self._buckets
 
 
-class FolderSource(Source):
-    """The user's images with same-name ``.txt`` captions, resized into aspect buckets.
+class _FolderItems(Source):
+    """Items read once from a user's folder: files with same-name ``.txt`` captions; items
+    whose tensors share a shape are bucketed together."""
 
-    Unreadable images are skipped with a warning naming them, at start-up, never mid-epoch.
-    """
-
-    def __init__(self, folder: str | Path, size: int, patch: int) -> None:
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"data folder {folder} does not exist")
-        self.items: list[tuple[torch.Tensor, str]] = []
-        sides: list[tuple[int, int]] = []
-        for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
-            try:
-                with Image.open(path) as im:
-                    rgb = im.convert("RGB")
-            except Exception as e:  # any unreadable file: skip it, say which
-                warnings.warn(f"skipping unreadable image {path}: {e}", stacklevel=2)
-                continue
-            caption_file = path.with_suffix(".txt")
-            caption = caption_file.read_text().strip() if caption_file.is_file() else ""
-            w, h = _bucket(rgb.width, rgb.height, size, patch)
-            arr = np.asarray(rgb.resize((w, h), Image.BICUBIC), dtype=np.float32) / 127.5 - 1
-            self.items.append((torch.from_numpy(arr).permute(2, 0, 1).contiguous(), caption))
-            sides.append((w, h))
-        if not self.items:
-            raise ValueError(f"no readable images in {folder} ({', '.join(IMAGE_SUFFIXES)})")
-        keys = sorted(set(sides))
-        self._buckets = [np.array([i for i, s in enumerate(sides) if s == k]) for k in keys]
+    items: list[tuple[torch.Tensor, str]]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -139,10 +115,46 @@ class FolderSource(Source):
         return self.items[index]
 
     def buckets(self) -> list[np.ndarray]:
+        if not hasattr(self, "_buckets"):  # items never change after __init__
+            shapes = [tuple(t.shape) for t, _ in self.items]
+            self._buckets = [np.array([i for i, s in enumerate(shapes) if s == k])
+                             for k in sorted(set(shapes))]  # fmt: skip
         return self._buckets
 
+    @staticmethod
+    def captioned(folder: str | Path, suffixes: tuple[str, ...]):
+        """(path, caption) for each file of ``folder`` (recursively) with one of ``suffixes``."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"data folder {folder} does not exist")
+        for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes):
+            caption_file = path.with_suffix(".txt")
+            yield path, caption_file.read_text().strip() if caption_file.is_file() else ""
 
-class AudioFolderSource(Source):
+
+class FolderSource(_FolderItems):
+    """The user's images with same-name ``.txt`` captions, resized into aspect buckets.
+
+    Unreadable images are skipped with a warning naming them, at start-up, never mid-epoch.
+    """
+
+    def __init__(self, folder: str | Path, size: int, patch: int) -> None:
+        self.items = []
+        for path, caption in self.captioned(folder, IMAGE_SUFFIXES):
+            try:
+                with Image.open(path) as im:
+                    rgb = im.convert("RGB")
+            except Exception as e:  # any unreadable file: skip it, say which
+                warnings.warn(f"skipping unreadable image {path}: {e}", stacklevel=2)
+                continue
+            w, h = _bucket(rgb.width, rgb.height, size, patch)
+            arr = np.asarray(rgb.resize((w, h), Image.BICUBIC), dtype=np.float32) / 127.5 - 1
+            self.items.append((torch.from_numpy(arr).permute(2, 0, 1).contiguous(), caption))
+        if not self.items:
+            raise ValueError(f"no readable images in {folder} ({', '.join(IMAGE_SUFFIXES)})")
+
+
+class AudioFolderSource(_FolderItems):
     """The user's sounds: PCM ``.wav`` files with same-name ``.txt`` captions, as mel tokens;
     clips longer than ``seconds`` are cut there, buckets hold clips of one token count.
 
@@ -150,33 +162,17 @@ class AudioFolderSource(Source):
     """
 
     def __init__(self, folder: str | Path, codec, seconds: float) -> None:
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"data folder {folder} does not exist")
-        self.items: list[tuple[torch.Tensor, str]] = []
-        for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES):
+        self.items = []
+        for path, caption in self.captioned(folder, AUDIO_SUFFIXES):
             try:
                 samples = read_pcm_wav(path, codec.sample_rate)
             except (ValueError, EOFError, wave.Error) as e:
                 warnings.warn(f"skipping unreadable sound {path}: {e}", stacklevel=2)
                 continue
             duration = min(len(samples) / codec.sample_rate, seconds)
-            caption_file = path.with_suffix(".txt")
-            caption = caption_file.read_text().strip() if caption_file.is_file() else ""
             self.items.append((clip_tokens(codec, samples, duration), caption))
         if not self.items:
-            raise ValueError(f"no readable sounds in {folder} (16-bit PCM {AUDIO_SUFFIXES})")
-        lengths = np.array([len(t) for t, _ in self.items])
-        self._buckets = [np.flatnonzero(lengths == k) for k in np.unique(lengths)]
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def item(self, index: int) -> tuple[torch.Tensor, str]:
-        return self.items[index]
-
-    def buckets(self) -> list[np.ndarray]:
-        return self._buckets
+            raise ValueError(f"no readable sounds in {folder} (PCM {', '.join(AUDIO_SUFFIXES)})")
 
 
 def read_pcm_wav(path: str | Path, rate: int) -> torch.Tensor:
