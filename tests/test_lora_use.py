@@ -1,0 +1,96 @@
+"""Adapters at generation time, wherever a request comes from: `generate --lora`, a batch line's
+"loras", the app's offered names. The settings a file carries name its adapters, so a replay
+applies them again."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from app.cli import main as cli
+from pipelines.lora import inject_lora, lora_config, remove_loras, save_lora
+from pipelines.outputs import read_settings
+from pipelines.registry import load_pipeline
+from pipelines.request import Request, RequestError
+
+PROMPT = "a large blue square in the centre"
+
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory):
+    """A random rank-2 adapter for the bundled shapes-t2i (strong enough to change pixels)."""
+    pipe = load_pipeline("shapes-t2i")
+    inject_lora(pipe.transformer, lora_config(2, 2, ("qkv", "fc1"), "shapes-t2i"))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in pipe.transformer.named_parameters():
+            if ".lora_" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    folder = tmp_path_factory.mktemp("loras") / "stripes"
+    save_lora(pipe.transformer, folder, {"base_model": "shapes-t2i"})
+    remove_loras(pipe.transformer)
+    return folder
+
+
+def _pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+def test_generate_with_lora_embeds_it_and_replays(adapter, tmp_path, capsys):
+    base = ["generate", PROMPT, "--seed", "5", "--steps", "4", "--quiet"]
+    assert cli([*base, "--out", str(tmp_path / "plain")]) == 0
+    args = [*base, "--lora", str(adapter), "--lora-scale", "0.7"]
+    assert cli([*args, "--out", str(tmp_path / "lora")]) == 0
+    (plain,), (lora,) = (sorted((tmp_path / d).glob("*.png")) for d in ("plain", "lora"))
+    assert not np.array_equal(_pixels(plain), _pixels(lora))  # the adapter acts
+    settings = read_settings(lora)
+    assert settings["loras"] == [[str(adapter), 0.7]]
+    assert "loras" not in read_settings(plain) or read_settings(plain)["loras"] == []
+    # Replay: the embedded settings make the same pixels again.
+    pipe = load_pipeline("shapes-t2i")
+    fields = {k: settings[k] for k in ("prompt", "seed", "steps", "guidance", "solver",
+                                        "width", "height", "model", "loras")}  # fmt: skip
+    (out,) = pipe(Request.from_dict(fields))
+    assert np.array_equal(out.media, _pixels(lora))
+    # Bad adapters: a clear message, exit 2, nothing written.
+    capsys.readouterr()
+    assert cli([*base, "--lora", str(tmp_path / "none"), "--out", str(tmp_path / "bad")]) == 2
+    assert cli([*base, "--lora", str(adapter), "--lora-scale", "1", "--lora-scale", "2",
+                "--out", str(tmp_path / "bad")]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "LoRA" in err and "more --lora-scale than --lora" in err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_batch_lines_carry_loras(adapter, tmp_path, capsys):
+    jobs = tmp_path / "jobs.jsonl"
+    lines = [{"id": "with", "prompt": PROMPT, "seed": 5, "steps": 4,
+              "loras": [{"path": str(adapter), "scale": 0.7}]},
+             {"id": "bad", "prompt": PROMPT, "loras": [{"path": str(tmp_path / "x")}]},
+             {"id": "without", "prompt": PROMPT, "seed": 5, "steps": 4}]  # fmt: skip
+    jobs.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    assert cli(["batch", str(jobs), "--out", str(tmp_path / "out"), "--quiet"]) == 1
+    assert "jobs.jsonl:2: " in capsys.readouterr().err
+    with_, without = (_pixels(tmp_path / "out" / f"{n}-00.png") for n in ("with", "without"))
+    assert not np.array_equal(with_, without)  # the adapter is gone again for the next job
+    assert cli(["generate", PROMPT, "--seed", "5", "--steps", "4", "--quiet",
+                "--out", str(tmp_path / "cli")]) == 0  # fmt: skip
+    assert np.array_equal(without, _pixels(next((tmp_path / "cli").glob("*.png"))))
+
+
+def test_app_offers_adapters_by_name_only(adapter, tmp_path):
+    from app.studio import Studio
+
+    studio = Studio(loras_dir=adapter.parent)
+    assert "stripes" in studio.loras
+    request = studio.validate(Request(prompt=PROMPT, loras=(("stripes", 0.5),)))
+    assert request.loras == ((str(adapter), 0.5),)
+    assert studio.lora_name(str(adapter)) == "stripes"
+    with pytest.raises(RequestError, match="not offered here"):
+        studio.validate(Request(prompt=PROMPT, loras=((str(adapter), 0.5),)))  # a path: refused
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Studio(loras_dir=tmp_path / "missing")
