@@ -148,10 +148,10 @@ def build_demo(studio: Studio) -> gr.Blocks:
             "## DiT Studio\nSmall diffusion transformers, offline. Every file carries "
             "the settings that made it: drop one back in to replay it."
         )
-        for modality in studio.modalities():
-            if modality in TABS:
-                with gr.Tab(TABS[modality].label):
-                    build_tab(studio, TABS[modality])
+        offered = studio.modalities()
+        for modality in (m for m in TABS if m in offered):  # TABS order: images first
+            with gr.Tab(TABS[modality].label):
+                build_tab(studio, TABS[modality])
     return demo
 
 
@@ -297,6 +297,7 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
         generate,
         [*form, history],
         outputs,
+        api_name=f"submit_{tab.modality}",  # a name of its own: never takes "generate"
         api_visibility="private",
         show_progress_on=[status],
     )

@@ -155,3 +155,17 @@ def test_app_rejects_bad_flags(capsys):
     assert main(["app", "--models-dir", "/no/such/dir"]) == 2
     err = capsys.readouterr().err
     assert "user:password" in err and "does not exist" in err
+
+
+def test_api_names_are_stable_with_every_bundled_modality():
+    """With image and audio models installed, "/generate" is still the image tab's button
+    (a private event once took the name) and the image tab comes first."""
+    from app.studio import Studio
+    from app.web import build_demo
+
+    fns = list(build_demo(Studio()).fns.values())
+    names = [f.api_name for f in fns]
+    assert {"generate", "generate_audio", "read_settings_image", "read_settings_audio"} <= set(
+        names
+    )
+    assert names.index("generate") < names.index("generate_audio")

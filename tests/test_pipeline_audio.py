@@ -123,3 +123,17 @@ def test_sound_source_tokens_match_what_a_request_gets():
             scene = source.ds[int(i)]["scene"]
             assert scene == source.ds.scene(int(i)) and caption
             assert tokens.shape == (codec.tokens_for(scene.duration), codec.token_dim)
+
+
+def test_bundled_sounds_model_is_the_audio_default(tmp_path):
+    """The README's audio command: the bundled sounds-t2a, a 2 s 16 kHz WAV that is not
+    silence, its settings naming the model; the same seed makes the same bytes."""
+    for run in ("a", "b"):
+        args = ["generate", "a click, then a low bell", "--audio", "--duration", "2",
+                "--seed", "3", "--steps", "4", "--quiet", "--out", str(tmp_path / run)]  # fmt: skip
+        assert cli(args) == 0
+    (a,), (b,) = (list((tmp_path / r).glob("*.wav")) for r in ("a", "b"))
+    samples, rate, settings = read_wav(a)
+    assert (len(samples), rate, settings["model"]) == (32_000, 16_000, "sounds-t2a")
+    assert samples.std() > 0.01
+    assert a.read_bytes() == b.read_bytes()

@@ -5,10 +5,12 @@ it was. A teal scene is an ordinary scene in which every object of one chosen co
 in TEAL instead and captioned "teal". Next to each teal scene the folder holds its ordinary
 twin (the same scene in its own colours and caption), and it mixes in ordinary scenes too,
 DreamBooth's prior preservation with the world's renders: the adapter learns the new word as
-a contrast with the colour it replaces ("red" stays red) instead of drifting on old words.
-(Without the twins, a rank-4 adapter turned a fifth of the base model's red objects teal.)
+a contrast with the colour it replaces instead of drifting on old words. The ordinary scenes
+keep teal about as common as any one of the world's colours (1 image in 8): with teal in a
+third of the images, the adapter painted teal a fifth of the red triangles the base model
+draws from the never-seen pair "red triangle" (teal triangles had become the usual kind).
 
-``python -m training.world.teal_folder OUT --n 400 --plain 400`` writes OUT/00000.png + .txt.
+``python -m training.world.teal_folder OUT --n 400 --plain 2400`` writes OUT/00000.png + .txt.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ def sample_teal(rng: np.random.Generator, split: str = "train") -> TealScene:
             return teal
 
 
-def write_folder(out: str | Path, n: int = 400, plain: int = 400, seed: int = TRAIN_SEED,
+def write_folder(out: str | Path, n: int = 400, plain: int = 2400, seed: int = TRAIN_SEED,
                  size: int = 32, twins: bool = True) -> Path:  # fmt: skip
     """``n`` teal scenes (each followed by its ordinary twin unless ``twins`` is False) and
     ``plain`` ordinary ones (base train split), as PNG + .txt."""
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Write a folder of teal shape scenes + captions.")
     ap.add_argument("out", help="folder to write (created)")
     ap.add_argument("--n", type=int, default=400, help="teal scenes")
-    ap.add_argument("--plain", type=int, default=400, help="ordinary scenes mixed in")
+    ap.add_argument("--plain", type=int, default=2400, help="ordinary scenes mixed in")
     ap.add_argument(
         "--no-twins", action="store_true", help="leave out each teal scene's ordinary twin"
     )
