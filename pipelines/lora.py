@@ -172,6 +172,27 @@ def set_scales(transformer: DiT, names: list[str], scales: list[float]) -> None:
     set_weights_and_activate_adapters(transformer, names, scales)
 
 
+class adapters_off:
+    """Context: every LoRA layer of ``transformer`` computes the base layer alone inside (the
+    base model's outputs exactly), as it was after."""
+
+    def __init__(self, transformer: DiT) -> None:
+        self.layers = [m for m in transformer.modules() if isinstance(m, BaseTunerLayer)]
+
+    def __enter__(self) -> None:
+        self.was = [layer.disable_adapters for layer in self.layers]
+        # peft's toggle also sets requires_grad on the adapter weights: keep what it was
+        self.grads = [(p, p.requires_grad) for m in self.layers for p in m.parameters()]
+        for layer in self.layers:
+            layer.enable_adapters(False)
+
+    def __exit__(self, *exc: object) -> None:
+        for layer, was_off in zip(self.layers, self.was, strict=True):
+            layer.enable_adapters(not was_off)
+        for p, flag in self.grads:
+            p.requires_grad_(flag)
+
+
 def remove_loras(transformer: DiT) -> None:
     """Take every adapter out of ``transformer``: its LoRA layers become the plain base layers
     again (diffusers' ``recurse_remove_peft_layers``), so outputs are the base model's."""

@@ -1,5 +1,6 @@
 """LoRA adapters (pipelines/lora.py) and LoRA fine-tuning (training/trainer.py), on tiny models."""
 
+import json
 import math
 
 import numpy as np
@@ -267,3 +268,46 @@ def test_image_folder_buckets_by_aspect_and_skips_unreadable_files(tmp_path):
     assert torch.allclose(source.item(0)[0][:, 0, 0], torch.tensor([-1.0, 0.098, 0.098]), atol=0.01)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         FolderSource(tmp_path / "missing", size=32, patch=4)
+
+
+def test_adapters_off_is_the_base_model_and_restores_everything(tmp_path):
+    from pipelines.lora import adapters_off
+
+    pipe = tiny_pipe()
+    base = raw(pipe)
+    make_adapter(tmp_path / "a", seed=1)
+    apply_loras(pipe, [(str(tmp_path / "a"), 1.0)])
+    adapted = raw(pipe)
+    assert not torch.equal(adapted, base)
+    flags = [p.requires_grad for p in pipe.transformer.parameters()]
+    with adapters_off(pipe.transformer):
+        assert torch.equal(raw(pipe), base)
+    assert torch.equal(raw(pipe), adapted)
+    assert [p.requires_grad for p in pipe.transformer.parameters()] == flags
+
+
+def test_lora_prior_preservation(tmp_path):
+    """prior: w adds w x |v_adapted - v_base|^2 on ordinary items: zero at the first step
+    (the adapter starts as the identity), acting after it; bad settings are clear errors."""
+    from training.recipe import Recipe
+    from training.trainer import build_models, train
+
+    base = Recipe.load("tiny-test")
+    torch.manual_seed(0)
+    transformer, text_encoder = build_models(base)
+    randomize(transformer, std=0.05)
+    spec = ModelSpec(name="tiny-base", patch=4, width=16, height=16)
+    TextToImagePipeline(transformer, text_encoder, spec).save_pretrained(tmp_path / "base")
+    lora = {"rank": 2, "alpha": 2}
+    common = {"init": str(tmp_path / "base"), "steps": 3}
+    for bad, words in (({"prior": -1, "prior_data": "shapes"}, "a weight >= 0"),
+                       ({"prior": 1.0}, "prior needs prior_data")):  # fmt: skip
+        with pytest.raises(ValueError, match=words):
+            Recipe.load("tiny-test", **common, lora={**lora, **bad})
+    logs = {}
+    for name, extra in (("plain", {}), ("prior", {"prior": 50.0, "prior_data": "shapes"})):
+        train(Recipe.load("tiny-test", **common, lora={**lora, **extra}), tmp_path / name)
+        lines = (tmp_path / name / "loss.jsonl").read_text().splitlines()
+        logs[name] = [json.loads(x)["loss"] for x in lines]
+    assert logs["plain"][0] == logs["prior"][0]  # the prior term is exactly 0 at the start
+    assert logs["plain"][1:] != logs["prior"][1:]

@@ -47,6 +47,7 @@ class Recipe:
     export_half: bool = False  # fp16 weights in the exported folder (bundled models: half size)
     # LoRA fine-tune of `init`: {"rank": 8, "alpha": 8, "targets": ["qkv", "proj", "fc1", "fc2"]}
     # freezes the base (text encoder too), trains only the adapter, exports only the adapter.
+    # "prior": w, "prior_data": "shapes" adds w x |v_adapted - v_base|^2 on ordinary items.
     lora: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -68,10 +69,16 @@ class Recipe:
             raise ValueError(f"recipe data={self.data!r} does not give {self.modality} data: "
                              f"use one of {kinds.get(self.modality)}")  # fmt: skip
         if self.lora:
-            unknown = set(self.lora) - {"rank", "alpha", "targets"}
+            unknown = set(self.lora) - {"rank", "alpha", "targets", "prior", "prior_data"}
             if unknown or "rank" not in self.lora:
                 raise ValueError(f"recipe lora={self.lora!r}: give rank (and optionally alpha, "
-                                 "targets), nothing else")  # fmt: skip
+                                 "targets, prior, prior_data), nothing else")  # fmt: skip
+            prior = self.lora.get("prior", 0.0)
+            if not (isinstance(prior, int | float) and 0 <= prior < float("inf")):
+                raise ValueError(f"recipe lora prior={prior!r}: a weight >= 0 (0: off)")
+            if prior and self.lora.get("prior_data") not in ("shapes", "digits", "sounds"):
+                raise ValueError("recipe lora prior needs prior_data: shapes, digits or sounds "
+                                 "(ordinary data of the base model's kind)")  # fmt: skip
             if not self.init:
                 raise ValueError("recipe lora needs init: the model folder the adapter adapts")
         if self.data == "folder" and not self.data_path:

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
@@ -27,7 +28,7 @@ from dit import DiT, DiTConfig, StreamConfig
 from dit.flow import flow_loss, interpolate, logit_normal_t
 from dit.tokens import text_positions
 from pipelines.base import Pipeline
-from pipelines.lora import TARGETS, inject_lora, lora_config, save_lora
+from pipelines.lora import TARGETS, adapters_off, inject_lora, lora_config, save_lora
 from pipelines.registry import pipeline_class
 
 from .data import batch_indices, make_source
@@ -49,14 +50,30 @@ class FlowObjective(torch.nn.Module):
         self.text_encoder = text_encoder
         self.stream = stream
 
-    def forward(self, data, positions, captions, noise, t) -> torch.Tensor:
-        """data, noise: (B, N, D) tokens; positions: (N, 4) of the stream; t: (B,)."""
+    def velocity(self, x_t, positions, captions, t) -> torch.Tensor:
+        """The model's velocity (B, N, D) at x_t (B, N, D), times t (B,)."""
         emb = self.text_encoder.encode(captions)
-        pos = {"text": text_positions(emb.tokens.shape[1], data.device), self.stream: positions}
-        x_t = interpolate(noise, data, t)
+        pos = {"text": text_positions(emb.tokens.shape[1], x_t.device), self.stream: positions}
         out = self.transformer({"text": emb.tokens, self.stream: x_t}, pos, t,
                                pooled=emb.pooled, masks={"text": emb.mask})  # fmt: skip
-        return flow_loss(out[self.stream], noise, data)
+        return out[self.stream]
+
+    def forward(self, data, positions, captions, noise, t, prior=None) -> torch.Tensor:
+        """data, noise: (B, N, D) tokens; positions: (N, 4) of the stream; t: (B,).
+
+        ``prior`` (LoRA only): (x_t, captions, t, weight) of ordinary items; adds ``weight`` x
+        the squared distance between the adapted model's velocity there and the base model's
+        (the adapters switched off): prior preservation against the base model itself.
+        """
+        loss = flow_loss(self.velocity(interpolate(noise, data, t), positions, captions, t),
+                         noise, data)  # fmt: skip
+        if prior is not None:
+            x_p, captions_p, t_p, weight = prior
+            with torch.no_grad(), adapters_off(self.transformer):
+                base = self.velocity(x_p, positions, captions_p, t_p)
+            adapted = self.velocity(x_p, positions, captions_p, t_p)
+            loss = loss + weight * (adapted.float() - base.float()).pow(2).mean()
+        return loss
 
 
 def build_models(recipe: Recipe) -> tuple[DiT, ByteTextEncoder]:
@@ -136,8 +153,24 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def _step_generator(recipe: Recipe, step: int) -> torch.Generator:
-    seed = int(np.random.default_rng([recipe.seed, step, 0, 1]).integers(2**62))
+def prior_items(source, media, recipe: Recipe, step: int, pos: np.ndarray,
+                shape: torch.Size) -> tuple[torch.Tensor, list[str], torch.Tensor]:  # fmt: skip
+    """(x_t (B, N, D), captions, t (B,)) of ordinary items for prior preservation: like the
+    main batch, drawn for the whole global batch from (seed, step) and sliced by ``pos``."""
+    b = recipe.batch_size
+    idx = batch_indices(source, recipe.seed + 1, step, b)[pos]
+    items, captions = zip(*(source.item(int(i)) for i in idx), strict=True)
+    data, _ = media.tokens(torch.stack(items))  # (B, N, D)
+    if data.shape != shape:
+        raise ValueError(f"prior_data items make tokens {tuple(data.shape)}, the recipe's data "
+                         f"{tuple(shape)}: use prior data of the same size")  # fmt: skip
+    g = _step_generator(recipe, step, stream=2)
+    noise, t = torch.randn((b, *shape[1:]), generator=g)[pos], logit_normal_t(b, generator=g)[pos]
+    return interpolate(noise, data, t), list(captions), t
+
+
+def _step_generator(recipe: Recipe, step: int, stream: int = 1) -> torch.Generator:
+    seed = int(np.random.default_rng([recipe.seed, step, 0, stream]).integers(2**62))
     return torch.Generator().manual_seed(seed)
 
 
@@ -211,6 +244,9 @@ def train(
         acc.init_trackers("train", config={k: str(v) for k, v in vars(recipe).items()})
 
     source = make_source(recipe)
+    prior_weight = float(recipe.lora.get("prior", 0.0))
+    prior_source = make_source(replace(recipe, data=recipe.lora["prior_data"],
+                                       lora={})) if prior_weight else None  # fmt: skip
     loss_log = open_loss_log(out, step) if acc.is_main_process else None
     end = min(recipe.steps, recipe.stop_at) if recipe.stop_at > 0 else recipe.steps
     bar = tqdm(total=end, initial=step, disable=not acc.is_local_main_process,
@@ -236,8 +272,12 @@ def train(
             captions = ["" if drop[p] else c for c, p in zip(captions, pos, strict=True)]
             noise, t = noise_all[pos].to(acc.device), t_all[pos].to(acc.device)
             data, positions = data.to(acc.device), positions.to(acc.device)
+            prior = None
+            if prior_source is not None:
+                prior = prior_items(prior_source, media, recipe, step, pos, data.shape)
+                prior = (prior[0].to(acc.device), prior[1], prior[2].to(acc.device), prior_weight)
             with acc.accumulate(module):
-                loss = module(data, positions, captions, noise, t)
+                loss = module(data, positions, captions, noise, t, prior)
                 step_loss += loss.detach() / recipe.grad_accum
                 acc.backward(loss)
                 if acc.sync_gradients:
