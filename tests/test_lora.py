@@ -118,16 +118,24 @@ def test_bad_adapters_give_clear_errors(tmp_path):
     assert torch.equal(raw(pipe), base)  # a failed apply leaves the model as it was
 
 
-def test_lora_training_changes_only_the_adapter_and_resumes_exactly(tmp_path):
+def save_tiny_base(folder):
+    """A tiny-test-shaped image model with random weights, saved as a model folder."""
     from training.recipe import Recipe
-    from training.trainer import build_models, train
+    from training.trainer import build_models
 
-    base = Recipe.load("tiny-test")
     torch.manual_seed(0)
-    transformer, text_encoder = build_models(base)
+    transformer, text_encoder = build_models(Recipe.load("tiny-test"))
     randomize(transformer, std=0.05)
     spec = ModelSpec(name="tiny-base", patch=4, width=16, height=16)
-    TextToImagePipeline(transformer, text_encoder, spec).save_pretrained(tmp_path / "base")
+    TextToImagePipeline(transformer, text_encoder, spec).save_pretrained(folder)
+    return transformer, text_encoder
+
+
+def test_lora_training_changes_only_the_adapter_and_resumes_exactly(tmp_path):
+    from training.recipe import Recipe
+    from training.trainer import train
+
+    transformer, text_encoder = save_tiny_base(tmp_path / "base")
     init = str(tmp_path / "base")
     with pytest.raises(ValueError, match="lora needs init"):
         Recipe.load("tiny-test", lora={"rank": 2})
@@ -290,14 +298,9 @@ def test_lora_prior_preservation(tmp_path):
     """prior: w adds w x |v_adapted - v_base|^2 on ordinary items: zero at the first step
     (the adapter starts as the identity), acting after it; bad settings are clear errors."""
     from training.recipe import Recipe
-    from training.trainer import build_models, train
+    from training.trainer import train
 
-    base = Recipe.load("tiny-test")
-    torch.manual_seed(0)
-    transformer, text_encoder = build_models(base)
-    randomize(transformer, std=0.05)
-    spec = ModelSpec(name="tiny-base", patch=4, width=16, height=16)
-    TextToImagePipeline(transformer, text_encoder, spec).save_pretrained(tmp_path / "base")
+    save_tiny_base(tmp_path / "base")
     lora = {"rank": 2, "alpha": 2}
     common = {"init": str(tmp_path / "base"), "steps": 3}
     for bad, words in (({"prior": -1, "prior_data": "shapes"}, "a weight >= 0"),
