@@ -40,7 +40,6 @@ CONFIG = "adapter_config.json"
 WEIGHTS = "adapter_model.safetensors"
 # The nn.Linear layers of every stream in every block (dit/block.py, dit/layers.py::MLP).
 TARGETS = ("qkv", "proj", "fc1", "fc2")
-_APPLIED = "_studio_loras"  # attribute on the transformer: names of the adapters in it
 
 
 def lora_config(rank: int, alpha: float, targets: list[str] | tuple[str, ...] = TARGETS,
@@ -65,7 +64,6 @@ def inject_lora(transformer: DiT, config: LoraConfig, name: str = "default") -> 
     with warnings.catch_warnings():  # several adapters in one model is the point here
         warnings.filterwarnings("ignore", message="Already found a `peft_config`")
         inject_adapter_in_model(config, transformer, adapter_name=name)
-    setattr(transformer, _APPLIED, [*getattr(transformer, _APPLIED, []), name])
 
 
 def save_lora(transformer: DiT, folder: str | os.PathLike, meta: dict[str, Any],
@@ -202,7 +200,6 @@ def remove_loras(transformer: DiT) -> None:
         recurse_remove_peft_layers(transformer)
     if hasattr(transformer, "peft_config"):
         del transformer.peft_config
-    setattr(transformer, _APPLIED, [])
 
 
 def _target_names(targets: Any) -> list[str]:

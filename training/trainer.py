@@ -25,55 +25,18 @@ from tqdm.auto import tqdm
 
 from conditioning.byte_encoder import ByteTextEncoder
 from dit import DiT, DiTConfig, StreamConfig
-from dit.flow import flow_loss, interpolate, logit_normal_t
-from dit.tokens import text_positions
+from dit.flow import logit_normal_t
 from pipelines.base import Pipeline
-from pipelines.lora import TARGETS, adapters_off, inject_lora, lora_config, save_lora
+from pipelines.lora import TARGETS, inject_lora, lora_config, save_lora
 from pipelines.registry import pipeline_class
 
 from .data import batch_indices, make_source
 from .media import media_of
+from .objective import FlowObjective, prior_items, step_generator
 from .recipe import Recipe
 
 CHECKPOINTS = "checkpoints"
 LOSS_LOG = "loss.jsonl"
-
-
-class FlowObjective(torch.nn.Module):
-    """Text encoder + DiT trained together on the flow-matching loss (one module for DDP).
-    ``stream`` names the generated stream (image, audio); its tokens come from the modality's
-    adapter (training/media.py)."""
-
-    def __init__(self, transformer: DiT, text_encoder: ByteTextEncoder, stream: str) -> None:
-        super().__init__()
-        self.transformer = transformer
-        self.text_encoder = text_encoder
-        self.stream = stream
-
-    def velocity(self, x_t, positions, captions, t) -> torch.Tensor:
-        """The model's velocity (B, N, D) at x_t (B, N, D), times t (B,)."""
-        emb = self.text_encoder.encode(captions)
-        pos = {"text": text_positions(emb.tokens.shape[1], x_t.device), self.stream: positions}
-        out = self.transformer({"text": emb.tokens, self.stream: x_t}, pos, t,
-                               pooled=emb.pooled, masks={"text": emb.mask})  # fmt: skip
-        return out[self.stream]
-
-    def forward(self, data, positions, captions, noise, t, prior=None) -> torch.Tensor:
-        """data, noise: (B, N, D) tokens; positions: (N, 4) of the stream; t: (B,).
-
-        ``prior`` (LoRA only): (x_t, captions, t, weight) of ordinary items; adds ``weight`` x
-        the squared distance between the adapted model's velocity there and the base model's
-        (the adapters switched off): prior preservation against the base model itself.
-        """
-        loss = flow_loss(self.velocity(interpolate(noise, data, t), positions, captions, t),
-                         noise, data)  # fmt: skip
-        if prior is not None:
-            x_p, captions_p, t_p, weight = prior
-            with torch.no_grad(), adapters_off(self.transformer):
-                base = self.velocity(x_p, positions, captions_p, t_p)
-            adapted = self.velocity(x_p, positions, captions_p, t_p)
-            loss = loss + weight * (adapted.float() - base.float()).pow(2).mean()
-        return loss
 
 
 def build_models(recipe: Recipe) -> tuple[DiT, ByteTextEncoder]:
@@ -151,27 +114,6 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
     """The newest *complete* checkpoint (incomplete ones are still named .tmp-*)."""
     done = sorted((out_dir / CHECKPOINTS).glob("step_*"))
     return done[-1] if done else None
-
-
-def prior_items(source, media, recipe: Recipe, step: int, pos: np.ndarray,
-                shape: torch.Size) -> tuple[torch.Tensor, list[str], torch.Tensor]:  # fmt: skip
-    """(x_t (B, N, D), captions, t (B,)) of ordinary items for prior preservation: like the
-    main batch, drawn for the whole global batch from (seed, step) and sliced by ``pos``."""
-    b = recipe.batch_size
-    idx = batch_indices(source, recipe.seed + 1, step, b)[pos]
-    items, captions = zip(*(source.item(int(i)) for i in idx), strict=True)
-    data, _ = media.tokens(torch.stack(items))  # (B, N, D)
-    if data.shape != shape:
-        raise ValueError(f"prior_data items make tokens {tuple(data.shape)}, the recipe's data "
-                         f"{tuple(shape)}: use prior data of the same size")  # fmt: skip
-    g = _step_generator(recipe, step, stream=2)
-    noise, t = torch.randn((b, *shape[1:]), generator=g)[pos], logit_normal_t(b, generator=g)[pos]
-    return interpolate(noise, data, t), list(captions), t
-
-
-def _step_generator(recipe: Recipe, step: int, stream: int = 1) -> torch.Generator:
-    seed = int(np.random.default_rng([recipe.seed, step, 0, stream]).integers(2**62))
-    return torch.Generator().manual_seed(seed)
 
 
 def train(
@@ -259,7 +201,7 @@ def train(
         idx = batch_indices(source, recipe.seed, step, recipe.batch_size)
         # Every draw is made for the whole global batch, then sliced: N processes make the
         # run one process makes (up to float summation order), and a resumed run the same.
-        g, b = _step_generator(recipe, step), recipe.batch_size
+        g, b = step_generator(recipe, step), recipe.batch_size
         drop = (torch.rand(b, generator=g) < recipe.caption_dropout).tolist()
         shape = media.tokens(source.item(int(idx[0]))[0][None])[0].shape[1:]  # (N, D)
         noise_all = torch.randn((b, *shape), generator=g)  # one bucket: one shape
@@ -274,8 +216,9 @@ def train(
             data, positions = data.to(acc.device), positions.to(acc.device)
             prior = None
             if prior_source is not None:
-                prior = prior_items(prior_source, media, recipe, step, pos, data.shape)
-                prior = (prior[0].to(acc.device), prior[1], prior[2].to(acc.device), prior_weight)
+                x_p, captions_p, t_p = prior_items(prior_source, media, recipe, step, pos,
+                                                   data.shape)  # fmt: skip
+                prior = (x_p.to(acc.device), captions_p, t_p.to(acc.device), prior_weight)
             with acc.accumulate(module):
                 loss = module(data, positions, captions, noise, t, prior)
                 step_loss += loss.detach() / recipe.grad_accum

@@ -1,0 +1,75 @@
+"""The studio page's form: its field names, and its values -> a :class:`Request`.
+
+No Gradio here: what a page sends is checked the same way whatever draws the page.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pipelines.request import Request, RequestError
+
+FORM = (
+    "model",
+    "prompt",
+    "negative_prompt",
+    "seed",
+    "random_seed",
+    "steps",
+    "guidance",
+    "solver",
+    "width",
+    "height",
+    "num_outputs",
+    "duration",
+    "loras",
+)
+
+
+def _whole(name: str, value: Any) -> int:
+    """Sliders and number boxes send floats; the request schema wants whole numbers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise RequestError(f"{name}={value!r} is invalid: use a whole number")
+
+
+def parse_loras(text: str | None) -> tuple[tuple[str, float], ...]:
+    """ "teal:0.8, other" -> (("teal", 0.8), ("other", 1.0)): names the studio offers."""
+    pairs = []
+    for item in (text or "").replace("\n", ",").split(","):
+        if not item.strip():
+            continue
+        name, _, scale = item.strip().partition(":")
+        try:
+            pairs.append((name.strip(), float(scale) if scale.strip() else 1.0))
+        except ValueError:
+            raise RequestError(f"LoRA {item.strip()!r}: write name:scale, e.g. teal:0.8") from None
+    return tuple(pairs)
+
+
+def form_request(values: dict[str, Any]) -> Request:
+    """The form's values -> a Request (not yet resolved against the model)."""
+    if values["seed"] is None and not values["random_seed"]:
+        raise RequestError("seed is empty: type a number or tick 'random'")
+
+    def whole_or_none(name: str) -> int | None:
+        return None if values.get(name) is None else _whole(name, values[name])
+
+    duration = values.get("duration")
+    return Request(
+        duration=None if duration is None else float(duration),
+        prompt=values["prompt"] or "",
+        negative_prompt=values["negative_prompt"] or "",
+        seed=None if values["random_seed"] else _whole("seed", values["seed"]),
+        steps=_whole("steps", values["steps"]),
+        guidance=float(values["guidance"]) if values["guidance"] is not None else math.nan,
+        solver=values["solver"],
+        width=whole_or_none("width"),
+        height=whole_or_none("height"),
+        num_outputs=_whole("num_outputs", values["num_outputs"]),
+        model=values["model"],
+        loras=parse_loras(values.get("loras")),
+    )

@@ -1,0 +1,77 @@
+"""The training objective: flow matching through text encoder + DiT in one module (what DDP
+wraps), with the optional prior-preservation term of LoRA fine-tunes, and the per-step random
+draws both use."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from conditioning.byte_encoder import ByteTextEncoder
+from dit import DiT
+from dit.flow import flow_loss, interpolate, logit_normal_t
+from dit.tokens import text_positions
+from pipelines.lora import adapters_off
+
+from .data import batch_indices
+from .recipe import Recipe
+
+
+class FlowObjective(torch.nn.Module):
+    """Text encoder + DiT trained together on the flow-matching loss (one module for DDP).
+    ``stream`` names the generated stream (image, audio); its tokens come from the modality's
+    adapter (training/media.py)."""
+
+    def __init__(self, transformer: DiT, text_encoder: ByteTextEncoder, stream: str) -> None:
+        super().__init__()
+        self.transformer = transformer
+        self.text_encoder = text_encoder
+        self.stream = stream
+
+    def velocity(self, x_t, positions, emb, t) -> torch.Tensor:
+        """The model's velocity (B, N, D) at x_t (B, N, D), times t (B,), text ``emb``."""
+        pos = {"text": text_positions(emb.tokens.shape[1], x_t.device), self.stream: positions}
+        out = self.transformer({"text": emb.tokens, self.stream: x_t}, pos, t,
+                               pooled=emb.pooled, masks={"text": emb.mask})  # fmt: skip
+        return out[self.stream]
+
+    def forward(self, data, positions, captions, noise, t, prior=None) -> torch.Tensor:
+        """data, noise: (B, N, D) tokens; positions: (N, 4) of the stream; t: (B,).
+
+        ``prior`` (LoRA only): (x_t, captions, t, weight) of ordinary items; adds ``weight`` x
+        the squared distance between the adapted model's velocity there and the base model's
+        (the adapters switched off): prior preservation against the base model itself.
+        """
+        emb = self.text_encoder.encode(captions)
+        x_t = interpolate(noise, data, t)
+        loss = flow_loss(self.velocity(x_t, positions, emb, t), noise, data)
+        if prior is not None:
+            x_p, captions_p, t_p, weight = prior
+            emb_p = self.text_encoder.encode(captions_p)  # frozen under a LoRA: encode once
+            with torch.no_grad(), adapters_off(self.transformer):
+                base = self.velocity(x_p, positions, emb_p, t_p)
+            adapted = self.velocity(x_p, positions, emb_p, t_p)
+            loss = loss + weight * (adapted.float() - base.float()).pow(2).mean()
+        return loss
+
+
+def prior_items(source, media, recipe: Recipe, step: int, pos: np.ndarray,
+                shape: torch.Size) -> tuple[torch.Tensor, list[str], torch.Tensor]:  # fmt: skip
+    """(x_t (B, N, D), captions, t (B,)) of ordinary items for prior preservation: like the
+    main batch, drawn for the whole global batch from (seed, step) and sliced by ``pos``."""
+    b = recipe.batch_size
+    idx = batch_indices(source, recipe.seed + 1, step, b)[pos]
+    items, captions = zip(*(source.item(int(i)) for i in idx), strict=True)
+    data, _ = media.tokens(torch.stack(items))  # (B, N, D)
+    if data.shape != shape:
+        raise ValueError(f"prior_data items make tokens {tuple(data.shape)}, the recipe's data "
+                         f"{tuple(shape)}: use prior data of the same size")  # fmt: skip
+    g = step_generator(recipe, step, stream=2)
+    noise, t = torch.randn((b, *shape[1:]), generator=g)[pos], logit_normal_t(b, generator=g)[pos]
+    return interpolate(noise, data, t), list(captions), t
+
+
+def step_generator(recipe: Recipe, step: int, stream: int = 1) -> torch.Generator:
+    """The generator of one step's draws (``stream`` 1: the batch's, 2: the prior's)."""
+    seed = int(np.random.default_rng([recipe.seed, step, 0, stream]).integers(2**62))
+    return torch.Generator().manual_seed(seed)
