@@ -4,8 +4,9 @@ number of processes.
 Each line of the jobs file is one request in the schema the CLI and the app use
 (:class:`pipelines.request.Request`), plus two optional keys: ``id`` (a name for the job;
 by default a hash of the line's content, so editing other lines never renames a job) and
-``modality`` (``image`` or ``audio``: the bundled default model of that kind when no ``model``
-is given). A job without a seed gets one derived from its id, so a rerun makes the same bytes.
+``modality`` (``image``, ``audio`` or ``video``: the bundled default model of that kind when
+no ``model`` is given). A job without a seed gets one derived from its id, so a rerun makes the
+same bytes.
 
 Exactly once: every output is written atomically (temporary file, fsync, rename), and only
 then is the job's manifest record appended (one JSON line: id, line, output paths with their
@@ -30,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.request import Request, RequestError
-from pipelines.spec import DEFAULT_AUDIO_MODEL, DEFAULT_MODEL, ModelSpec, resolve_model
+from pipelines.spec import DEFAULT_MODEL, DEFAULT_MODELS, ModelSpec, resolve_model
 
 MANIFEST = "manifest.jsonl"
 PART = "manifest.part-{rank}.jsonl"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-MODALITY_DEFAULTS = {"image": DEFAULT_MODEL, "audio": DEFAULT_AUDIO_MODEL}
+MODALITY_DEFAULTS = DEFAULT_MODELS
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import argparse
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from pipelines.spec import DEFAULT_AUDIO_MODEL, DEFAULT_MODEL
+from pipelines.spec import DEFAULT_AUDIO_MODEL, DEFAULT_MODEL, DEFAULT_VIDEO_MODEL
 
 
 def _version() -> str:
@@ -22,7 +22,7 @@ def _version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="dit-studio",
-        description="DiT Studio: generate images and sounds with small "
+        description="DiT Studio: generate images, videos and sounds with small "
         "diffusion transformers, offline, on a CPU or a GPU.",
     )
     ap.add_argument("--version", action="version", version=f"dit-studio {_version()}")
@@ -30,8 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser(
         "generate",
-        help="make an image (PNG) or a sound (WAV) from a prompt",
-        description="Make images or sounds from a prompt; the model decides which. Each file "
+        help="make an image (PNG), a video (MP4) or a sound (WAV) from a prompt",
+        description="Make images, videos or sounds from a prompt; the model decides which. "
+        "Each file "
         "carries the settings that made it, so it can be made again exactly. Unset options "
         "use the model's defaults.",
     )
@@ -41,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--audio",
         action="store_true",
         help=f"use the bundled text-to-audio model ({DEFAULT_AUDIO_MODEL})",
+    )
+    gen.add_argument(
+        "--video",
+        action="store_true",
+        help=f"use the bundled text-to-video model ({DEFAULT_VIDEO_MODEL})",
     )
     gen.add_argument(
         "--model",
@@ -54,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--solver", help="ODE solver: euler, heun or midpoint")
     gen.add_argument("--width", type=int, help="image width in pixels (multiple of the patch)")
     gen.add_argument("--height", type=int, help="image height in pixels")
-    gen.add_argument("--duration", type=float, help="sound length in seconds (audio models)")
+    gen.add_argument("--duration", type=float, help="length in seconds (audio, video models)")
+    gen.add_argument("--fps", type=float, help="video frames per second (any; default: the "
+                     "model's training rate)")  # fmt: skip
     gen.add_argument("--sample-rate", type=int, help="check the audio model's rate (Hz)")
     gen.add_argument("--lora", action="append", default=[], metavar="PATH",
                      help="apply a LoRA adapter folder (repeat for several)")  # fmt: skip
@@ -131,7 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
 def generate(args: argparse.Namespace) -> int:
     from pipelines.request import Request, RequestError
 
-    model = DEFAULT_AUDIO_MODEL if args.audio and args.model == DEFAULT_MODEL else args.model
+    if args.audio and args.video:
+        print("dit-studio generate: give --audio or --video, not both", file=sys.stderr)
+        return 2
+    model = args.model
+    if args.model == DEFAULT_MODEL and (args.audio or args.video):
+        model = DEFAULT_AUDIO_MODEL if args.audio else DEFAULT_VIDEO_MODEL
     if len(args.lora_scale) > len(args.lora):
         print("dit-studio generate: more --lora-scale than --lora: give one scale per adapter",
               file=sys.stderr)  # fmt: skip
@@ -142,7 +155,7 @@ def generate(args: argparse.Namespace) -> int:
             prompt=args.prompt, negative_prompt=args.negative_prompt, seed=args.seed,
             steps=args.steps, guidance=args.guidance, solver=args.solver, width=args.width,
             height=args.height, num_outputs=args.num_outputs, model=model,
-            duration=args.duration, sample_rate=args.sample_rate,
+            duration=args.duration, sample_rate=args.sample_rate, fps=args.fps,
             loras=tuple(zip(args.lora, scales, strict=True)),
         )  # fmt: skip
         from pipelines.registry import load_pipeline

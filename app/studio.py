@@ -23,6 +23,7 @@ SERVER_LIMITS = Limits(
     max_side=256,
     max_pixels=256 * 256,
     max_seconds=30.0,
+    max_fps=60.0,
     max_steps=100,
     max_outputs=8,
     max_prompt_bytes=2000,

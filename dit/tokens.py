@@ -50,3 +50,23 @@ def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
 def unpatchify(tokens: torch.Tensor, p: int, h: int, w: int) -> torch.Tensor:
     """(B, h * w, C * p * p) -> (B, C, h * p, w * p); h, w in patches."""
     return rearrange(tokens, "b (h w) (c p1 p2) -> b c (h p1) (w p2)", h=h, w=w, p1=p, p2=p)
+
+
+def video_positions(
+    frames: int, h: int, w: int, fps: float, tpatch: int = 1,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:  # fmt: skip
+    """(frames / tpatch * h * w, 4) ids for tubelets of ``tpatch`` frames: each carries the
+    time (s) of its first frame, so any fps lands on the same seconds axis as audio."""
+    return grid_positions(frames // tpatch, h, w, fps / tpatch, device=device)
+
+
+def patchify_video(x: torch.Tensor, p: int, q: int) -> torch.Tensor:
+    """(B, F, C, H, W) -> (B, F/q * H/p * W/p, C * q * p * p) tubelets, time-major order."""
+    return rearrange(x, "b (f q) c (h p1) (w p2) -> b (f h w) (c q p1 p2)", q=q, p1=p, p2=p)
+
+
+def unpatchify_video(tokens: torch.Tensor, p: int, q: int, f: int, h: int, w: int) -> torch.Tensor:
+    """(B, f * h * w, C * q * p * p) -> (B, f * q, C, h * p, w * p); f, h, w in tubelets."""
+    return rearrange(tokens, "b (f h w) (c q p1 p2) -> b (f q) c (h p1) (w p2)",
+                     f=f, h=h, w=w, q=q, p1=p, p2=p)  # fmt: skip

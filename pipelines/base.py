@@ -23,6 +23,7 @@ from dit.callbacks import StepCallback
 from dit.flow import solve, time_grid
 from dit.guidance import guided
 from dit.tokens import text_positions
+from dit.tree import State
 
 from .request import Limits, Request
 from .spec import INDEX, ModelSpec, bundled_models, resolve_model  # noqa: F401 (re-export)
@@ -126,42 +127,63 @@ class Pipeline:
         request: Request,
         callback: StepCallback | None = None,
         prompts: list[str] | None = None,
-    ) -> torch.Tensor:
-        """Run the sampler for a resolved request; returns (B, N, dim) generated tokens.
+        given: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> State:
+        """Run the sampler for a resolved request; returns the generated tokens: (B, N, dim)
+        for one stream, a dict per stream for several (:meth:`layouts`).
 
         ``prompts`` (one per output) lets evaluation batch different prompts in one call.
+        ``given``: stream -> (clean tokens (B, N, D), positions (N, 4)) the model sees as
+        finished (its time held at t = 1) while the others are sampled: video-to-audio and
+        audio-to-video in a joint model.
         """
         self.use_loras(request.loras)
-        lay = self.layout(request)
+        lays = [lay for lay in self.layouts(request) if lay.stream not in (given or {})]
         device = self.device
         b = request.num_outputs
         prompts = prompts or [request.prompt] * b
         # One generator per output: a seed gives the same output whatever the batch size.
-        noise = torch.stack([
-            torch.randn(lay.tokens, lay.dim, generator=torch.Generator().manual_seed(
-                request.seed + i))
-            for i in range(b)
-        ]).to(device)  # (B, N, dim)  # fmt: skip
+        noise = {lay.stream: [] for lay in lays}
+        for i in range(b):
+            g = torch.Generator().manual_seed(request.seed + i)
+            for lay in lays:
+                noise[lay.stream].append(torch.randn(lay.tokens, lay.dim, generator=g))
+        x0 = {k: torch.stack(v).to(device) for k, v in noise.items()}  # name -> (B, N, dim)
         emb = self.text_encoder.encode(
             prompts + [request.negative_prompt] * b
         )  # cond and uncond padded to one length
         text, mask, pooled = emb.tokens, emb.mask, emb.pooled
-        positions = {"text": text_positions(text.shape[1], device),
-                     lay.stream: lay.positions.to(device)}  # fmt: skip
+        positions = {"text": text_positions(text.shape[1], device)}
+        positions |= {lay.stream: lay.positions.to(device) for lay in lays}
+        clean = {k: x.to(device) for k, (x, _) in (given or {}).items()}
+        positions |= {k: pos.to(device) for k, (_, pos) in (given or {}).items()}
 
-        def fn(x: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
-            out = self.transformer({"text": cond["text"], lay.stream: x}, positions, t,
-                                   pooled=cond["pooled"], masks={"text": cond["mask"]})  # fmt: skip
-            return out[lay.stream]
+        def fn(x: State, t: torch.Tensor, cond: dict[str, Any]) -> State:
+            xs = x if isinstance(x, dict) else {lays[0].stream: x}
+            done = {k: torch.ones_like(t) for k in cond["given"]}  # given streams: t = 1
+            out = self.transformer({"text": cond["text"], **xs, **cond["given"]}, positions, t,
+                                   pooled=cond["pooled"], masks={"text": cond["mask"]},
+                                   stream_t=done)  # fmt: skip
+            return {k: out[k] for k in xs} if isinstance(x, dict) else out[lays[0].stream]
 
-        cond = {"text": text[:b], "mask": mask[:b], "pooled": pooled[:b]}
-        uncond = {"text": text[b:], "mask": mask[b:], "pooled": pooled[b:]}
-        if request.guidance == 1.0:
+        cond = {"text": text[:b], "mask": mask[:b], "pooled": pooled[:b], "given": clean}
+        uncond = {"text": text[b:], "mask": mask[b:], "pooled": pooled[b:], "given": clean}
+        scale = self.guidance_scales(request)
+        if scale == 1.0:
             velocity = lambda x, t: fn(x, t, cond)  # noqa: E731
         else:
-            velocity = guided(fn, cond, uncond, request.guidance)
+            velocity = guided(fn, cond, uncond, scale)
         grid = time_grid(request.steps, shift=self.spec.shift)
-        return solve(velocity, noise, grid, request.solver, callback)
+        start = x0 if len(lays) > 1 else x0[lays[0].stream]
+        return solve(velocity, start, grid, request.solver, callback)
+
+    def layouts(self, request: Request) -> list[Layout]:
+        """Every generated stream's layout; one for single-modality pipelines."""
+        return [self.layout(request)]
+
+    def guidance_scales(self, request: Request) -> float | dict[str, float]:
+        """The guidance scale, or one per stream (joint models override this)."""
+        return request.guidance
 
     def use_loras(self, loras: tuple[tuple[str, float], ...]) -> None:
         """Make the transformer carry exactly these adapters, each at its scale (a ValueError

@@ -131,8 +131,13 @@ def read_wav(source: str | os.PathLike | bytes) -> tuple[np.ndarray, int, dict[s
 
 
 def read_settings(path: str | os.PathLike) -> dict[str, Any]:
-    """The settings any studio file carries (PNG or WAV), for replay."""
-    head = Path(path).read_bytes()[:12]
+    """The settings any studio file carries (PNG, WAV or MP4), for replay."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+    if head[4:8] == b"ftyp":  # an ISO media file; MP4 code lives in pipelines/mp4.py
+        from pipelines.mp4 import read_mp4_settings
+
+        return read_mp4_settings(path)
     if head[:4] == b"RIFF":
         settings = read_wav(path)[2]
         if not settings:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 PIPELINES: dict[str, str] = {
     "image": "pipelines.image:TextToImagePipeline",
     "audio": "pipelines.audio:TextToAudioPipeline",
+    "video": "pipelines.video:TextToVideoPipeline",
 }
 
 

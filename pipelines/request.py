@@ -23,6 +23,8 @@ class Limits:
     max_pixels: int = 256 * 256
     max_seconds: float = 0.0  # 0: the model has no duration (images)
     sample_rates: tuple[int, ...] = ()  # audio models: the rate they make
+    max_fps: float = 0.0  # 0: the model makes no video
+    frame_multiple: int = 1  # video: frame counts are multiples of the tubelet length
     max_steps: int = 200
     max_outputs: int = 16
     max_prompt_bytes: int = 4096
@@ -37,6 +39,8 @@ class Limits:
             max_pixels=min(self.max_pixels, other.max_pixels),
             max_seconds=min(self.max_seconds, other.max_seconds),
             sample_rates=self.sample_rates or other.sample_rates,
+            max_fps=min(self.max_fps, other.max_fps),
+            frame_multiple=math.lcm(self.frame_multiple, other.frame_multiple),
             max_steps=min(self.max_steps, other.max_steps),
             max_outputs=min(self.max_outputs, other.max_outputs),
             max_prompt_bytes=min(self.max_prompt_bytes, other.max_prompt_bytes),
@@ -60,6 +64,7 @@ class Request:
     model: str | None = None
     duration: float | None = None  # seconds (audio, video)
     sample_rate: int | None = None  # Hz (audio); must be the model's own
+    fps: float | None = None  # frames per second (video); any rate up to the model's limit
     loras: tuple[tuple[str, float], ...] = ()  # (adapter folder or name, scale), all at once
 
     @classmethod
@@ -124,9 +129,13 @@ class Request:
                 f"{limits.max_pixels}: ask for a smaller size"
             )
 
+    def frames(self) -> int:
+        """Video frames of a resolved request: duration x fps (validated to be whole)."""
+        return round(self.duration * self.fps)
+
     def _validate_time(self, limits: Limits) -> None:
         if limits.max_seconds == 0:
-            for name in ("duration", "sample_rate"):
+            for name in ("duration", "sample_rate", "fps"):
                 if getattr(self, name) is not None:
                     raise RequestError(f"{name}={getattr(self, name)!r}: this model makes "
                                        "images; leave it unset")  # fmt: skip
@@ -139,11 +148,32 @@ class Request:
                 f"duration={d} s is beyond this model's limit of {limits.max_seconds} s: "
                 "ask for less"
             )
+        if self.sample_rate is not None and not limits.sample_rates:
+            raise RequestError(f"sample_rate={self.sample_rate!r}: this model makes no sound; "
+                               "leave it unset")  # fmt: skip
         if self.sample_rate is not None and self.sample_rate not in limits.sample_rates:
             raise RequestError(
                 f"sample_rate={self.sample_rate!r}: this model makes "
                 f"{', '.join(map(str, limits.sample_rates))} Hz audio; ask for that or leave it "
                 "unset"
+            )
+        self._validate_fps(limits)
+
+    def _validate_fps(self, limits: Limits) -> None:
+        if limits.max_fps == 0:
+            if self.fps is not None:
+                raise RequestError(f"fps={self.fps!r}: this model makes no video; leave it unset")
+            return
+        f = self.fps
+        if not _is_number(f) or not math.isfinite(f) or not 1 <= f <= limits.max_fps:
+            raise RequestError(f"fps={f!r} is invalid: use 1 to {limits.max_fps:g} frames a "
+                               "second")  # fmt: skip
+        frames, k = self.duration * f, limits.frame_multiple
+        if abs(frames - round(frames)) > 1e-6 or round(frames) % k or round(frames) < k:
+            n = max(k, round(frames / k) * k)
+            raise RequestError(
+                f"duration={self.duration} s at fps={f:g} is {frames:g} frames; this model "
+                f"makes whole multiples of {k} frames: ask for duration={n / f:g} ({n} frames)"
             )
 
 

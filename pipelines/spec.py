@@ -17,6 +17,10 @@ from .request import Limits, RequestError
 INDEX = "model_index.json"
 DEFAULT_MODEL = "shapes-t2i"  # what the CLI and the app use when no model is named
 DEFAULT_AUDIO_MODEL = "sounds-t2a"  # `dit-studio generate --audio`
+DEFAULT_VIDEO_MODEL = "motion-t2v"  # `dit-studio generate --video`
+# modality -> the bundled model a request of that kind gets when it names none
+DEFAULT_MODELS = {"image": DEFAULT_MODEL, "audio": DEFAULT_AUDIO_MODEL,
+                  "video": DEFAULT_VIDEO_MODEL}  # fmt: skip
 ASSETS = Path(os.environ.get("DIT_STUDIO_ASSETS", Path(__file__).resolve().parents[1] / "assets"))
 
 
@@ -69,29 +73,44 @@ class ModelSpec:
     shift: float = 1.0  # flow time-grid shift at the training size
     seconds: float = 0.0  # audio / video: the longest training clip (0 for images)
     sample_rate: int = 0  # audio: Hz
+    fps: float = 0.0  # video: the training frame rate (the default of a request)
+    tpatch: int = 1  # video: frames per tubelet (frame counts are multiples of it)
     defaults: dict[str, Any] = field(default_factory=dict)
     limits: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def timed(self) -> bool:
-        """True for media with a duration (audio), whose requests name seconds, not sides."""
-        return self.modality == "audio"
+        """True for media with a duration (audio, video), whose requests name seconds."""
+        return self.modality in ("audio", "video")
+
+    @property
+    def sized(self) -> bool:
+        """True for media with a width and height (image, video)."""
+        return self.modality in ("image", "video")
 
     def request_defaults(self) -> dict[str, Any]:
         base: dict[str, Any] = {"steps": 8, "guidance": 3.0, "solver": "heun"}
         if self.timed:
             base["duration"] = min(2.0, self.seconds)
-        else:
+        if self.sized:
             base.update(width=self.width, height=self.height)
+        if self.fps:
+            base.update(fps=self.fps, duration=self.seconds)
         return {**base, **self.defaults}
 
     def request_limits(self) -> Limits:
+        base: dict[str, Any] = {}
         if self.timed:  # lengths are free up to twice the longest training clip
-            base = dict(max_side=0, max_seconds=2 * self.seconds,
-                        sample_rates=(self.sample_rate,))  # fmt: skip
+            base.update(max_seconds=2 * self.seconds)
+        if self.sample_rate:
+            base.update(sample_rates=(self.sample_rate,))
+        if self.sized:
+            base.update(multiple=self.patch, max_side=8 * max(self.width, self.height))
         else:
-            base = dict(multiple=self.patch, max_side=8 * max(self.width, self.height))
+            base.update(max_side=0)
+        if self.fps:  # any rate from 1 fps to 4 x the training rate
+            base.update(max_fps=4 * self.fps, frame_multiple=self.tpatch)
         merged = {**base, **self.limits}
         if "solvers" in merged:
             merged["solvers"] = tuple(merged["solvers"])

@@ -33,12 +33,11 @@ class Source:
         return [np.arange(len(self))]
 
 
-class ShapesSource(Source):
-    def __init__(self, n: int, seed: int, size: int) -> None:
-        from training.world.shapes import ShapesDataset
+class _WorldSource(Source):
+    """A procedural world's dataset (index -> dict), items rendered once and cached."""
 
-        self.ds = ShapesDataset(n, seed=seed, size=size, split="train")
-        self.cache: dict[int, tuple[torch.Tensor, str]] = {}
+    field = "image"  # the dataset's key holding the media tensor
+    ds: torch.utils.data.Dataset
 
     def __len__(self) -> int:
         return len(self.ds)
@@ -46,8 +45,16 @@ class ShapesSource(Source):
     def item(self, index: int) -> tuple[torch.Tensor, str]:
         if index not in self.cache:
             d = self.ds[index]
-            self.cache[index] = (d["image"], d["caption"])
+            self.cache[index] = (d[self.field], d["caption"])
         return self.cache[index]
+
+
+class ShapesSource(_WorldSource):
+    def __init__(self, n: int, seed: int, size: int) -> None:
+        from training.world.shapes import ShapesDataset
+
+        self.ds = ShapesDataset(n, seed=seed, size=size, split="train")
+        self.cache: dict[int, tuple[torch.Tensor, str]] = {}
 
 
 class DigitsSource(Source):
@@ -100,6 +107,19 @@ class SoundsSource(Source):
 
     def buckets(self) -> list[np.ndarray]:
         return self._buckets
+
+
+class MotionSource(_WorldSource):
+    """The procedural video world: clips (F, 3, H, W) in [-1, 1] at the recipe's size, frame
+    count and fps."""
+
+    field = "video"
+
+    def __init__(self, n: int, seed: int, size: int, seconds: float, fps: float) -> None:
+        from training.world.motion import MotionDataset
+
+        self.ds = MotionDataset(n, seed=seed, size=size, frames=round(seconds * fps), fps=fps)
+        self.cache: dict[int, tuple[torch.Tensor, str]] = {}
 
 
 class _FolderItems(Source):
@@ -225,6 +245,8 @@ def make_source(recipe) -> Source:
         return ShapesSource(recipe.data_size, recipe.seed, recipe.size)
     if recipe.data == "digits":
         return DigitsSource(recipe.size, recipe.seed)
+    if recipe.data == "motion":
+        return MotionSource(recipe.data_size, recipe.seed, recipe.size, recipe.seconds, recipe.fps)
     if recipe.modality == "audio":
         from conditioning.mel import MelCodec
 

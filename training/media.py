@@ -9,13 +9,29 @@ from __future__ import annotations
 import torch
 
 from conditioning.mel import MelCodec
-from dit.tokens import audio_positions, image_positions, patchify
+from dit.flow import logit_normal_t
+from dit.tokens import audio_positions, image_positions, patchify, patchify_video, video_positions
 from pipelines.spec import ModelSpec
 
 from .recipe import Recipe
 
 
-class ImageMedia:
+class Media:
+    """One generated stream: its name and token size, and each step's flow times."""
+
+    stream: str
+    token_dim: int
+
+    @property
+    def streams(self) -> dict[str, int]:
+        return {self.stream: self.token_dim}
+
+    def times(self, b: int, g: torch.Generator) -> torch.Tensor:
+        """(B,) training times of a step's global batch (SD3's logit-normal)."""
+        return logit_normal_t(b, generator=g)
+
+
+class ImageMedia(Media):
     """Items are images (3, H, W) in [-1, 1]; tokens are p x p pixel patches."""
 
     stream = "image"
@@ -37,7 +53,7 @@ class ImageMedia:
                          defaults=dict(r.defaults), extra={"data": r.data})  # fmt: skip
 
 
-class AudioMedia:
+class AudioMedia(Media):
     """Items are mel tokens (N, frames_per_token * n_mels), already encoded by the source."""
 
     stream = "audio"
@@ -59,5 +75,32 @@ class AudioMedia:
                          extra={"data": r.data, "codec": self.codec.to_dict()})  # fmt: skip
 
 
-def media_of(recipe: Recipe) -> ImageMedia | AudioMedia:
-    return AudioMedia(recipe) if recipe.modality == "audio" else ImageMedia(recipe)
+class VideoMedia(Media):
+    """Items are clips (F, 3, H, W) in [-1, 1]; tokens are tpatch x p x p pixel tubelets whose
+    positions carry time in seconds at the recipe's fps."""
+
+    stream = "video"
+
+    def __init__(self, recipe: Recipe) -> None:
+        self.recipe, self.patch, self.tpatch = recipe, recipe.patch, recipe.tpatch
+        self.token_dim = 3 * recipe.tpatch * recipe.patch**2
+
+    def tokens(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, F, 3, H, W) -> tokens (B, N, 3 q p p) and positions (N, 4)."""
+        p, q = self.patch, self.tpatch
+        f, h, w = batch.shape[1], batch.shape[-2] // p, batch.shape[-1] // p
+        return patchify_video(batch, p, q), video_positions(f, h, w, self.recipe.fps, q)
+
+    def spec(self) -> ModelSpec:
+        r = self.recipe
+        return ModelSpec(name=r.name, modality="video", objective=r.objective, channels=3,
+                         patch=r.patch, width=r.size, height=r.size, seconds=r.seconds,
+                         fps=r.fps, tpatch=r.tpatch, defaults=dict(r.defaults),
+                         extra={"data": r.data})  # fmt: skip
+
+
+MEDIA = {"image": ImageMedia, "audio": AudioMedia, "video": VideoMedia}
+
+
+def media_of(recipe: Recipe) -> ImageMedia | AudioMedia | VideoMedia:
+    return MEDIA[recipe.modality](recipe)

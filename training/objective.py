@@ -11,6 +11,7 @@ from conditioning.byte_encoder import ByteTextEncoder
 from dit import DiT
 from dit.flow import flow_loss, interpolate, logit_normal_t
 from dit.tokens import text_positions
+from dit.tree import State, tree_map
 from pipelines.lora import adapters_off
 
 from .data import batch_indices
@@ -19,32 +20,44 @@ from .recipe import Recipe
 
 class FlowObjective(torch.nn.Module):
     """Text encoder + DiT trained together on the flow-matching loss (one module for DDP).
-    ``stream`` names the generated stream (image, audio); its tokens come from the modality's
-    adapter (training/media.py)."""
+    ``streams`` names the generated streams (image; audio; video and audio); their tokens come
+    from the modality's adapter (training/media.py). One stream's data, noise and t are
+    tensors; several streams' are dicts, and an item whose stream has t = 1 gives that stream
+    clean (as a condition: video-to-audio, audio-to-video) and takes no loss on it."""
 
-    def __init__(self, transformer: DiT, text_encoder: ByteTextEncoder, stream: str) -> None:
+    def __init__(self, transformer: DiT, text_encoder: ByteTextEncoder, streams: tuple[str, ...]):
         super().__init__()
         self.transformer = transformer
         self.text_encoder = text_encoder
-        self.stream = stream
+        self.streams = tuple(streams)
 
-    def velocity(self, x_t, positions, emb, t) -> torch.Tensor:
-        """The model's velocity (B, N, D) at x_t (B, N, D), times t (B,), text ``emb``."""
-        pos = {"text": text_positions(emb.tokens.shape[1], x_t.device), self.stream: positions}
-        out = self.transformer({"text": emb.tokens, self.stream: x_t}, pos, t,
-                               pooled=emb.pooled, masks={"text": emb.mask})  # fmt: skip
-        return out[self.stream]
+    def velocity(self, x_t: State, positions, emb, t: State) -> State:
+        """The model's velocity at x_t: (B, N, D) and t (B,) for one stream, or dicts of them
+        (each stream at its own time); ``positions`` (N, 4), or a dict; text ``emb``."""
+        one = not isinstance(x_t, dict)
+        name = self.streams[0]
+        xs, pos, ts = ({name: x_t}, {name: positions}, {name: t}) if one else (x_t, positions, t)
+        pos = {"text": text_positions(emb.tokens.shape[1], emb.tokens.device), **pos}
+        out = self.transformer({"text": emb.tokens, **xs}, pos, next(iter(ts.values())),
+                               pooled=emb.pooled, masks={"text": emb.mask},
+                               stream_t=None if one else ts)  # fmt: skip
+        return out[self.streams[0]] if one else {k: out[k] for k in xs}
 
     def forward(self, data, positions, captions, noise, t, prior=None) -> torch.Tensor:
-        """data, noise: (B, N, D) tokens; positions: (N, 4) of the stream; t: (B,).
+        """data, noise: (B, N, D) tokens, or dicts; positions: (N, 4) of the stream, or a dict;
+        t: (B,), or a dict.
 
         ``prior`` (LoRA only): (x_t, captions, t, weight) of ordinary items; adds ``weight`` x
         the squared distance between the adapted model's velocity there and the base model's
         (the adapters switched off): prior preservation against the base model itself.
         """
         emb = self.text_encoder.encode(captions)
-        x_t = interpolate(noise, data, t)
-        loss = flow_loss(self.velocity(x_t, positions, emb, t), noise, data)
+        x_t = tree_map(interpolate, noise, data, t)
+        pred = self.velocity(x_t, positions, emb, t)
+        if isinstance(data, dict):
+            loss = joint_flow_loss(pred, noise, data, t)
+        else:
+            loss = flow_loss(pred, noise, data)
         if prior is not None:
             x_p, captions_p, t_p, weight = prior
             emb_p = self.text_encoder.encode(captions_p)  # frozen under a LoRA: encode once
@@ -53,6 +66,18 @@ class FlowObjective(torch.nn.Module):
             adapted = self.velocity(x_p, positions, emb_p, t_p)
             loss = loss + weight * (adapted.float() - base.float()).pow(2).mean()
         return loss
+
+
+def joint_flow_loss(pred, noise, data, t) -> torch.Tensor:
+    """Mean squared velocity error over every (item, stream) that was noised (t < 1): a stream
+    given clean as a condition is not a target. Each (item, stream) counts once, whatever its
+    token count, so a short audio stream weighs as much as a long video one."""
+    total, count = 0.0, 0.0
+    for k in pred:
+        err = (pred[k].float() - (data[k] - noise[k]).float()).pow(2).mean(dim=(1, 2))  # (B,)
+        w = (t[k] < 1).float()
+        total, count = total + (err * w).sum(), count + w.sum()
+    return total / torch.as_tensor(count).clamp_min(1.0)
 
 
 def prior_items(source, media, recipe: Recipe, step: int, pos: np.ndarray,

@@ -14,12 +14,14 @@ RECIPES = Path(__file__).parent / "recipes"
 class Recipe:
     name: str
     preset: str = "s"
-    modality: str = "image"  # image | audio
-    data: str = "shapes"  # shapes | digits | sounds | folder
+    modality: str = "image"  # image | audio | video
+    data: str = "shapes"  # shapes | digits | sounds | motion | folder
     data_path: str = ""  # for data = folder
     data_size: int = 20_000  # procedural items (index -> item is deterministic)
     size: int = 32  # training image side
-    seconds: float = 5.0  # audio: the longest training clip
+    seconds: float = 5.0  # audio, video: the longest training clip
+    fps: float = 8.0  # video: training frame rate (frames = seconds x fps)
+    tpatch: int = 2  # video: frames per tubelet
     codec: dict[str, Any] = field(default_factory=dict)  # audio: MelCodec settings
     patch: int = 4
     objective: str = "flow"
@@ -51,7 +53,8 @@ class Recipe:
     lora: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "steps", "size", "patch", "checkpoint_every", "grad_accum"):
+        for name in ("batch_size", "steps", "size", "patch", "checkpoint_every", "grad_accum",
+                     "tpatch"):  # fmt: skip
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"recipe {name}={getattr(self, name)!r}: use an integer >= 1")
         if self.size % self.patch:
@@ -60,11 +63,13 @@ class Recipe:
             raise ValueError(f"recipe decay={self.decay}: use a share of the steps, 0 to 1")
         if self.objective not in ("flow", "masked"):
             raise ValueError(f"recipe objective={self.objective!r}: use 'flow' or 'masked'")
-        if self.data not in ("shapes", "digits", "sounds", "folder"):
-            raise ValueError(f"recipe data={self.data!r}: use shapes, digits, sounds or folder")
-        if self.modality not in ("image", "audio"):
-            raise ValueError(f"recipe modality={self.modality!r}: use image or audio")
-        kinds = {"image": ("shapes", "digits", "folder"), "audio": ("sounds", "folder")}
+        if self.data not in ("shapes", "digits", "sounds", "motion", "folder"):
+            raise ValueError(f"recipe data={self.data!r}: use shapes, digits, sounds, motion or "
+                             "folder")  # fmt: skip
+        if self.modality not in ("image", "audio", "video"):
+            raise ValueError(f"recipe modality={self.modality!r}: use image, audio or video")
+        kinds = {"image": ("shapes", "digits", "folder"), "audio": ("sounds", "folder"),
+                 "video": ("motion",)}  # fmt: skip
         if self.data not in kinds.get(self.modality, ()):
             raise ValueError(f"recipe data={self.data!r} does not give {self.modality} data: "
                              f"use one of {kinds.get(self.modality)}")  # fmt: skip
@@ -81,6 +86,11 @@ class Recipe:
                                  "(ordinary data of the base model's kind)")  # fmt: skip
             if not self.init:
                 raise ValueError("recipe lora needs init: the model folder the adapter adapts")
+        if self.modality == "video":
+            frames = self.seconds * self.fps
+            if abs(frames - round(frames)) > 1e-6 or round(frames) % self.tpatch:
+                raise ValueError(f"recipe seconds x fps = {frames:g} frames: make it a whole "
+                                 f"multiple of tpatch={self.tpatch}")  # fmt: skip
         if self.data == "folder" and not self.data_path:
             raise ValueError("recipe data=folder needs data_path: the folder of media + .txt")
 

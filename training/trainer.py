@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from conditioning.byte_encoder import ByteTextEncoder
 from dit import DiT, DiTConfig, StreamConfig
-from dit.flow import logit_normal_t
+from dit.tree import tree_map
 from pipelines.base import Pipeline
 from pipelines.lora import TARGETS, inject_lora, lora_config, save_lora
 from pipelines.registry import pipeline_class
@@ -46,7 +46,7 @@ def build_models(recipe: Recipe) -> tuple[DiT, ByteTextEncoder]:
         recipe.preset,
         streams=(
             StreamConfig("text", text_encoder.width, "none"),
-            StreamConfig(media.stream, media.token_dim),
+            *(StreamConfig(name, dim) for name, dim in media.streams.items()),
         ),
         pooled_dim=text_encoder.pooled_dim,
     )
@@ -164,7 +164,7 @@ def train(
     if recipe.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()  # diffusers' hook; dit/model.py uses it
     media = media_of(recipe)
-    module = FlowObjective(transformer, text_encoder, media.stream)
+    module = FlowObjective(transformer, text_encoder, tuple(media.streams))
     # Only what trains is optimised and averaged: everything, or a LoRA's weights alone.
     params = [p for p in module.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=recipe.lr, betas=(0.9, 0.99),
@@ -203,17 +203,20 @@ def train(
         # run one process makes (up to float summation order), and a resumed run the same.
         g, b = step_generator(recipe, step), recipe.batch_size
         drop = (torch.rand(b, generator=g) < recipe.caption_dropout).tolist()
-        shape = media.tokens(source.item(int(idx[0]))[0][None])[0].shape[1:]  # (N, D)
-        noise_all = torch.randn((b, *shape), generator=g)  # one bucket: one shape
-        t_all = logit_normal_t(b, generator=g)
+        first = media.tokens(stack([source.item(int(idx[0]))[0]]))[0]  # (1, N, D) per stream
+        # one bucket: one shape (per stream)
+        noise_all = tree_map(lambda x: torch.randn((b, *x.shape[1:]), generator=g), first)
+        t_all = media.times(b, g)
         slots = np.arange(b).reshape(acc.num_processes, recipe.grad_accum, micro)
         step_loss = torch.zeros((), device=acc.device)  # this process's share of the batch
         for pos in slots[acc.process_index]:
             items, captions = zip(*(source.item(int(i)) for i in idx[pos]), strict=True)
-            data, positions = media.tokens(torch.stack(items))  # (B, N, D), (N, 4)
+            data, positions = media.tokens(stack(items))  # (B, N, D), (N, 4) per stream
             captions = ["" if drop[p] else c for c, p in zip(captions, pos, strict=True)]
-            noise, t = noise_all[pos].to(acc.device), t_all[pos].to(acc.device)
-            data, positions = data.to(acc.device), positions.to(acc.device)
+            noise, t, data, positions = (tree_map(lambda x: x[pos].to(acc.device), noise_all),
+                                         tree_map(lambda x: x[pos].to(acc.device), t_all),
+                                         to_device(data, acc.device),
+                                         to_device(positions, acc.device))  # fmt: skip
             prior = None
             if prior_source is not None:
                 x_p, captions_p, t_p = prior_items(prior_source, media, recipe, step, pos,
@@ -262,6 +265,15 @@ def train(
     acc.wait_for_everyone()
     acc.end_training()
     return folder
+
+
+def stack(items: list) -> torch.Tensor | dict[str, torch.Tensor]:
+    """Items (tensors, or dicts of tensors per stream) -> one batch, leaf-wise."""
+    return tree_map(lambda *xs: torch.stack(xs), *items)
+
+
+def to_device(tree, device: torch.device):
+    return tree_map(lambda x: x.to(device), tree)
 
 
 def save_checkpoint(acc: Accelerator, out: Path, step: int, keep: int = 2) -> None:

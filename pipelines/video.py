@@ -1,0 +1,67 @@
+"""Text to video: pixel tubelets in, an H.264 MP4 out.
+
+Each tubelet (``tpatch`` frames x ``patch`` x ``patch`` pixels) carries the time in seconds of
+its first frame, so a request's fps and duration may differ from training: the frame count is
+``duration x fps`` and the positions land on the same seconds axis the model learnt.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from dit.tokens import unpatchify_video, video_positions
+
+from .base import Layout, Pipeline
+from .image import to_uint8
+from .mp4 import mp4_bytes
+from .request import Request
+
+DISPLAY_SIDE = 192  # MP4 frames are upsampled (nearest) to about this side for players
+
+
+def display_scale(width: int, height: int) -> int:
+    """The integer nearest-neighbour upsampling that brings frames to about DISPLAY_SIDE."""
+    return max(1, DISPLAY_SIDE // max(width, height))
+
+
+def filmstrip(video: np.ndarray, max_frames: int = 8) -> np.ndarray:
+    """(F, H, W, 3) -> (H, k * W, 3): up to ``max_frames`` evenly spaced frames side by side
+    (the app's preview while sampling)."""
+    idx = np.linspace(0, len(video) - 1, min(max_frames, len(video))).round().astype(int)
+    return np.concatenate(list(video[idx]), axis=1)
+
+
+class TextToVideoPipeline(Pipeline):
+    class_name = "TextToVideoPipeline"
+    suffix = ".mp4"
+    stream = "video"
+
+    def grid(self, request: Request) -> tuple[int, int, int]:
+        """(tubelets in time, patches down, patches across) of a resolved request."""
+        p, q = self.spec.patch, self.spec.tpatch
+        return request.frames() // q, request.height // p, request.width // p
+
+    def layout(self, request: Request) -> Layout:
+        p, q = self.spec.patch, self.spec.tpatch
+        f, h, w = self.grid(request)
+        pos = video_positions(f * q, h, w, request.fps, q)
+        return Layout(self.stream, f * h * w, self.spec.channels * q * p * p, pos)
+
+    def frames_of(self, x: torch.Tensor, request: Request) -> np.ndarray:
+        """(B, N, D) video tokens -> (B, F, H, W, 3) uint8."""
+        video = unpatchify_video(x, self.spec.patch, self.spec.tpatch, *self.grid(request))
+        b, f = video.shape[:2]
+        return to_uint8(video.flatten(0, 1)).reshape(b, f, *video.shape[-2:], 3)
+
+    def decode(self, x: torch.Tensor, request: Request) -> list[np.ndarray]:
+        return list(self.frames_of(x, request))
+
+    def preview(self, x: torch.Tensor, request: Request) -> list[np.ndarray]:
+        return [filmstrip(v) for v in self.frames_of(x, request)]
+
+    def encode_file(self, media: np.ndarray, settings: dict[str, Any]) -> bytes:
+        scale = display_scale(media.shape[2], media.shape[1])
+        return mp4_bytes(media, settings["fps"], settings, scale=scale)
