@@ -116,6 +116,16 @@ class MelCodec:
             frames = torch.cat([frames, silence], dim=1)
         return frames.reshape(b, -1, k * m)
 
+    def clip_tokens(self, samples: torch.Tensor, duration: float) -> torch.Tensor:
+        """Tokens (N, D) of ``samples`` (S,): exactly the N a request for ``duration`` gets,
+        longer sound cut off, shorter padded with silence."""
+        n = self.tokens_for(duration)
+        tokens = self.to_tokens(self.encode(samples[None]))[0, :n]
+        if len(tokens) < n:
+            pad = torch.full((n - len(tokens), tokens.shape[1]), self.silence)
+            tokens = torch.cat([tokens, pad])
+        return tokens
+
     def from_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, N, frames_per_token * n_mels) -> (B, N * frames_per_token, n_mels)."""
         b, n, _ = tokens.shape

@@ -83,6 +83,7 @@ class StreamConfig:
 # larger presets halve the depth of their single-stream namesakes to land at their size.
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(width=32, depth=2, heads=2),  # ~90k params: tests
+    "xs": dict(width=128, depth=4, heads=2),  # ~2.5M: models trained on two CPU cores
     "s": dict(width=192, depth=6, heads=3),  # ~8M: bundled CPU models (16 MB in fp16)
     "b": dict(width=512, depth=12, heads=8),  # ~115M
     "l": dict(width=960, depth=12, heads=15),  # ~400M

@@ -33,6 +33,19 @@ def spectrogram_image(frames: torch.Tensor, silence: float, height: int = 128) -
     return rgb.repeat(k, 0).repeat(k, 1)
 
 
+def audio_layout(codec: MelCodec, duration: float) -> Layout:
+    """The audio stream of a request for ``duration`` seconds: its tokens carry their start
+    time in seconds."""
+    n = codec.tokens_for(duration)
+    return Layout("audio", n, codec.token_dim, audio_positions(n, codec.seconds_per_token))
+
+
+def decode_audio(codec: MelCodec, x: torch.Tensor, duration: float) -> list[np.ndarray]:
+    """(B, N, D) mel tokens -> waves (T,) float32 of exactly ``duration`` seconds."""
+    waves = codec.decode(codec.from_tokens(x), round(duration * codec.sample_rate))  # (B, T)
+    return list(waves.numpy().astype(np.float32))
+
+
 class TextToAudioPipeline(Pipeline):
     class_name = "TextToAudioPipeline"
     suffix = ".wav"
@@ -42,17 +55,10 @@ class TextToAudioPipeline(Pipeline):
         self.codec = MelCodec(**spec.extra.get("codec", {}))
 
     def layout(self, request: Request) -> Layout:
-        c = self.codec
-        n = c.tokens_for(request.duration)
-        return Layout("audio", n, c.token_dim, audio_positions(n, c.seconds_per_token))
-
-    def num_samples(self, request: Request) -> int:
-        return round(request.duration * self.codec.sample_rate)
+        return audio_layout(self.codec, request.duration)
 
     def decode(self, x: torch.Tensor, request: Request) -> list[np.ndarray]:
-        frames = self.codec.from_tokens(x)  # (B, F, n_mels)
-        waves = self.codec.decode(frames, self.num_samples(request))  # (B, T)
-        return list(waves.numpy().astype(np.float32))
+        return decode_audio(self.codec, x, request.duration)
 
     def preview(self, x: torch.Tensor, request: Request) -> list[np.ndarray]:
         """Spectrograms, not sound: a Griffin-Lim decode every step would cost more than the

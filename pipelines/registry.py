@@ -20,6 +20,7 @@ PIPELINES: dict[str, str] = {
     "image": "pipelines.image:TextToImagePipeline",
     "audio": "pipelines.audio:TextToAudioPipeline",
     "video": "pipelines.video:TextToVideoPipeline",
+    "audio+video": "pipelines.audio_video:TextToAudioVideoPipeline",
 }
 
 

@@ -65,6 +65,7 @@ class Request:
     duration: float | None = None  # seconds (audio, video)
     sample_rate: int | None = None  # Hz (audio); must be the model's own
     fps: float | None = None  # frames per second (video); any rate up to the model's limit
+    audio_guidance: float | None = None  # audio+video: the audio stream's scale (default: guidance)
     loras: tuple[tuple[str, float], ...] = ()  # (adapter folder or name, scale), all at once
 
     @classmethod
@@ -103,6 +104,11 @@ class Request:
             raise RequestError(f"guidance={self.guidance!r} is invalid: use a finite number")
         if not 0 <= self.guidance <= 50:
             raise RequestError(f"guidance={self.guidance} is out of range: use 0 to 50 (1 = off)")
+        if self.audio_guidance is not None and (
+            not _is_number(self.audio_guidance) or not 0 <= self.audio_guidance <= 50
+        ):
+            raise RequestError(f"audio_guidance={self.audio_guidance!r} is invalid: use a number "
+                               "from 0 to 50, or leave it unset (= guidance)")  # fmt: skip
         if self.solver not in limits.solvers:
             raise RequestError(f"solver={self.solver!r} is unknown: choose one of {limits.solvers}")
         if self.model is not None and not isinstance(self.model, str):

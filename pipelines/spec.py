@@ -82,12 +82,12 @@ class ModelSpec:
     @property
     def timed(self) -> bool:
         """True for media with a duration (audio, video), whose requests name seconds."""
-        return self.modality in ("audio", "video")
+        return self.modality in ("audio", "video", "audio+video")
 
     @property
     def sized(self) -> bool:
-        """True for media with a width and height (image, video)."""
-        return self.modality in ("image", "video")
+        """True for media with a width and height (image, video, audio+video)."""
+        return self.modality in ("image", "video", "audio+video")
 
     def request_defaults(self) -> dict[str, Any]:
         base: dict[str, Any] = {"steps": 8, "guidance": 3.0, "solver": "heun"}

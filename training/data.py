@@ -101,7 +101,7 @@ class SoundsSource(Source):
     def item(self, index: int) -> tuple[torch.Tensor, str]:
         if index not in self.cache:
             d = self.ds[index]
-            tokens = clip_tokens(self.codec, torch.from_numpy(d["wave"]), d["scene"].duration)
+            tokens = self.codec.clip_tokens(torch.from_numpy(d["wave"]), d["scene"].duration)
             self.cache[index] = (tokens, d["caption"])
         return self.cache[index]
 
@@ -120,6 +120,28 @@ class MotionSource(_WorldSource):
 
         self.ds = MotionDataset(n, seed=seed, size=size, frames=round(seconds * fps), fps=fps)
         self.cache: dict[int, tuple[torch.Tensor, str]] = {}
+
+
+class AudioVideoSource(Source):
+    """The audio+video world: items are ({"video": (F, 3, H, W) in [-1, 1], "audio": mel tokens
+    (N, D)}, caption) of one duration, made once and cached."""
+
+    def __init__(self, n: int, seed: int, size: int, seconds: float, fps: float, codec) -> None:
+        from training.world.audiovideo import AVDataset
+
+        self.ds = AVDataset(n, seed=seed, size=size, seconds=seconds, fps=fps, split="train")
+        self.codec, self.seconds = codec, seconds
+        self.cache: dict[int, tuple[dict[str, torch.Tensor], str]] = {}
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def item(self, index: int) -> tuple[dict[str, torch.Tensor], str]:
+        if index not in self.cache:
+            d = self.ds[index]
+            audio = self.codec.clip_tokens(torch.from_numpy(d["wave"]), self.seconds)
+            self.cache[index] = ({"video": d["video"], "audio": audio}, d["caption"])
+        return self.cache[index]
 
 
 class _FolderItems(Source):
@@ -190,7 +212,7 @@ class AudioFolderSource(_FolderItems):
                 warnings.warn(f"skipping unreadable sound {path}: {e}", stacklevel=2)
                 continue
             duration = min(len(samples) / codec.sample_rate, seconds)
-            self.items.append((clip_tokens(codec, samples, duration), caption))
+            self.items.append((codec.clip_tokens(samples, duration), caption))
         if not self.items:
             raise ValueError(f"no readable sounds in {folder} (PCM {', '.join(AUDIO_SUFFIXES)})")
 
@@ -220,18 +242,6 @@ def read_pcm_wav(path: str | Path, rate: int) -> torch.Tensor:
     return mono
 
 
-def clip_tokens(codec, samples: torch.Tensor, duration: float) -> torch.Tensor:
-    """Mel tokens (N, D) of ``samples`` (S,): exactly the N a request for ``duration`` gets,
-    longer sound cut off, shorter padded with silence."""
-    n = codec.tokens_for(duration)
-    frames = codec.encode(samples[None])  # (1, F, n_mels)
-    tokens = codec.to_tokens(frames)[0, :n]
-    if len(tokens) < n:
-        pad = torch.full((n - len(tokens), tokens.shape[1]), codec.silence)
-        tokens = torch.cat([tokens, pad])
-    return tokens
-
-
 def _bucket(w: int, h: int, size: int, patch: int) -> tuple[int, int]:
     """The (w, h), multiples of ``patch`` with about size^2 pixels, nearest in aspect ratio."""
     aspect = w / h
@@ -247,6 +257,11 @@ def make_source(recipe) -> Source:
         return DigitsSource(recipe.size, recipe.seed)
     if recipe.data == "motion":
         return MotionSource(recipe.data_size, recipe.seed, recipe.size, recipe.seconds, recipe.fps)
+    if recipe.data == "bounce":
+        from conditioning.mel import MelCodec
+
+        return AudioVideoSource(recipe.data_size, recipe.seed, recipe.size, recipe.seconds,
+                                recipe.fps, MelCodec(**recipe.codec))  # fmt: skip
     if recipe.modality == "audio":
         from conditioning.mel import MelCodec
 

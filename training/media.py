@@ -99,8 +99,55 @@ class VideoMedia(Media):
                          extra={"data": r.data})  # fmt: skip
 
 
-MEDIA = {"image": ImageMedia, "audio": AudioMedia, "video": VideoMedia}
+class AudioVideoMedia(VideoMedia):
+    """Items are {"video": clip (F, 3, H, W), "audio": mel tokens (N, D)} of one duration; both
+    streams' positions carry seconds on one axis. Each item is trained jointly (both streams
+    noised to one t), or with one stream given clean (t = 1, no loss on it): the same model
+    then also does video-to-audio and audio-to-video."""
+
+    # shares of items trained joint / video given (video-to-audio) / audio given
+    MODES = (0.6, 0.2, 0.2)
+
+    def __init__(self, recipe: Recipe) -> None:
+        super().__init__(recipe)
+        self.codec = MelCodec(**recipe.codec)
+
+    @property
+    def streams(self) -> dict[str, int]:
+        return {"video": self.token_dim, "audio": self.codec.token_dim}
+
+    def tokens(self, batch: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+        """{"video": (B, F, 3, H, W), "audio": (B, N_a, D_a)} -> tokens and positions per
+        stream."""
+        video, video_pos = super().tokens(batch["video"])
+        audio = batch["audio"]
+        audio_pos = audio_positions(audio.shape[1], self.codec.seconds_per_token)
+        return {"video": video, "audio": audio}, {"video": video_pos, "audio": audio_pos}
+
+    def times(self, b: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+        t = logit_normal_t(b, generator=g)
+        mode = torch.rand(b, generator=g)
+        joint, v2a, _ = self.MODES
+        video_given = (mode >= joint) & (mode < joint + v2a)
+        audio_given = mode >= joint + v2a
+        one = torch.ones_like(t)
+        return {
+            "video": torch.where(video_given, one, t),
+            "audio": torch.where(audio_given, one, t),
+        }
+
+    def spec(self) -> ModelSpec:
+        r = self.recipe
+        return ModelSpec(name=r.name, modality="audio+video", objective=r.objective,
+                         channels=3, patch=r.patch, width=r.size, height=r.size,
+                         seconds=r.seconds, fps=r.fps, tpatch=r.tpatch,
+                         sample_rate=self.codec.sample_rate, defaults=dict(r.defaults),
+                         extra={"data": r.data, "codec": self.codec.to_dict()})  # fmt: skip
 
 
-def media_of(recipe: Recipe) -> ImageMedia | AudioMedia | VideoMedia:
+MEDIA = {"image": ImageMedia, "audio": AudioMedia, "video": VideoMedia,
+         "audio+video": AudioVideoMedia}  # fmt: skip
+
+
+def media_of(recipe: Recipe) -> Media:
     return MEDIA[recipe.modality](recipe)

@@ -14,8 +14,8 @@ RECIPES = Path(__file__).parent / "recipes"
 class Recipe:
     name: str
     preset: str = "s"
-    modality: str = "image"  # image | audio | video
-    data: str = "shapes"  # shapes | digits | sounds | motion | folder
+    modality: str = "image"  # image | audio | video | audio+video
+    data: str = "shapes"  # shapes | digits | sounds | motion | bounce | folder
     data_path: str = ""  # for data = folder
     data_size: int = 20_000  # procedural items (index -> item is deterministic)
     size: int = 32  # training image side
@@ -63,13 +63,10 @@ class Recipe:
             raise ValueError(f"recipe decay={self.decay}: use a share of the steps, 0 to 1")
         if self.objective not in ("flow", "masked"):
             raise ValueError(f"recipe objective={self.objective!r}: use 'flow' or 'masked'")
-        if self.data not in ("shapes", "digits", "sounds", "motion", "folder"):
-            raise ValueError(f"recipe data={self.data!r}: use shapes, digits, sounds, motion or "
-                             "folder")  # fmt: skip
-        if self.modality not in ("image", "audio", "video"):
-            raise ValueError(f"recipe modality={self.modality!r}: use image, audio or video")
         kinds = {"image": ("shapes", "digits", "folder"), "audio": ("sounds", "folder"),
-                 "video": ("motion",)}  # fmt: skip
+                 "video": ("motion",), "audio+video": ("bounce",)}  # fmt: skip
+        if self.modality not in kinds:
+            raise ValueError(f"recipe modality={self.modality!r}: use one of {list(kinds)}")
         if self.data not in kinds.get(self.modality, ()):
             raise ValueError(f"recipe data={self.data!r} does not give {self.modality} data: "
                              f"use one of {kinds.get(self.modality)}")  # fmt: skip
@@ -86,7 +83,7 @@ class Recipe:
                                  "(ordinary data of the base model's kind)")  # fmt: skip
             if not self.init:
                 raise ValueError("recipe lora needs init: the model folder the adapter adapts")
-        if self.modality == "video":
+        if self.modality in ("video", "audio+video"):
             frames = self.seconds * self.fps
             if abs(frames - round(frames)) > 1e-6 or round(frames) % self.tpatch:
                 raise ValueError(f"recipe seconds x fps = {frames:g} frames: make it a whole "

@@ -1,0 +1,108 @@
+"""Joint audio + video: one model, a video and an audio stream sampled together, an MP4 with
+its sound track out.
+
+Both streams' tokens carry time in seconds on one axis (video tubelets their first frame's
+time, audio tokens their start), so an impact and its thud share a rotary phase whatever the
+fps. The same model adds sound to a given clip (video-to-audio) or pictures to a given sound
+(audio-to-video): the given stream enters clean, its time held at t = 1, as in training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from conditioning.mel import MelCodec
+from dit.tokens import patchify_video
+
+from .audio import audio_layout, decode_audio, spectrogram_image
+from .base import Layout, Output
+from .mp4 import mp4_bytes
+from .request import Request
+from .video import TextToVideoPipeline, display_scale, filmstrip
+
+
+@dataclass
+class AudioVideo:
+    """What the pipeline makes: frames (F, H, W, 3) uint8 and a wave (T,) float32 of the same
+    duration."""
+
+    frames: np.ndarray
+    audio: np.ndarray
+
+
+class TextToAudioVideoPipeline(TextToVideoPipeline):
+    class_name = "TextToAudioVideoPipeline"
+
+    def __init__(self, transformer, text_encoder, spec) -> None:
+        super().__init__(transformer, text_encoder, spec)
+        self.codec = MelCodec(**spec.extra.get("codec", {}))
+
+    def layouts(self, request: Request) -> list[Layout]:
+        return [self.layout(request), audio_layout(self.codec, request.duration)]
+
+    def guidance_scales(self, request: Request) -> float | dict[str, float]:
+        """LTX-2's modality-aware guidance: the audio stream may have its own scale."""
+        if request.audio_guidance is None:
+            return request.guidance
+        return {self.stream: request.guidance, "audio": request.audio_guidance}
+
+    def decode(self, x: dict[str, torch.Tensor], request: Request) -> list[AudioVideo]:
+        frames = self.frames_of(x[self.stream], request)
+        waves = decode_audio(self.codec, x["audio"], request.duration)
+        return [AudioVideo(f, w) for f, w in zip(frames, waves, strict=True)]
+
+    def preview(self, x: dict[str, torch.Tensor], request: Request) -> list[np.ndarray]:
+        """A filmstrip above the spectrogram, both over the same time span."""
+        strips = [filmstrip(v) for v in self.frames_of(x[self.stream], request)]
+        specs = [spectrogram_image(f, self.codec.silence, height=strips[0].shape[0])
+                 for f in self.codec.from_tokens(x["audio"])]  # fmt: skip
+        out = []
+        for strip, spec in zip(strips, specs, strict=True):
+            cols = np.linspace(0, spec.shape[1] - 1, strip.shape[1]).round().astype(int)
+            out.append(np.concatenate([strip, spec[:, cols]], axis=0))
+        return out
+
+    def encode_file(self, media: AudioVideo, settings: dict[str, Any]) -> bytes:
+        scale = display_scale(media.frames.shape[2], media.frames.shape[1])
+        return mp4_bytes(media.frames, settings["fps"], settings, audio=media.audio,
+                         sample_rate=self.codec.sample_rate, scale=scale)  # fmt: skip
+
+    # --- one stream given ---------------------------------------------------------------------
+
+    def video_to_audio(self, frames: np.ndarray, request: Request | str, callback=None,
+                       **overrides: Any) -> list[Output]:  # fmt: skip
+        """Sound for a given clip (F, H, W, 3) uint8 at ``request.fps``: the duration and size
+        come from the clip."""
+        duration = len(frames) / self._fps(request, overrides)
+        req = self.resolve(request, **overrides, duration=duration, width=frames.shape[2],
+                           height=frames.shape[1])  # fmt: skip
+        video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+        video = video.float()[None] / 127.5 - 1  # (1, F, 3, H, W) in [-1, 1]
+        tokens = patchify_video(video, self.spec.patch, self.spec.tpatch)
+        lay = self.layout(req)
+        given = {self.stream: (tokens.expand(req.num_outputs, -1, -1), lay.positions)}
+        audio = self.sample(req, callback, given=given)
+        waves = decode_audio(self.codec, audio, req.duration)
+        return self._outputs(req, [AudioVideo(frames, w) for w in waves])
+
+    def audio_to_video(self, wave: np.ndarray, request: Request | str, callback=None,
+                       **overrides: Any) -> list[Output]:  # fmt: skip
+        """Pictures for a given sound (T,) float at the model's sample rate."""
+        req = self.resolve(request, **overrides, duration=len(wave) / self.codec.sample_rate)
+        tokens = self.codec.clip_tokens(torch.from_numpy(wave).float(), req.duration)[None]
+        lay = audio_layout(self.codec, req.duration)
+        given = {"audio": (tokens.expand(req.num_outputs, -1, -1), lay.positions)}
+        video = self.sample(req, callback, given=given)
+        frames = self.frames_of(video, req)
+        return self._outputs(req, [AudioVideo(f, wave.astype(np.float32)) for f in frames])
+
+    def _fps(self, request: Request | str, overrides: dict[str, Any]) -> float:
+        fps = overrides.get("fps", getattr(request, "fps", None))
+        return fps if fps is not None else self.spec.fps
+
+    def _outputs(self, req: Request, media: list[AudioVideo]) -> list[Output]:
+        return [Output(m, self.settings(req, i), self.suffix) for i, m in enumerate(media)]
