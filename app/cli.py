@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
     ev.add_argument("--solver", help="ODE solver (default: the model's)")
     ev.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
+    ev.add_argument("--fps", type=float, help="video models: frame rate (default: training's)")
 
     batch = sub.add_parser(
         "batch",
@@ -194,7 +195,12 @@ def evaluate(args: argparse.Namespace) -> int:
     try:
         pipe = load_pipeline(args.model)
         data = pipe.spec.extra.get("data")
-        if data == "sounds":
+        if data == "motion":
+            from training.eval_motion import evaluate_motion
+
+            scores = evaluate_motion(pipe, n=args.prompts, steps=args.steps, solver=args.solver,
+                                     guidance=args.guidance, fps=args.fps)  # fmt: skip
+        elif data == "sounds":
             from training.eval_sounds import evaluate_sounds
 
             scores = evaluate_sounds(pipe, n=args.prompts, steps=args.steps, solver=args.solver,
