@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, help="random seed (default: a fresh one, recorded)")
     gen.add_argument("--steps", type=int, help="sampling steps (more: slower, finer)")
     gen.add_argument("--guidance", type=float, help="classifier-free guidance scale (1 = off)")
+    gen.add_argument("--audio-guidance", type=float,
+                     help="audio+video: the audio stream's scale (default: guidance)")  # fmt: skip
     gen.add_argument("--solver", help="ODE solver: euler, heun or midpoint")
     gen.add_argument("--width", type=int, help="image width in pixels (multiple of the patch)")
     gen.add_argument("--height", type=int, help="image height in pixels")
@@ -157,6 +159,7 @@ def generate(args: argparse.Namespace) -> int:
             steps=args.steps, guidance=args.guidance, solver=args.solver, width=args.width,
             height=args.height, num_outputs=args.num_outputs, model=model,
             duration=args.duration, sample_rate=args.sample_rate, fps=args.fps,
+            audio_guidance=args.audio_guidance,
             loras=tuple(zip(args.lora, scales, strict=True)),
         )  # fmt: skip
         from pipelines.registry import load_pipeline

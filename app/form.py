@@ -23,6 +23,8 @@ FORM = (
     "height",
     "num_outputs",
     "duration",
+    "fps",
+    "audio_guidance",
     "loras",
 )
 
@@ -58,9 +60,13 @@ def form_request(values: dict[str, Any]) -> Request:
     def whole_or_none(name: str) -> int | None:
         return None if values.get(name) is None else _whole(name, values[name])
 
-    duration = values.get("duration")
+    def number_or_none(name: str) -> float | None:
+        return None if values.get(name) is None else float(values[name])
+
     return Request(
-        duration=None if duration is None else float(duration),
+        duration=number_or_none("duration"),
+        fps=number_or_none("fps"),
+        audio_guidance=number_or_none("audio_guidance"),
         prompt=values["prompt"] or "",
         negative_prompt=values["negative_prompt"] or "",
         seed=None if values["random_seed"] else _whole("seed", values["seed"]),

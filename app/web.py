@@ -57,6 +57,11 @@ class TabSpec:
     result: Callable[[], gr.components.Component] | None = None
     show_result: Callable[[list[Path]], Any] | None = None  # written files -> result's value
 
+    @property
+    def key(self) -> str:
+        """The modality as element ids and API names spell it ("audio+video" -> "audio_video")."""
+        return self.modality.replace("+", "_")
+
 
 TABS: dict[str, TabSpec] = {
     "image": TabSpec(
@@ -74,6 +79,26 @@ TABS: dict[str, TabSpec] = {
         show_done=lambda _, previews: list(previews),
         result=lambda: gr.Audio(
             label="Sound", type="filepath", interactive=False, elem_id="audio-result"
+        ),
+        show_result=lambda paths: str(paths[0]),
+    ),
+    "video": TabSpec(
+        modality="video",
+        label="Text to video",
+        placeholder="a red circle moving left slowly",
+        show_preview=lambda media: [_enlarge(m, 128) for m in media],  # filmstrips
+        show_done=lambda _, previews: [_enlarge(m, 128) for m in previews],
+        result=lambda: gr.Video(label="Video", interactive=False, elem_id="video-result"),
+        show_result=lambda paths: str(paths[0]),
+    ),
+    "audio+video": TabSpec(
+        modality="audio+video",
+        label="Audio + video",
+        placeholder="a red ball bouncing with a thud",
+        show_preview=lambda media: [_enlarge(m, 128) for m in media],  # filmstrip + spectrogram
+        show_done=lambda _, previews: [_enlarge(m, 128) for m in previews],
+        result=lambda: gr.Video(
+            label="Video with sound", interactive=False, elem_id="audio_video-result"
         ),
         show_result=lambda paths: str(paths[0]),
     ),
@@ -105,7 +130,7 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
                 label="Prompt",
                 placeholder=tab.placeholder,
                 lines=2,
-                elem_id=f"{tab.modality}-prompt",
+                elem_id=f"{tab.key}-prompt",
             )
             c["negative_prompt"] = gr.Textbox(label="Negative prompt", lines=1)
             with gr.Row():
@@ -117,15 +142,26 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
                     0, 15, value=dft["guidance"], step=0.5, label="Guidance (1 = off)"
                 )
                 c["solver"] = gr.Dropdown(list(lim.solvers), value=dft["solver"], label="Solver")
-                if lim.max_seconds:  # timed media: seconds, no sides (those stay None)
+                # What a modality lacks stays None: a State, not an API parameter either.
+                if lim.max_seconds:  # timed media: seconds
                     c["duration"] = gr.Slider(0.1, lim.max_seconds, value=dft["duration"],
                                               step=0.1, label="Duration (s)")  # fmt: skip
-                    c["width"] = gr.State(None)  # not an API parameter either
-                    c["height"] = gr.State(None)
                 else:
+                    c["duration"] = gr.State(None)
+                if lim.max_side:
                     c["width"] = _side_slider("Width", lim, dft["width"])
                     c["height"] = _side_slider("Height", lim, dft["height"])
-                    c["duration"] = gr.State(None)
+                else:
+                    c["width"], c["height"] = gr.State(None), gr.State(None)
+                if lim.max_fps:  # video: any frame rate; duration x fps whole tubelets
+                    c["fps"] = gr.Slider(1, lim.max_fps, value=dft["fps"], step=1, label="FPS")
+                else:
+                    c["fps"] = gr.State(None)
+                if tab.modality == "audio+video":  # LTX-2's per-modality guidance
+                    c["audio_guidance"] = gr.Slider(0, 15, value=dft["guidance"], step=0.5,
+                                                    label="Audio guidance")  # fmt: skip
+                else:
+                    c["audio_guidance"] = gr.State(None)
                 c["num_outputs"] = gr.Slider(1, lim.max_outputs, value=1, step=1, label="Outputs")
                 c["loras"] = gr.Textbox(
                     label="LoRAs (name:scale, comma-separated)",
@@ -134,17 +170,17 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
                     info=f"offered: {', '.join(studio.loras) or 'none (see --loras-dir)'}",
                 )
             with gr.Row():
-                run = gr.Button("Generate", variant="primary", elem_id=f"{tab.modality}-generate")
-                stop = gr.Button("Cancel", variant="stop", elem_id=f"{tab.modality}-cancel")
+                run = gr.Button("Generate", variant="primary", elem_id=f"{tab.key}-generate")
+                stop = gr.Button("Cancel", variant="stop", elem_id=f"{tab.key}-cancel")
             replay = gr.File(
                 label="Replay: drop a file the studio wrote",
-                file_types=[".png", ".wav"],
+                file_types=[".png", ".wav", ".mp4"],
                 type="filepath",
             )
         with gr.Column(scale=3):
             gallery = _gallery("Result", columns=4, height=320)
             result = tab.result() if tab.result else None
-            status = gr.Markdown("Ready.", elem_id=f"{tab.modality}-status")
+            status = gr.Markdown("Ready.", elem_id=f"{tab.key}-status")
             files = gr.File(label="Download", file_count="multiple", interactive=False)
             history = gr.State([])
             selected = gr.State(None)
@@ -176,6 +212,8 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
         height,
         num_outputs,
         duration,
+        fps,
+        audio_guidance,
         loras,
         past,
         request: gr.Request,
@@ -194,6 +232,8 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
             height=height,
             num_outputs=num_outputs,
             duration=duration,
+            fps=fps,
+            audio_guidance=audio_guidance,
             loras=loras,
         )
         try:
@@ -228,14 +268,14 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
         generate,
         [*form, history],
         outputs,
-        api_name="generate" if tab.modality == "image" else f"generate_{tab.modality}",
+        api_name="generate" if tab.modality == "image" else f"generate_{tab.key}",
         show_progress_on=[status],
     )
     c["prompt"].submit(
         generate,
         [*form, history],
         outputs,
-        api_name=f"submit_{tab.modality}",  # a name of its own: never takes "generate"
+        api_name=f"submit_{tab.key}",  # a name of its own: never takes "generate"
         api_visibility="private",
         show_progress_on=[status],
     )
@@ -249,14 +289,13 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
 
     def on_model(model: str):
         lim, dft = studio.limits_for(model), studio.defaults_for(model)
-        if lim.max_seconds:
-            shape = (
-                gr.skip(),
-                gr.skip(),
-                gr.update(maximum=lim.max_seconds, value=dft["duration"]),
-            )
-        else:
-            shape = (_side_update(lim, dft["width"]), _side_update(lim, dft["height"]), gr.skip())
+        sides = (_side_update(lim, dft["width"]), _side_update(lim, dft["height"]))
+        shape = (
+            *(sides if lim.max_side else (gr.skip(), gr.skip())),
+            gr.update(maximum=lim.max_seconds, value=dft["duration"]) if lim.max_seconds
+            else gr.skip(),
+            gr.update(maximum=lim.max_fps, value=dft["fps"]) if lim.max_fps else gr.skip(),
+        )  # fmt: skip
         return (
             gr.update(maximum=lim.max_steps, value=dft["steps"]),
             gr.update(value=dft["guidance"]),
@@ -270,7 +309,16 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
         c["model"],
         [
             c[k]
-            for k in ("steps", "guidance", "solver", "width", "height", "duration", "num_outputs")
+            for k in (
+                "steps",
+                "guidance",
+                "solver",
+                "width",
+                "height",
+                "duration",
+                "fps",
+                "num_outputs",
+            )
         ],
         api_visibility="private",
     )
@@ -312,7 +360,7 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
 
     history_view.select(on_select, None, selected, api_visibility="private")
     reuse.click(reuse_selected, [history, selected], form, api_visibility="private")
-    replay.upload(on_replay, replay, form, api_name=f"read_settings_{tab.modality}")
+    replay.upload(on_replay, replay, form, api_name=f"read_settings_{tab.key}")
 
 
 def _side_slider(label: str, lim, value: int) -> gr.Slider:

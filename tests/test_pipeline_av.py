@@ -19,8 +19,7 @@ P, Q = 4, 2
 CODEC = MelCodec(n_mels=16, frames_per_token=4, griffin_lim_iters=4)
 
 
-@pytest.fixture(scope="module")
-def pipe() -> TextToAudioVideoPipeline:
+def tiny_av_pipeline() -> TextToAudioVideoPipeline:
     torch.manual_seed(0)
     te = ByteTextEncoder(width=16, depth=1, heads=2, max_length=64)
     streams = (StreamConfig("text", 16, "none"), StreamConfig("video", 3 * Q * P * P),
@@ -32,6 +31,11 @@ def pipe() -> TextToAudioVideoPipeline:
                      defaults={"steps": 2, "guidance": 2.0, "solver": "euler"},
                      extra={"codec": CODEC.to_dict()})  # fmt: skip
     return TextToAudioVideoPipeline(model, te, spec)
+
+
+@pytest.fixture(scope="module")
+def pipe() -> TextToAudioVideoPipeline:
+    return tiny_av_pipeline()
 
 
 @pytest.mark.parametrize(("duration", "fps"), [(1.0, 8.0), (1.5, 12.0), (0.5, 4.0)])
