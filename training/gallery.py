@@ -57,6 +57,43 @@ def sound_gallery(model: str, out: str, n: int = 4) -> np.ndarray:
     return np.concatenate(tiles, axis=1)
 
 
+def video_gallery(model: str, out: str, n: int = 6, scale: int = 4) -> np.ndarray:
+    """Held-out motion prompts (or audio+video scenes): every frame of each clip in a row with
+    its prompt (the PNG), an animated GIF of all clips beside ``out`` (``<stem>.gif``), and for
+    audio+video models an MP4 with sound per clip (``<stem>-<i>.mp4``)."""
+    pipe = load_pipeline(model)
+    if pipe.spec.modality == "audio+video":
+        from .eval_audiovideo import eval_scenes
+
+        _, prompts = eval_scenes(n, pipe.spec.seconds, seed=7)
+    else:
+        from .eval_motion import eval_clips
+
+        _, prompts = eval_clips(n, "heldout", pipe.spec.seconds, seed=7)
+    rows, clips = [], []
+    for i, prompt in enumerate(prompts):
+        (o,) = pipe(prompt, seed=i)
+        frames = getattr(o.media, "frames", o.media)  # (F, H, W, 3)
+        big = frames.repeat(scale, axis=1).repeat(scale, axis=2)
+        clips.append(big)
+        strip = Image.fromarray(np.concatenate(list(big), axis=1))
+        rows.append(_tile(strip, prompt))
+        if pipe.spec.modality == "audio+video":
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            data = pipe.encode_file(o.media, o.settings)
+            Path(out).with_name(f"{Path(out).stem}-{i}.mp4").write_bytes(data)
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 8), (0, width - r.shape[1]), (0, 0)), constant_values=255)
+            for r in rows]  # fmt: skip
+    # the GIF: all clips side by side, looping at the model's frame rate
+    pad = [np.pad(c, ((0, 0), (0, 0), (0, 4), (0, 0)), constant_values=255) for c in clips]
+    movie = np.concatenate(pad, axis=2)  # (F, H, n * (W + 4), 3)
+    images = [Image.fromarray(f) for f in movie]
+    images[0].save(Path(out).with_suffix(".gif"), save_all=True, append_images=images[1:],
+                   duration=round(1000 / pipe.spec.fps), loop=0)  # fmt: skip
+    return np.concatenate(rows, axis=0)
+
+
 def gallery(model: str, n: int = 8, scale: int = 4) -> np.ndarray:
     pipe = load_pipeline(model)
     if pipe.spec.extra.get("data") == "digits":
@@ -77,11 +114,13 @@ def main() -> None:
     ap.add_argument("out")
     ap.add_argument("--n", type=int, default=8)
     args = ap.parse_args()
-    from pipelines.registry import find_models
+    from pipelines.spec import ModelSpec, resolve_model
 
-    spec = find_models().get(args.model)
-    if spec is not None and spec.modality == "audio":
+    modality = ModelSpec.read(resolve_model(args.model))[1].modality
+    if modality == "audio":
         strip = sound_gallery(args.model, args.out, min(args.n, 4))
+    elif modality in ("video", "audio+video"):
+        strip = video_gallery(args.model, args.out, min(args.n, 6))
     else:
         strip = gallery(args.model, args.n)
     write_png(args.out, strip, {"model": args.model, "kind": "gallery"})
