@@ -30,6 +30,7 @@ from training.world.shapes import (
     _draw,
     _pick,
     _to_supersampled,
+    check_choices,
 )
 
 MOTIONS = ("left", "right", "up", "down", "grow", "shrink", "bounce", "change colour")
@@ -79,15 +80,13 @@ class Clip:
     seconds: float = DEFAULT_SECONDS
 
     def __post_init__(self) -> None:
-        for name, value, allowed in (
+        check_choices(
             ("shape", self.shape, SHAPES),
             ("colour", self.colour, COLOURS),
             ("size", self.size, SIZES),
             ("background", self.background, BACKGROUNDS),
             ("motion", self.motion, MOTIONS),
-        ):
-            if value not in allowed:
-                raise ValueError(f"{name}={value!r}; choose one of {list(allowed)}")
+        )
         if self.motion in WITH_SPEED and self.speed not in SPEEDS:
             raise ValueError(f"speed={self.speed!r}; choose one of {list(SPEEDS)}")
         if self.motion not in WITH_SPEED and self.speed is not None:

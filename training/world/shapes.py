@@ -76,6 +76,14 @@ GAP = 0.08  # min gap between the two objects' boxes (2.6 px at 32): no merging 
 EPS = 1e-9  # the anchors sit exactly on these limits for large objects
 
 
+def check_choices(*checks: tuple[str, object, object]) -> None:
+    """Each (field name, value, allowed values): a ValueError naming the field and the
+    choices for the first value that is not allowed."""
+    for name, value, allowed in checks:
+        if value not in allowed:
+            raise ValueError(f"{name}={value!r}; choose one of {list(allowed)}")
+
+
 @dataclass(frozen=True)
 class Obj:
     shape: str
@@ -84,14 +92,12 @@ class Obj:
     position: str
 
     def __post_init__(self) -> None:
-        for name, value, allowed in (
+        check_choices(
             ("shape", self.shape, SHAPES),
             ("colour", self.colour, COLOURS),
             ("size", self.size, SIZES),
             ("position", self.position, POSITIONS),
-        ):
-            if value not in allowed:
-                raise ValueError(f"{name}={value!r}; choose one of {list(allowed)}")
+        )
 
 
 @dataclass(frozen=True)
