@@ -198,7 +198,13 @@ def evaluate(args: argparse.Namespace) -> int:
     try:
         pipe = load_pipeline(args.model)
         data = pipe.spec.extra.get("data")
-        if data == "motion":
+        if data == "bounce":
+            from training.eval_audiovideo import evaluate_audiovideo
+
+            scores = evaluate_audiovideo(pipe, n=args.prompts, steps=args.steps,
+                                         solver=args.solver, guidance=args.guidance,
+                                         fps=args.fps)  # fmt: skip
+        elif data == "motion":
             from training.eval_motion import evaluate_motion
 
             scores = evaluate_motion(pipe, n=args.prompts, steps=args.steps, solver=args.solver,

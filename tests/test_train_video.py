@@ -4,7 +4,6 @@ registry loads as the right pipeline, and that folder makes media at other frame
 import json
 
 import numpy as np
-import pytest
 import torch
 
 from pipelines.registry import load_pipeline
@@ -43,10 +42,6 @@ def test_audio_video_times_give_joint_and_one_given_stream_items():
     assert np.allclose(shares, media.MODES, atol=0.03)
 
 
-@pytest.mark.skipif(
-    __import__("importlib").util.find_spec("training.world.audiovideo") is None,
-    reason="the audio+video world is not there yet",
-)
 def test_audio_video_recipe_trains_and_exports_a_joint_pipeline(tmp_path):
     recipe = Recipe(name="tiny-av", modality="audio+video", data="bounce", seconds=1.0, fps=8.0,
                     codec={"n_mels": 16, "frames_per_token": 4}, **TINY)  # fmt: skip
