@@ -16,10 +16,9 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from training.world import motion
+from training.world.base import WorldDataset, to_tensor
 from training.world.shapes import (
     BACKGROUNDS,
     COLOURS,
@@ -367,7 +366,7 @@ def render_audio(scene: AVScene, seconds: float, sr: int = SR) -> np.ndarray:
 # --- dataset --------------------------------------------------------------------------------
 
 
-class AVDataset(Dataset):
+class AVDataset(WorldDataset):
     """n clips of `seconds`, video at `fps` and audio at SR, regenerated from (seed, index)."""
 
     def __init__(
@@ -379,22 +378,14 @@ class AVDataset(Dataset):
         fps: float = DEFAULT_FPS,
         split: str = "train",
     ) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"split={split!r}; choose one of {SPLITS}")
+        super().__init__(n, seed, split)
         if round(seconds * fps) < 1:
             raise ValueError(f"seconds={seconds}, fps={fps}: not one frame")
-        self.n, self.seed, self.size, self.seconds, self.fps = n, seed, size, seconds, fps
-        self.split = split
+        self.size, self.seconds, self.fps = size, seconds, fps
 
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, index: int) -> dict:
-        if not 0 <= index < self.n:
-            raise IndexError(index)
-        rng = np.random.default_rng([self.seed, index])
+    def make(self, rng: np.random.Generator) -> dict:
         scene = sample_scene(rng, self.split, self.seconds)
         pixels = render_video(scene, round(self.seconds * self.fps), self.fps, self.size)
-        video = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (F, 3, H, W)
         wave = render_audio(scene, self.seconds)
-        return {"video": video, "wave": wave, "caption": caption(scene, rng), "scene": scene}
+        return {"video": to_tensor(pixels), "wave": wave, "caption": caption(scene, rng),
+                "scene": scene}  # fmt: skip

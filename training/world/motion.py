@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from torch.utils.data import Dataset
 
+from training.world.base import WorldDataset, to_tensor
 from training.world.shapes import (
     BACKGROUNDS,
     COLOURS,
@@ -325,7 +325,7 @@ def render_clip(
 # --- dataset --------------------------------------------------------------------------------
 
 
-class MotionDataset(Dataset):
+class MotionDataset(WorldDataset):
     """n clips of frames / fps seconds, regenerated exactly from (seed, index)."""
 
     def __init__(
@@ -337,21 +337,12 @@ class MotionDataset(Dataset):
         fps: float = DEFAULT_FPS,
         split: str = "train",
     ) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"split={split!r}; choose one of {SPLITS}")
-        self.n, self.seed, self.size, self.frames, self.fps = n, seed, size, frames, fps
-        self.split = split
+        super().__init__(n, seed, split)
+        self.size, self.frames, self.fps = size, frames, fps
 
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, index: int) -> dict:
-        if not 0 <= index < self.n:
-            raise IndexError(index)
-        rng = np.random.default_rng([self.seed, index])
+    def make(self, rng: np.random.Generator) -> dict:
         clip = sample_clip(rng, self.split, seconds=self.frames / self.fps)
-        pixels = render_clip(clip, self.frames, self.fps, self.size)
-        video = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (F, 3, H, W)
+        video = to_tensor(render_clip(clip, self.frames, self.fps, self.size))  # (F, 3, H, W)
         return {"video": video, "caption": caption(clip, rng), "clip": clip}
 
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from torch.utils.data import Dataset
+
+from .base import SPLITS, WorldDataset, to_tensor
 
 SHAPES = ("circle", "square", "triangle", "diamond", "cross")
 
@@ -68,7 +69,6 @@ HELDOUT_PAIRS: frozenset[tuple[str, str]] = frozenset(
         ("diamond", "purple"),
     }
 )
-SPLITS = ("train", "heldout")
 
 JITTER = 0.05  # max centre offset from the anchor, fraction of the canvas (1.6 px at 32)
 MARGIN = 0.04  # min gap between an object's box and the canvas edge (1.3 px at 32)
@@ -316,24 +316,16 @@ def coverage(shape: str, g: Geometry, size: int = 32, supersample: int = 4) -> n
 # --- dataset --------------------------------------------------------------------------------
 
 
-class ShapesDataset(Dataset):
+class ShapesDataset(WorldDataset):
     """n scenes regenerated exactly from (seed, index): nothing is stored on disk."""
 
     def __init__(self, n: int, seed: int = 0, size: int = 32, split: str = "train") -> None:
-        if split not in SPLITS:
-            raise ValueError(f"split={split!r}; choose one of {SPLITS}")
-        self.n, self.seed, self.size, self.split = n, seed, size, split
+        super().__init__(n, seed, split)
+        self.size = size
 
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, index: int) -> dict:
-        if not 0 <= index < self.n:
-            raise IndexError(index)
-        rng = np.random.default_rng([self.seed, index])
+    def make(self, rng: np.random.Generator) -> dict:
         scene = sample_scene(rng, self.split)
-        pixels = torch.from_numpy(render(scene, self.size).copy()).permute(2, 0, 1)
-        image = pixels.float() / 127.5 - 1.0  # (3, H, W) in [-1, 1]
+        image = to_tensor(render(scene, self.size))  # (3, H, W) in [-1, 1]
         return {"image": image, "caption": caption(scene, rng), "scene": scene}
 
 
