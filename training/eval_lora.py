@@ -58,12 +58,13 @@ def is_teal(image: np.ndarray, scene: TealScene) -> bool:
 
 
 def evaluate_teal(
-    base_pipe: TextToImagePipeline, lora_path: str, n: int = 100, scale: float = 1.0,
-    batch: int = 16, seed: int = 0,
-) -> dict[str, float]:  # fmt: skip
-    """Teal % with the adapter (and without it: the base model's rate, near 0), and the base
-    model's shapes scores on ``n`` of its held-out prompts without and with the adapter.
-    ``base_pipe`` is left without adapters."""
+    base_pipe: TextToImagePipeline, lora_path: str, n: int = 100,
+    scales: tuple[float, ...] = (1.0,), batch: int = 16, seed: int = 0,
+) -> list[dict[str, float]]:  # fmt: skip
+    """For each adapter scale: teal % with the adapter (and without it: the base model's rate,
+    near 0), and the base model's shapes scores on ``n`` of its held-out prompts without and
+    with the adapter. The base model's passes run once for all scales. ``base_pipe`` is left
+    without adapters."""
     scenes, prompts = teal_scenes(n)
     unseen = [s.has_unseen() for s in scenes]
 
@@ -73,24 +74,27 @@ def evaluate_teal(
         mask = np.array(unseen)
         return 100 * ok.mean(), 100 * ok[mask].mean() if mask.any() else float("nan")
 
-    out: dict[str, float] = {"prompts": n}
     apply_loras(base_pipe, [])
-    out["teal base"], _ = teal_rates()
+    teal_base, _ = teal_rates()
     base = evaluate_shapes(base_pipe, n, seed=seed, batch=batch)
-    try:
-        apply_loras(base_pipe, [(lora_path, scale)])
-        out["teal lora"], out["teal lora, unseen"] = teal_rates()
-        adapted = evaluate_shapes(base_pipe, n, seed=seed, batch=batch)
-    finally:
-        apply_loras(base_pipe, [])
-    out["teal prompts, unseen"] = int(sum(unseen))
-    for k in SHAPE_KEYS:
-        out[f"{k} base"], out[f"{k} lora"] = base[k], adapted[k]
-    return out
+    results = []
+    for scale in scales:
+        out: dict[str, float] = {"prompts": n, "scale": scale, "teal base": teal_base}
+        try:
+            apply_loras(base_pipe, [(lora_path, scale)])
+            out["teal lora"], out["teal lora, unseen"] = teal_rates()
+            adapted = evaluate_shapes(base_pipe, n, seed=seed, batch=batch)
+        finally:
+            apply_loras(base_pipe, [])
+        out["teal prompts, unseen"] = int(sum(unseen))
+        for k in SHAPE_KEYS:
+            out[f"{k} base"], out[f"{k} lora"] = base[k], adapted[k]
+        results.append(out)
+    return results
 
 
 def table(r: dict[str, float]) -> str:
-    rows = ["| metric | base model | with the LoRA |", "|---|---|---|",
+    rows = [f"| metric | base model | with the LoRA at scale {r['scale']:g} |", "|---|---|---|",
             f"| teal prompts made teal ({r['prompts']}) | {r['teal base']:.1f}% | "
             f"{r['teal lora']:.1f}% |",
             f"| ... asking for a {' teal '.join(UNSEEN[::-1])} (never in the LoRA's data; "
@@ -108,12 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("lora", help="adapter folder (e.g. assets/loras/teal)")
     ap.add_argument("--model", default="shapes-t2i", help="base model (name or folder)")
     ap.add_argument("--prompts", type=int, default=100)
-    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--scale", type=float, nargs="+", default=[1.0],
+                    help="adapter scale(s); the base model is scored once for all")  # fmt: skip
     args = ap.parse_args(argv)
     from pipelines.registry import load_pipeline
 
     pipe = load_pipeline(args.model)
-    print(table(evaluate_teal(pipe, args.lora, args.prompts, args.scale)))
+    for r in evaluate_teal(pipe, args.lora, args.prompts, tuple(args.scale)):
+        print(table(r), end="\n\n", flush=True)
     return 0
 
 
