@@ -88,8 +88,6 @@ def evaluate_audiovideo(
     results = [score_av(m.frames, m.audio, fps, s)
                for m, s in zip(joint, scenes, strict=True)]  # fmt: skip
     report("joint", results)
-    out["joint: visual count right %"] = 100 * float(np.mean([r["visual_count"] for r in results]))
-    out["joint: audio count right %"] = 100 * float(np.mean([r["audio_count"] for r in results]))
     pairs = [(visual_events(m.frames, fps, s.kind), audio_onsets(m.audio))
              for m, s in zip(joint, scenes, strict=True)]  # fmt: skip
     report("joint, shuffled pairs", shuffled(pairs, period))
