@@ -67,18 +67,22 @@ def inject_lora(transformer: DiT, config: LoraConfig, name: str = "default") -> 
 
 
 def save_lora(transformer: DiT, folder: str | os.PathLike, meta: dict[str, Any],
-              name: str = "default", half: bool = False) -> Path:  # fmt: skip
+              name: str = "default", half: bool = False,
+              strength: float = 1.0) -> Path:  # fmt: skip
     """Write adapter ``name`` of ``transformer`` as a folder (atomically: temporary, renamed).
 
     ``meta`` must name the ``base_model``; every entry is also kept in the safetensors header.
     ``half`` stores fp16 weights (half the size); loading always computes in fp32.
+    ``strength`` folds a scale into the adapter (its B matrices): loaded at scale 1 it acts as
+    the trained adapter at scale ``strength`` (diffusers' ``fuse_lora(lora_scale=...)`` idea).
     """
     if not meta.get("base_model"):
         raise ValueError("save_lora: meta must name the base_model the adapter was trained on")
     folder = Path(folder)
     config = transformer.peft_config[name]
     dtype = torch.float16 if half else torch.float32
-    state = {k: v.detach().to("cpu", dtype).contiguous()
+    state = {k: (v.detach().float() * (strength if "lora_B" in k else 1.0)).to("cpu", dtype)
+             .contiguous()
              for k, v in get_peft_model_state_dict(transformer, adapter_name=name,
                                                  save_embedding_layers=False).items()}  # fmt: skip
     if not state:

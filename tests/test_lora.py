@@ -65,6 +65,19 @@ def test_save_load_gives_identical_outputs_and_changes_the_model(tmp_path):
     assert keys and all(".lora_A." in k or ".lora_B." in k for k in keys)  # the adapter only
 
 
+def test_strength_folded_at_export_equals_loading_at_that_scale(tmp_path):
+    trained = make_adapter(tmp_path / "a", seed=1)
+    save_lora(trained.transformer, tmp_path / "strong", {"base_model": "tiny-test"},
+              strength=1.5)  # fmt: skip
+    pipe = tiny_pipe()
+    apply_loras(pipe, [(str(tmp_path / "a"), 1.5)])
+    at_scale = raw(pipe)
+    apply_loras(pipe, [(str(tmp_path / "strong"), 1.0)])
+    assert torch.allclose(raw(pipe), at_scale, atol=1e-5)
+    apply_loras(pipe, [(str(tmp_path / "a"), 1.0)])
+    assert (raw(pipe) - at_scale).abs().max() > 1e-3  # 1.5 really differs from 1
+
+
 def test_scale_zero_and_removal_give_the_base_model_exactly(tmp_path):
     make_adapter(tmp_path / "a", seed=1)
     pipe = tiny_pipe()

@@ -50,6 +50,7 @@ class Recipe:
     # LoRA fine-tune of `init`: {"rank": 8, "alpha": 8, "targets": ["qkv", "proj", "fc1", "fc2"]}
     # freezes the base (text encoder too), trains only the adapter, exports only the adapter.
     # "prior": w, "prior_data": "shapes" adds w x |v_adapted - v_base|^2 on ordinary items.
+    # "strength": s folds scale s into the exported adapter (loaded at 1, it acts at s).
     lora: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -71,10 +72,15 @@ class Recipe:
             raise ValueError(f"recipe data={self.data!r} does not give {self.modality} data: "
                              f"use one of {kinds.get(self.modality)}")  # fmt: skip
         if self.lora:
-            unknown = set(self.lora) - {"rank", "alpha", "targets", "prior", "prior_data"}
+            unknown = set(self.lora) - {"rank", "alpha", "targets", "prior", "prior_data",
+                                        "strength"}  # fmt: skip
             if unknown or "rank" not in self.lora:
                 raise ValueError(f"recipe lora={self.lora!r}: give rank (and optionally alpha, "
-                                 "targets, prior, prior_data), nothing else")  # fmt: skip
+                                 "targets, prior, prior_data, strength), nothing else")  # fmt: skip
+            strength = self.lora.get("strength", 1.0)
+            if not (isinstance(strength, int | float) and 0 < strength < float("inf")):
+                raise ValueError(f"recipe lora strength={strength!r}: a scale > 0 folded into "
+                                 "the exported adapter (1: as trained)")  # fmt: skip
             prior = self.lora.get("prior", 0.0)
             if not (isinstance(prior, int | float) and 0 <= prior < float("inf")):
                 raise ValueError(f"recipe lora prior={prior!r}: a weight >= 0 (0: off)")

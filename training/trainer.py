@@ -320,7 +320,10 @@ def export(module: FlowObjective, recipe: Recipe, folder: Path) -> None:
     if recipe.lora:
         meta = {"base_model": base_model_name(recipe), "recipe": recipe.name,
                 "steps": recipe.stop_at or recipe.steps}  # fmt: skip
-        save_lora(module.transformer, folder, meta, half=recipe.export_half)
+        strength = float(recipe.lora.get("strength", 1.0))
+        if strength != 1.0:
+            meta["strength"] = strength
+        save_lora(module.transformer, folder, meta, half=recipe.export_half, strength=strength)
         return
     tmp = folder.with_name(f".tmp-{folder.name}")
     if tmp.exists():
