@@ -80,9 +80,7 @@ class TextToAudioVideoPipeline(TextToVideoPipeline):
         duration = len(frames) / self._fps(request, overrides)
         req = self.resolve(request, **overrides, duration=duration, width=frames.shape[2],
                            height=frames.shape[1])  # fmt: skip
-        video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
-        video = video.float()[None] / 127.5 - 1  # (1, F, 3, H, W) in [-1, 1]
-        tokens = patchify_video(video, self.spec.patch, self.spec.tpatch)
+        tokens = self.video_tokens(frames[None])
         lay = self.layout(req)
         given = {self.stream: (tokens.expand(req.num_outputs, -1, -1), lay.positions)}
         audio = self.sample(req, callback, given=given)
@@ -99,6 +97,12 @@ class TextToAudioVideoPipeline(TextToVideoPipeline):
         video = self.sample(req, callback, given=given)
         frames = self.frames_of(video, req)
         return self._outputs(req, [AudioVideo(f, wave.astype(np.float32)) for f in frames])
+
+    def video_tokens(self, clips: np.ndarray) -> torch.Tensor:
+        """(B, F, H, W, 3) uint8 clips -> (B, N, D) video tokens, as the model sees them."""
+        video = torch.from_numpy(np.ascontiguousarray(clips)).permute(0, 1, 4, 2, 3)
+        video = video.float() / 127.5 - 1  # (B, F, 3, H, W) in [-1, 1]
+        return patchify_video(video, self.spec.patch, self.spec.tpatch)
 
     def _fps(self, request: Request | str, overrides: dict[str, Any]) -> float:
         fps = overrides.get("fps", getattr(request, "fps", None))

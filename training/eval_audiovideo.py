@@ -13,9 +13,7 @@ training rate: both streams' positions are seconds.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from dit.tokens import patchify_video
 from pipelines.audio import decode_audio
 from pipelines.audio_video import TextToAudioVideoPipeline
 from pipelines.request import Request
@@ -45,10 +43,9 @@ def video_to_audio_many(pipe: TextToAudioVideoPipeline, videos: list[np.ndarray]
     waves: list[np.ndarray] = []
     for start in range(0, len(videos), batch):
         chunk = videos[start : start + batch]
-        frames = torch.from_numpy(np.stack(chunk)).permute(0, 1, 4, 2, 3).float() / 127.5 - 1
         req = pipe.resolve(Request(prompt="", seed=seed + start, num_outputs=len(chunk),
                                    duration=len(chunk[0]) / fps, fps=fps, **settings))  # fmt: skip
-        tokens = patchify_video(frames, pipe.spec.patch, pipe.spec.tpatch)  # (B, N, D)
+        tokens = pipe.video_tokens(np.stack(chunk))  # (B, N, D)
         given = {"video": (tokens, pipe.layout(req).positions)}
         audio = pipe.sample(req, prompts=prompts[start : start + batch], given=given)
         waves += decode_audio(pipe.codec, audio, req.duration)

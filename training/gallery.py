@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pipelines.outputs import write_png
+from pipelines.outputs import atomic_write_bytes, write_png
 from pipelines.registry import load_pipeline
 
 from .data import NUMBER_WORDS
@@ -79,9 +79,8 @@ def video_gallery(model: str, out: str, n: int = 6, scale: int = 4) -> np.ndarra
         strip = Image.fromarray(np.concatenate(list(big), axis=1))
         rows.append(_tile(strip, prompt))
         if pipe.spec.modality == "audio+video":
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            data = pipe.encode_file(o.media, o.settings)
-            Path(out).with_name(f"{Path(out).stem}-{i}.mp4").write_bytes(data)
+            atomic_write_bytes(Path(out).with_name(f"{Path(out).stem}-{i}.mp4"),
+                               pipe.encode_file(o.media, o.settings))  # fmt: skip
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 8), (0, width - r.shape[1]), (0, 0)), constant_values=255)
             for r in rows]  # fmt: skip
