@@ -9,6 +9,7 @@ import argparse
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
+from dit.runtime import keep_freed_memory
 from pipelines.spec import DEFAULT_AUDIO_MODEL, DEFAULT_MODEL, DEFAULT_VIDEO_MODEL
 
 
@@ -273,6 +274,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()  # a third faster on CPU; see dit/runtime.py
     ap = build_parser()
     args = ap.parse_args(argv)
     if args.command == "generate":

@@ -10,6 +10,8 @@ import platform
 
 import torch
 
+from dit.runtime import keep_freed_memory
+
 from .attention import ATTN_HEADER, SEQ_LENS, attention_rows
 from .core import CORE_HEADER, TEXT_TOKENS, core_rows
 from .timing import matmul_peak, matmul_throughput
@@ -36,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--skip-core", action="store_true")
     args = ap.parse_args(argv)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    allocator = keep_freed_memory()  # as every studio entry point does (dit/runtime.py)
 
     throughput = matmul_throughput(device, dtype)
     peak = matmul_peak(throughput)
@@ -43,12 +46,20 @@ def main(argv: list[str] | None = None) -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     print(
         f"device: {device.type} ({name or platform.machine()}), {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}, {args.dtype}\nmatmul GFLOP/s by square size ({sizes}); "
+        f"torch {torch.__version__}, {args.dtype}, freed memory kept (mallopt): {allocator}\n"
+        f"matmul GFLOP/s by square size ({sizes}); "
         f"peak = best of 1024-4096 = {peak:.1f} GFLOP/s\n"
     )
     if not args.skip_core:
         print(f"Forward per step: batch {args.batch}, 256 image + {TEXT_TOKENS} text tokens")
-        rows = core_rows(args.presets, args.batch, set(args.compile), peak, device, dtype)
+        rows = core_rows(
+            args.presets,
+            args.batch,
+            set(args.compile),
+            peak,
+            device,
+            dtype,
+        )
         print(table(CORE_HEADER, rows), "\n")
     if args.attention_tokens:
         print(f"Attention backends: batch 1, 4 heads x 64, {args.dtype}")

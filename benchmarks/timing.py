@@ -7,7 +7,18 @@ import time
 from collections.abc import Callable
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+
+# PyTorch's counter knows the CUDA attention kernels but not the CPU one that
+# ``scaled_dot_product_attention`` dispatches to: without this, attention's two matmuls
+# (4 * B * H * N^2 * Dh FLOPs per call) would silently count as zero on the CPU, for our
+# model and diffusers' alike. Same formula as the CUDA kernels.
+def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs):
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+_CPU_ATTENTION = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops}
 
 
 def sync(device: torch.device) -> None:
@@ -42,7 +53,8 @@ def time_call(fn: Callable[[], object], device: torch.device, warmup: int = 2, r
 
 def count_flops(fn: Callable[[], object]) -> int:
     """Model FLOPs of one call, counted by PyTorch (matmuls and attention; 1 FMA = 2 FLOPs)."""
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+    counter = FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION)
+    with torch.inference_mode(), counter:
         fn()
     return counter.get_total_flops()
 

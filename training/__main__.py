@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from dit.runtime import keep_freed_memory
+
+    keep_freed_memory()  # a third faster on CPU; see dit/runtime.py
     from .recipe import Recipe
     from .trainer import train
 

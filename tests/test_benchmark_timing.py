@@ -1,0 +1,23 @@
+"""The benchmark's FLOP count: attention's matmuls count on the CPU as they do on CUDA."""
+
+import torch
+
+from benchmarks.timing import count_flops
+from dit.attention import attention, use_backend
+
+
+def test_attention_flops_counted_on_cpu_and_equal_the_math_reference():
+    b, h, n, dh = 2, 3, 40, 16
+    q, k, v = (torch.randn(b, h, n, dh) for _ in range(3))
+    analytic = 4 * b * h * n * n * dh  # QK^T and AV, 2 FLOPs per multiply-add
+    counts = {}
+    for name in ("sdpa", "math"):
+        with use_backend(name):
+            counts[name] = count_flops(lambda: attention(q, k, v, None))
+    assert counts == {"sdpa": analytic, "math": analytic}
+
+
+def test_linear_flops_are_two_per_multiply_add():
+    layer = torch.nn.Linear(8, 5)
+    x = torch.randn(3, 8)
+    assert count_flops(lambda: layer(x)) == 2 * 3 * 8 * 5
