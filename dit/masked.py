@@ -74,8 +74,18 @@ def masked_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor)
 # --- decoding -----------------------------------------------------------------------------
 
 
-def _gumbel(shape, generator, device) -> torch.Tensor:
-    u = torch.rand(shape, generator=generator, device=device).clamp(1e-10, 1 - 1e-10)
+Generators = torch.Generator | list[torch.Generator] | None
+
+
+def _gumbel(shape, generator: Generators, device) -> torch.Tensor:
+    """Gumbel noise of ``shape`` (B, ...); a list of generators draws row b from the b-th, so
+    a sample's noise does not depend on the rest of its batch."""
+    if isinstance(generator, list):
+        rows = [torch.rand(shape[1:], generator=g) for g in generator]
+        u = torch.stack(rows).to(device)
+    else:
+        u = torch.rand(shape, generator=generator, device=device)
+    u = u.clamp(1e-10, 1 - 1e-10)
     return -torch.log(-torch.log(u))
 
 
@@ -89,7 +99,7 @@ def decode(
     temperature_end: float = 0.0,
     choice_temperature: float = 4.5,
     span: int = 1,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: StepCallback | None = None,
 ) -> torch.Tensor:
     """Fill every ``mask_id`` in ``tokens`` (B, N) with exactly ``steps`` calls of ``logits_fn``.
@@ -98,8 +108,12 @@ def decode(
     to ``temperature_end``; 0 = argmax), scores them by log-probability plus Gumbel noise
     scaled by ``choice_temperature * (1 - progress)``, commits the most confident spans and
     re-masks the rest so that the schedule's share stays masked. Committed tokens never
-    change.
+    change. ``generator``: one, or a list of one per row (per-sample seeds).
     """
+    if isinstance(generator, list) and len(generator) != tokens.shape[0]:
+        raise ValueError(
+            f"{len(generator)} generators for {tokens.shape[0]} rows: give one per row"
+        )
     if steps < 1:
         raise ValueError(f"steps={steps} is invalid: use at least 1 step")
     if span < 1:

@@ -50,8 +50,8 @@ class TextToAudioPipeline(Pipeline):
     class_name = "TextToAudioPipeline"
     suffix = ".wav"
 
-    def __init__(self, transformer, text_encoder, spec) -> None:
-        super().__init__(transformer, text_encoder, spec)
+    def __init__(self, transformer, text_encoder, spec, tokenizer=None) -> None:
+        super().__init__(transformer, text_encoder, spec, tokenizer)
         self.codec = MelCodec(**spec.extra.get("codec", {}))
 
     def layout(self, request: Request) -> Layout:
@@ -59,6 +59,14 @@ class TextToAudioPipeline(Pipeline):
 
     def decode(self, x: torch.Tensor, request: Request) -> list[np.ndarray]:
         return decode_audio(self.codec, x, request.duration)
+
+    def codes_to_tokens(self, codes: torch.Tensor, request: Request) -> torch.Tensor:
+        """(B, N) codes -> (B, N, frames_per_token * n_mels) mel tokens."""
+        return self.codec.to_tokens(self.tokenizer.decode(codes))
+
+    @property
+    def masked_token_value(self) -> float:  # a masked span previews as silence
+        return self.codec.silence
 
     def preview(self, x: torch.Tensor, request: Request) -> list[np.ndarray]:
         """Spectrograms, not sound: a Griffin-Lim decode every step would cost more than the

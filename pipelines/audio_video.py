@@ -37,8 +37,8 @@ class AudioVideo:
 class TextToAudioVideoPipeline(TextToVideoPipeline):
     class_name = "TextToAudioVideoPipeline"
 
-    def __init__(self, transformer, text_encoder, spec) -> None:
-        super().__init__(transformer, text_encoder, spec)
+    def __init__(self, transformer, text_encoder, spec, tokenizer=None) -> None:
+        super().__init__(transformer, text_encoder, spec, tokenizer)
         self.codec = MelCodec(**spec.extra.get("codec", {}))
 
     def layouts(self, request: Request) -> list[Layout]:

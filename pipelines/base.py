@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from conditioning.byte_encoder import ByteTextEncoder
+from conditioning.fsq import FSQAutoencoder
 from conditioning.text import load_text_encoder
 from dit import DiT
 from dit.callbacks import StepCallback
@@ -53,11 +54,16 @@ class Pipeline:
     class_name: ClassVar[str] = "Pipeline"
     suffix: ClassVar[str] = ""
 
-    def __init__(self, transformer: DiT, text_encoder: ByteTextEncoder, spec: ModelSpec):
+    def __init__(self, transformer: DiT, text_encoder: ByteTextEncoder, spec: ModelSpec,
+                 tokenizer: FSQAutoencoder | None = None):  # fmt: skip
         self.transformer = transformer.eval()
         self.text_encoder = text_encoder.eval()
         self.spec = spec
         self.limits: Limits = spec.request_limits()
+        if (spec.objective == "masked") != (tokenizer is not None):
+            raise ValueError(f"model {spec.name!r} ({spec.objective}): a masked model needs its "
+                             "FSQ tokenizer, a flow model has none")  # fmt: skip
+        self.tokenizer = tokenizer.eval() if tokenizer is not None else None
 
     # --- loading and saving ------------------------------------------------------------------
 
@@ -69,16 +75,19 @@ class Pipeline:
         fp32 = {"torch_dtype": torch.float32}
         transformer = DiT.from_pretrained(folder / "transformer", **fp32).to(device)
         text_encoder = load_text_encoder(folder / "text_encoder", **fp32).to(device)
-        return cls(transformer, text_encoder, spec)
+        tokenizer = None
+        if spec.objective == "masked":
+            tokenizer = FSQAutoencoder.from_pretrained(folder / "tokenizer", **fp32).to(device)
+        return cls(transformer, text_encoder, spec, tokenizer)
 
     def save_pretrained(self, folder: str | os.PathLike, half: bool = False) -> None:
         """``half`` stores weights in fp16 (bundled models: half the size); loading always
         computes in fp32 on the CPU."""
         folder = Path(folder)
-        for name, module in (
-            ("transformer", self.transformer),
-            ("text_encoder", self.text_encoder),
-        ):
+        modules = [("transformer", self.transformer), ("text_encoder", self.text_encoder)]
+        if self.tokenizer is not None:
+            modules.append(("tokenizer", self.tokenizer))
+        for name, module in modules:
             dtype = next(module.parameters()).dtype
             if half:
                 module.to(torch.float16)
@@ -102,6 +111,12 @@ class Pipeline:
 
     def encode_file(self, media: np.ndarray, settings: dict[str, Any]) -> bytes:
         raise NotImplementedError
+
+    # masked models: tokenizer codes (B, N) -> the flow layout's tokens (B, N, dim)
+    masked_token_value: ClassVar[float] = 0.0  # what a still-masked token previews as
+
+    def codes_to_tokens(self, codes: torch.Tensor, request: Request) -> torch.Tensor:
+        raise NotImplementedError(f"{self.class_name} has no masked (code) models")
 
     def preview(self, x: torch.Tensor, request: Request) -> list[np.ndarray]:
         """What a UI shows of the sampler's running estimate; by default the decoded media."""
@@ -138,6 +153,10 @@ class Pipeline:
         audio-to-video in a joint model.
         """
         self.use_loras(request.loras)
+        if self.spec.objective == "masked":
+            from .masked import sample_masked
+
+            return sample_masked(self, request, callback, prompts)
         lays = [lay for lay in self.layouts(request) if lay.stream not in (given or {})]
         device = self.device
         b = request.num_outputs
@@ -149,11 +168,8 @@ class Pipeline:
             for lay in lays:
                 noise[lay.stream].append(torch.randn(lay.tokens, lay.dim, generator=g))
         x0 = {k: torch.stack(v).to(device) for k, v in noise.items()}  # name -> (B, N, dim)
-        emb = self.text_encoder.encode(
-            prompts + [request.negative_prompt] * b
-        )  # cond and uncond padded to one length
-        text, mask, pooled = emb.tokens, emb.mask, emb.pooled
-        positions = {"text": text_positions(text.shape[1], device)}
+        cond, uncond = self.text_conditions(prompts, request.negative_prompt)
+        positions = {"text": text_positions(cond["text"].shape[1], device)}
         positions |= {lay.stream: lay.positions.to(device) for lay in lays}
         clean = {k: x.to(device) for k, (x, _) in (given or {}).items()}
         positions |= {k: pos.to(device) for k, (_, pos) in (given or {}).items()}
@@ -166,8 +182,7 @@ class Pipeline:
                                    stream_t=done)  # fmt: skip
             return {k: out[k] for k in xs} if isinstance(x, dict) else out[lays[0].stream]
 
-        cond = {"text": text[:b], "mask": mask[:b], "pooled": pooled[:b], "given": clean}
-        uncond = {"text": text[b:], "mask": mask[b:], "pooled": pooled[b:], "given": clean}
+        cond, uncond = {**cond, "given": clean}, {**uncond, "given": clean}
         scale = self.guidance_scales(request)
         if scale == 1.0:
             velocity = lambda x, t: fn(x, t, cond)  # noqa: E731
@@ -176,6 +191,16 @@ class Pipeline:
         grid = time_grid(request.steps, shift=self.spec.shift)
         start = x0 if len(lays) > 1 else x0[lays[0].stream]
         return solve(velocity, start, grid, request.solver, callback)
+
+    def text_conditions(self, prompts: list[str], negative: str) -> tuple[dict, dict]:
+        """The conditional and unconditional text inputs of a batch ({"text", "mask",
+        "pooled"} each), encoded together so both are padded to one length."""
+        b = len(prompts)
+        emb = self.text_encoder.encode(prompts + [negative] * b)
+        halves = [slice(0, b), slice(b, 2 * b)]
+        return tuple(
+            {"text": emb.tokens[h], "mask": emb.mask[h], "pooled": emb.pooled[h]} for h in halves
+        )
 
     def layouts(self, request: Request) -> list[Layout]:
         """Every generated stream's layout; one for single-modality pipelines."""

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dit.tokens import image_positions, unpatchify
+from dit.tokens import image_positions, patchify, unpatchify
 
 from .base import Layout, Pipeline
 from .outputs import png_bytes
@@ -33,6 +33,12 @@ class TextToImagePipeline(Pipeline):
         p = self.spec.patch
         images = unpatchify(x, p, request.height // p, request.width // p)  # (B, C, H, W)
         return list(to_uint8(images))
+
+    def codes_to_tokens(self, codes: torch.Tensor, request: Request) -> torch.Tensor:
+        """(B, N) codes -> (B, N, 3 p p) pixel patches (the tokenizer's factor is p)."""
+        p = self.spec.patch
+        grid = codes.view(-1, request.height // p, request.width // p)
+        return patchify(self.tokenizer.decode(grid), p)
 
     def encode_file(self, media: np.ndarray, settings: dict[str, Any]) -> bytes:
         return png_bytes(media, settings)

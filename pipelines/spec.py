@@ -121,8 +121,10 @@ class ModelSpec:
             "_class_name": class_name,
             "transformer": ["dit", "DiT"],
             "text_encoder": ["conditioning", "ByteTextEncoder"],
+            **({"tokenizer": ["conditioning", "FSQAutoencoder"]} if self.objective == "masked"
+               else {}),
             "studio": asdict(self),
-        }
+        }  # fmt: skip
 
     @classmethod
     def read(cls, folder: str | Path) -> tuple[str, ModelSpec]:

@@ -6,11 +6,16 @@ One adapter per modality; the trainer loop, the objective and the export are sha
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from conditioning.mel import MelCodec
+from dit import StreamConfig
 from dit.flow import logit_normal_t
+from dit.masked import random_mask, span_mask
 from dit.tokens import audio_positions, image_positions, patchify, patchify_video, video_positions
+from dit.tree import tree_map
 from pipelines.spec import ModelSpec
 
 from .recipe import Recipe
@@ -29,6 +34,15 @@ class Media:
     def times(self, b: int, g: torch.Generator) -> torch.Tensor:
         """(B,) training times of a step's global batch (SD3's logit-normal)."""
         return logit_normal_t(b, generator=g)
+
+    def stream_configs(self) -> list[StreamConfig]:
+        return [StreamConfig(name, dim) for name, dim in self.streams.items()]
+
+    def draws(self, first, b: int, g: torch.Generator) -> tuple:
+        """A step's random draws for the whole global batch, given one item's tokens
+        ``first``: flow's noise (like the tokens) and times, in that order."""
+        noise = tree_map(lambda x: torch.randn((b, *x.shape[1:]), generator=g), first)
+        return noise, self.times(b, g)
 
 
 class ImageMedia(Media):
@@ -145,9 +159,62 @@ class AudioVideoMedia(VideoMedia):
                          extra={"data": r.data, "codec": self.codec.to_dict()})  # fmt: skip
 
 
+class MaskedMedia(Media):
+    """A masked recipe's stream: the base modality's items as FSQ codes (B, N), each code in
+    the place of one flow token (same positions); each step masks a schedule-drawn share of
+    them (whole spans of ``recipe.span`` codes: MAGNeT)."""
+
+    def __init__(self, base: Media, recipe: Recipe) -> None:
+        from conditioning.fsq import FSQAutoencoder
+
+        if base.stream not in ("image", "audio"):
+            raise ValueError(f"recipe objective=masked: {recipe.modality} is not supported; "
+                             "use an image or audio recipe")  # fmt: skip
+        self.base, self.recipe, self.stream = base, recipe, base.stream
+        fp32 = {"torch_dtype": torch.float32}
+        self.tokenizer = FSQAutoencoder.from_pretrained(recipe.tokenizer, **fp32).eval()
+        self.tokenizer.requires_grad_(False)
+        per_token = recipe.patch if base.stream == "image" else base.codec.frames_per_token
+        if self.tokenizer.factor != per_token:
+            raise ValueError(f"tokenizer {recipe.tokenizer} codes cover {self.tokenizer.factor} "
+                             f"pixels / frames, the recipe's tokens {per_token}: make them "
+                             "equal (patch, or codec frames_per_token)")  # fmt: skip
+        if base.stream == "audio" and self.tokenizer.config.codec != base.codec.to_dict():
+            raise ValueError(f"tokenizer {recipe.tokenizer} was trained on mel settings "
+                             f"{self.tokenizer.config.codec}, the recipe's codec makes "
+                             f"{base.codec.to_dict()}: use the same codec")  # fmt: skip
+        self.token_dim = 0
+
+    def stream_configs(self) -> list[StreamConfig]:
+        k = self.tokenizer.codebook_size
+        return [StreamConfig(self.stream, head="logits", codebook_size=k)]
+
+    @torch.no_grad()
+    def tokens(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (B, 3, H, W) or mel tokens (B, N, D) -> codes (B, N) long, positions (N, 4)."""
+        _, positions = self.base.tokens(batch)
+        media = self.base.codec.from_tokens(batch) if self.stream == "audio" else batch
+        return self.tokenizer.encode(media).flatten(1), positions
+
+    def draws(self, first, b: int, g: torch.Generator) -> tuple:
+        n = first.shape[1]
+        if self.recipe.span > 1:
+            return (span_mask(b, n, self.recipe.span, self.recipe.mask_schedule, generator=g),)
+        return (random_mask(b, n, self.recipe.mask_schedule, generator=g),)
+
+    def spec(self) -> ModelSpec:
+        r, solver = self.recipe, "magnet" if self.recipe.span > 1 else "maskgit"
+        base = self.base.spec()
+        return replace(base, objective="masked", defaults={"solver": solver, **r.defaults},
+                       limits={**base.limits, "solvers": [solver]},
+                       extra={**base.extra, "tokenizer": r.tokenizer,
+                              "masked": {"schedule": r.mask_schedule, "span": r.span}})  # fmt: skip
+
+
 MEDIA = {"image": ImageMedia, "audio": AudioMedia, "video": VideoMedia,
          "audio+video": AudioVideoMedia}  # fmt: skip
 
 
 def media_of(recipe: Recipe) -> Media:
-    return MEDIA[recipe.modality](recipe)
+    media = MEDIA[recipe.modality](recipe)
+    return MaskedMedia(media, recipe) if recipe.objective == "masked" else media

@@ -10,6 +10,7 @@ import torch
 from conditioning.byte_encoder import ByteTextEncoder
 from dit import DiT
 from dit.flow import flow_loss, interpolate, logit_normal_t
+from dit.masked import masked_loss
 from dit.tokens import text_positions
 from dit.tree import State, tree_map
 from pipelines.lora import adapters_off
@@ -66,6 +67,31 @@ class FlowObjective(torch.nn.Module):
             adapted = self.velocity(x_p, positions, emb_p, t_p)
             loss = loss + weight * (adapted.float() - base.float()).pow(2).mean()
         return loss
+
+
+class MaskedObjective(torch.nn.Module):
+    """Text encoder + DiT trained on the masked-token cross-entropy (MaskGIT / MAGNeT): the
+    masked codes become [MASK], the model sees t = the share visible, and the loss counts the
+    masked positions only."""
+
+    def __init__(self, transformer: DiT, text_encoder: ByteTextEncoder, stream: str):
+        super().__init__()
+        self.transformer = transformer
+        self.text_encoder = text_encoder
+        self.stream = stream
+
+    def forward(self, codes, positions, captions, mask, prior=None) -> torch.Tensor:
+        """codes: (B, N) long; positions: (N, 4); mask: (B, N) bool, True = masked."""
+        if prior is not None:
+            raise ValueError("prior preservation is a flow-recipe option: remove lora prior")
+        emb = self.text_encoder.encode(captions)
+        inputs = codes.masked_fill(mask, self.transformer.mask_id(self.stream))
+        t = 1 - mask.float().mean(1)  # (B,) share visible: the masked family's time
+        pos = {"text": text_positions(emb.tokens.shape[1], emb.tokens.device),
+               self.stream: positions}  # fmt: skip
+        out = self.transformer({"text": emb.tokens, self.stream: inputs}, pos, t,
+                               pooled=emb.pooled, masks={"text": emb.mask})  # fmt: skip
+        return masked_loss(out[self.stream], codes, mask)
 
 
 def joint_flow_loss(pred, noise, data, t) -> torch.Tensor:

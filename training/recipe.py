@@ -24,7 +24,13 @@ class Recipe:
     tpatch: int = 2  # video: frames per tubelet
     codec: dict[str, Any] = field(default_factory=dict)  # audio: MelCodec settings
     patch: int = 4
-    objective: str = "flow"
+    objective: str = "flow"  # flow | masked | tokenizer
+    # objective "tokenizer": the FSQ autoencoder's settings {"hidden", "down", "levels"};
+    # objective "masked": ``tokenizer`` names the trained tokenizer folder whose codes it models
+    fsq: dict[str, Any] = field(default_factory=dict)
+    tokenizer: str = ""
+    mask_schedule: str = "cosine"  # masked: the share masked at progress u (dit/masked.py)
+    span: int = 1  # masked: tokens per masked span (MAGNeT: > 1 for audio)
     text_encoder: dict[str, Any] = field(default_factory=lambda: {"width": 128, "depth": 2})
     batch_size: int = 32  # global batch, split over processes
     grad_accum: int = 1
@@ -62,8 +68,15 @@ class Recipe:
             raise ValueError(f"recipe size={self.size} must be a multiple of patch={self.patch}")
         if not 0.0 <= self.decay <= 1.0:
             raise ValueError(f"recipe decay={self.decay}: use a share of the steps, 0 to 1")
-        if self.objective not in ("flow", "masked"):
-            raise ValueError(f"recipe objective={self.objective!r}: use 'flow' or 'masked'")
+        if self.objective not in ("flow", "masked", "tokenizer"):
+            raise ValueError(
+                f"recipe objective={self.objective!r}: use 'flow', 'masked' or 'tokenizer'"
+            )
+        if self.objective == "masked" and not self.tokenizer:
+            raise ValueError("recipe objective=masked needs tokenizer: the FSQ tokenizer folder "
+                             "(trained by a recipe with objective 'tokenizer')")  # fmt: skip
+        if not isinstance(self.span, int) or self.span < 1:
+            raise ValueError(f"recipe span={self.span!r}: use an integer >= 1")
         kinds = {"image": ("shapes", "digits", "folder"), "audio": ("sounds", "folder"),
                  "video": ("motion",), "audio+video": ("bounce",)}  # fmt: skip
         if self.modality not in kinds:

@@ -32,7 +32,7 @@ from pipelines.registry import pipeline_class
 
 from .data import batch_indices, make_source
 from .media import media_of
-from .objective import FlowObjective, prior_items, step_generator
+from .objective import FlowObjective, MaskedObjective, prior_items, step_generator
 from .recipe import Recipe
 
 CHECKPOINTS = "checkpoints"
@@ -46,7 +46,7 @@ def build_models(recipe: Recipe) -> tuple[DiT, ByteTextEncoder]:
         recipe.preset,
         streams=(
             StreamConfig("text", text_encoder.width, "none"),
-            *(StreamConfig(name, dim) for name, dim in media.streams.items()),
+            *media.stream_configs(),
         ),
         pooled_dim=text_encoder.pooled_dim,
     )
@@ -128,11 +128,10 @@ def train(
     export; ``--resume`` continues it later. Without lr decay that is exactly the run the recipe
     would make with ``steps`` set to the printed step count.
     """
-    if recipe.objective != "flow":  # masked training needs a tokenizer to give it codes
-        raise ValueError(
-            f"recipe objective={recipe.objective!r}: this trainer trains 'flow' "
-            "recipes; masked recipes need a tokenizer, which no recipe names yet"
-        )
+    if recipe.objective == "tokenizer":
+        from .tokenizer import train_tokenizer
+
+        return train_tokenizer(recipe, out_dir, resume, max_minutes)
     out = Path(out_dir)
     deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
     log_with = "tensorboard" if _has_tensorboard() else None
@@ -164,7 +163,10 @@ def train(
     if recipe.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()  # diffusers' hook; dit/model.py uses it
     media = media_of(recipe)
-    module = FlowObjective(transformer, text_encoder, tuple(media.streams))
+    if recipe.objective == "masked":
+        module = MaskedObjective(transformer, text_encoder, media.stream)
+    else:
+        module = FlowObjective(transformer, text_encoder, tuple(media.streams))
     # Only what trains is optimised and averaged: everything, or a LoRA's weights alone.
     params = [p for p in module.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=recipe.lr, betas=(0.9, 0.99),
@@ -204,26 +206,23 @@ def train(
         g, b = step_generator(recipe, step), recipe.batch_size
         drop = (torch.rand(b, generator=g) < recipe.caption_dropout).tolist()
         first = media.tokens(stack([source.item(int(idx[0]))[0]]))[0]  # (1, N, D) per stream
-        # one bucket: one shape (per stream)
-        noise_all = tree_map(lambda x: torch.randn((b, *x.shape[1:]), generator=g), first)
-        t_all = media.times(b, g)
+        # one bucket: one shape (per stream); flow: (noise, t), masked: (mask,)
+        draws_all = media.draws(first, b, g)
         slots = np.arange(b).reshape(acc.num_processes, recipe.grad_accum, micro)
         step_loss = torch.zeros((), device=acc.device)  # this process's share of the batch
         for pos in slots[acc.process_index]:
             items, captions = zip(*(source.item(int(i)) for i in idx[pos]), strict=True)
             data, positions = media.tokens(stack(items))  # (B, N, D), (N, 4) per stream
             captions = ["" if drop[p] else c for c, p in zip(captions, pos, strict=True)]
-            noise, t, data, positions = (tree_map(lambda x: x[pos].to(acc.device), noise_all),
-                                         tree_map(lambda x: x[pos].to(acc.device), t_all),
-                                         to_device(data, acc.device),
-                                         to_device(positions, acc.device))  # fmt: skip
+            draws = [tree_map(lambda x: x[pos].to(acc.device), d) for d in draws_all]
+            data, positions = to_device(data, acc.device), to_device(positions, acc.device)
             prior = None
             if prior_source is not None:
                 x_p, captions_p, t_p = prior_items(prior_source, media, recipe, step, pos,
                                                    data.shape)  # fmt: skip
                 prior = (x_p.to(acc.device), captions_p, t_p.to(acc.device), prior_weight)
             with acc.accumulate(module):
-                loss = module(data, positions, captions, noise, t, prior)
+                loss = module(data, positions, captions, *draws, prior=prior)
                 step_loss += loss.detach() / recipe.grad_accum
                 acc.backward(loss)
                 if acc.sync_gradients:
@@ -309,9 +308,10 @@ class ema_weights:
         self.ema.restore(self.params)
 
 
-def pipeline_of(module: FlowObjective, recipe: Recipe) -> Pipeline:
-    spec = media_of(recipe).spec()
-    return pipeline_class(spec.modality)(module.transformer, module.text_encoder, spec)
+def pipeline_of(module: FlowObjective | MaskedObjective, recipe: Recipe) -> Pipeline:
+    media = media_of(recipe)
+    spec, tokenizer = media.spec(), getattr(media, "tokenizer", None)
+    return pipeline_class(spec.modality)(module.transformer, module.text_encoder, spec, tokenizer)
 
 
 def export(module: FlowObjective, recipe: Recipe, folder: Path) -> None:

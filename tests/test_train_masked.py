@@ -1,0 +1,99 @@
+"""Masked models end to end on tiny recipes: a tokenizer trained (and resumed exactly), a
+masked DiT trained on its codes, and the ordinary pipelines sampling it by MaskGIT / MAGNeT
+with exactly `steps` calls, partly unmasked previews and per-sample seeds."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pipelines.registry import load_pipeline
+from training.recipe import Recipe
+from training.trainer import train
+
+TEXT = {"width": 16, "depth": 1, "heads": 2, "max_length": 96}
+CODEC = {"n_mels": 16, "frames_per_token": 2, "n_fft": 256, "hop": 128}
+
+
+def tokenizer_recipe(kind: str, **kw) -> Recipe:
+    media = (
+        dict(modality="image", data="shapes", size=16, patch=4)
+        if kind == "image"
+        else dict(modality="audio", data="sounds", seconds=1.0, codec=CODEC)
+    )
+    down = 2 if kind == "image" else 1
+    return Recipe(name=f"tok-{kind}", objective="tokenizer", data_size=16, batch_size=4,
+                  steps=4, warmup=1, lr=1e-3, checkpoint_every=2, **media,
+                  fsq={"hidden": 8, "down": down, "levels": [4, 3]}, **kw)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def image_tokenizer(tmp_path_factory):
+    return train(tokenizer_recipe("image"), tmp_path_factory.mktemp("tok") / "run")
+
+
+def test_tokenizer_training_resumes_exactly(tmp_path, image_tokenizer):
+    train(tokenizer_recipe("image", stop_at=2), tmp_path / "run")
+    resumed = train(tokenizer_recipe("image"), tmp_path / "run", resume=True)
+    a = load_file(next(image_tokenizer.glob("*.safetensors")))
+    b = load_file(next(resumed.glob("*.safetensors")))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def masked_recipe(tokenizer, kind: str, **kw) -> Recipe:
+    media = (
+        dict(modality="image", data="shapes", size=16, patch=4)
+        if kind == "image"
+        else dict(modality="audio", data="sounds", seconds=1.0, codec=CODEC, span=2)
+    )
+    return Recipe(name=f"masked-{kind}", preset="tiny", objective="masked",
+                  tokenizer=str(tokenizer), data_size=16, text_encoder=TEXT, batch_size=4,
+                  steps=3, warmup=1, lr=1e-3, checkpoint_every=3, sample_every=1000,
+                  **{**media, **kw})  # fmt: skip
+
+
+def test_masked_image_model_samples_through_the_image_pipeline(tmp_path, image_tokenizer):
+    folder = train(masked_recipe(image_tokenizer, "image"), tmp_path / "run")
+    pipe = load_pipeline(str(folder))
+    assert pipe.spec.objective == "masked" and pipe.tokenizer is not None
+    assert pipe.transformer.cfg.stream("image").codebook_size == 12
+
+    states = []
+    outs = pipe("a red circle", callback=states.append, steps=5, num_outputs=2, seed=3)
+    assert [s.step for s in states] == [1, 2, 3, 4, 5]  # exactly `steps` model calls
+    mask_id = pipe.transformer.mask_id("image")
+    masked = [int((s.state == mask_id).sum()) for s in states]
+    assert masked == sorted(masked, reverse=True) and masked[-1] == 0 and masked[0] > 0
+    # the preview shows committed tokens decoded and masked ones neutral (grey = 0)
+    first = states[0]
+    still = first.state == mask_id  # (B, N)
+    assert torch.all(first.preview[still] == 0.0)
+    assert not torch.all(first.preview[~still] == 0.0)
+    assert outs[0].media.shape == (16, 16, 3) and outs[0].settings["solver"] == "maskgit"
+    # a seed makes the same image whatever its batch
+    alone = pipe("a red circle", steps=5, seed=4)[0].media
+    assert (alone == outs[1].media).all()
+
+
+def test_masked_audio_model_decodes_spans_to_a_wav(tmp_path):
+    tok = train(tokenizer_recipe("mel"), tmp_path / "tok")
+    folder = train(masked_recipe(tok, "mel"), tmp_path / "run")
+    pipe = load_pipeline(str(folder))
+    assert pipe.spec.extra["masked"]["span"] == 2
+    states = []
+    out = pipe("a click", callback=states.append, steps=3, duration=0.5)[0]
+    assert len(states) == 3 and out.settings["solver"] == "magnet"
+    assert out.media.shape == (8000,) and out.media.dtype.name == "float32"
+    mask_id = pipe.transformer.mask_id("audio")
+    # MAGNeT: codes are committed in whole spans of 2
+    for s in states[:-1]:
+        pairs = (s.state == mask_id).view(-1, 2) if s.state.shape[1] % 2 == 0 else None
+        if pairs is not None:
+            assert torch.all(pairs[:, 0] == pairs[:, 1])
+
+
+def test_masked_recipe_errors_name_the_fix(tmp_path, image_tokenizer):
+    with pytest.raises(ValueError, match="needs tokenizer"):
+        Recipe(name="x", objective="masked")
+    with pytest.raises(ValueError, match="patch"):
+        train(masked_recipe(image_tokenizer, "image", size=16, patch=2), tmp_path / "run")

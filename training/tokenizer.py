@@ -1,0 +1,98 @@
+"""Train an FSQ tokenizer (recipe ``objective: "tokenizer"``) and measure its round trip.
+
+The loop is the flow trainer's in miniature: batches are a pure function of (seed, step),
+a checkpoint (weights, optimiser, step) is written atomically every ``checkpoint_every``
+steps, ``--resume`` continues from it exactly, and the export is a model folder
+(config.json + safetensors) that masked recipes name in ``tokenizer``. One process: the
+tokenizers are small convnets that train in minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from conditioning.fsq import FSQAutoencoder
+from conditioning.mel import MelCodec
+
+from .data import batch_indices, make_source
+from .recipe import Recipe
+from .trainer import open_loss_log
+
+STATE = "tokenizer_state.pt"
+
+
+def build_tokenizer(recipe: Recipe) -> FSQAutoencoder:
+    if recipe.modality == "audio":
+        codec = MelCodec(**recipe.codec)
+        return FSQAutoencoder(kind="mel", channels=codec.n_mels, codec=codec.to_dict(),
+                              **recipe.fsq)  # fmt: skip
+    return FSQAutoencoder(kind="image", channels=3, **recipe.fsq)
+
+
+def media_batch(source, recipe: Recipe, indices) -> torch.Tensor:
+    """Images (B, 3, H, W) in [-1, 1], or normalised log-mel frames (B, F, n_mels)."""
+    items = torch.stack([source.item(int(i))[0] for i in indices])
+    if recipe.modality == "audio":  # the source holds flow tokens (B, N, k * n_mels)
+        return MelCodec(**recipe.codec).from_tokens(items)
+    return items
+
+
+def train_tokenizer(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = False,
+                    max_minutes: float | None = None) -> Path:  # fmt: skip
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(recipe.seed)
+    model = build_tokenizer(recipe)
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    step = 0
+    state_path = out / STATE
+    if resume and state_path.is_file():
+        state = torch.load(state_path, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+        print(f"resumed from {state_path} at step {step}")
+    source = make_source(recipe)
+    deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
+    end = min(recipe.steps, recipe.stop_at) if recipe.stop_at > 0 else recipe.steps
+    bar = tqdm(total=end, initial=step, desc=f"train {recipe.name}", unit="step")
+    log = open_loss_log(out, step)  # the flow trainer's: a resumed run's log reads as one run
+    while step < end:
+        lr = recipe.lr_at(step)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        x = media_batch(source, recipe, batch_indices(source, recipe.seed, step, recipe.batch_size))
+        loss = torch.nn.functional.mse_loss(model(x), x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        log.write(json.dumps({"step": step, "loss": loss.item(), "lr": lr}) + "\n")
+        bar.update(1)
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if deadline is not None and time.monotonic() > deadline:
+                end = step
+        if step % recipe.checkpoint_every == 0 or step == end:
+            log.flush()
+            tmp = state_path.with_name(f".tmp-{STATE}")
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, tmp)
+            os.replace(tmp, state_path)  # a kill mid-save leaves the previous checkpoint
+    bar.close()
+    log.close()
+    folder, tmp = out / "model", out / ".tmp-model"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    (model.half() if recipe.export_half else model).save_pretrained(tmp)
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return folder
