@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--guidance", type=float, help="classifier-free guidance scale (1 = off)")
     gen.add_argument("--audio-guidance", type=float,
                      help="audio+video: the audio stream's scale (default: guidance)")  # fmt: skip
-    gen.add_argument("--solver", help="ODE solver: euler, heun or midpoint")
+    gen.add_argument("--solver", help="flow: euler, heun or midpoint; masked: the model's decoder")
     gen.add_argument("--width", type=int, help="image width in pixels (multiple of the patch)")
     gen.add_argument("--height", type=int, help="image height in pixels")
     gen.add_argument("--duration", type=float, help="length in seconds (audio, video models)")

@@ -28,7 +28,7 @@ class Limits:
     max_steps: int = 200
     max_outputs: int = 16
     max_prompt_bytes: int = 4096
-    solvers: tuple[str, ...] = ("euler", "heun", "midpoint")
+    solvers: tuple[str, ...] = ("euler", "heun", "midpoint", "maskgit", "magnet")
 
     def narrow(self, other: Limits) -> Limits:
         """The stricter of two sets of limits."""

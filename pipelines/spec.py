@@ -100,7 +100,8 @@ class ModelSpec:
         return {**base, **self.defaults}
 
     def request_limits(self) -> Limits:
-        base: dict[str, Any] = {}
+        # flow models: the ODE solvers; a masked model names its decoder in its own limits
+        base: dict[str, Any] = {"solvers": ("euler", "heun", "midpoint")}
         if self.timed:  # lengths are free up to twice the longest training clip
             base.update(max_seconds=2 * self.seconds)
         if self.sample_rate:

@@ -2,6 +2,8 @@
 masked DiT trained on its codes, and the ordinary pipelines sampling it by MaskGIT / MAGNeT
 with exactly `steps` calls, partly unmasked previews and per-sample seeds."""
 
+import shutil
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -97,3 +99,24 @@ def test_masked_recipe_errors_name_the_fix(tmp_path, image_tokenizer):
         Recipe(name="x", objective="masked")
     with pytest.raises(ValueError, match="patch"):
         train(masked_recipe(image_tokenizer, "image", size=16, patch=2), tmp_path / "run")
+
+
+def test_studio_offers_a_masked_model_with_its_decoder_and_previews(tmp_path, image_tokenizer):
+    from app.studio import Done, Progress, Studio
+    from benchmarks.quality_calls import CallCounter
+    from pipelines.request import Request
+
+    folder = train(masked_recipe(image_tokenizer, "image"), tmp_path / "run")
+    shutil.copytree(folder, tmp_path / "models" / "tiny-masked")
+    studio = Studio(models_dir=tmp_path / "models", outputs_dir=tmp_path / "out")
+    name = str(tmp_path / "models" / "tiny-masked")
+    assert studio.limits_for(name).solvers == ("maskgit",)
+    assert studio.defaults_for(name)["solver"] == "maskgit"
+    counter = CallCounter(studio.pipeline(name).transformer)
+    events = list(studio.run(Request("a blue square", model=name, steps=4, seed=1)))
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert [p.step for p in progress] == [1, 2, 3, 4] and counter.calls == 4
+    assert all(p.preview is not None and p.preview[0].shape == (16, 16, 3) for p in progress)
+    assert isinstance(events[-1], Done) and events[-1].paths[0].suffix == ".png"
+    with pytest.raises(ValueError, match="solver"):
+        studio.validate(Request("x", model=name, solver="heun"))

@@ -50,6 +50,7 @@ class Recipe:
     sample_every: int = 500
     seed: int = 0
     init: str = ""  # fine-tune: start from this model folder's weights (fresh optimiser)
+    init_text_encoder: str = ""  # start only the text encoder from this model folder
     sample_prompts: tuple[str, ...] = ()
     defaults: dict[str, Any] = field(default_factory=dict)  # request defaults of the export
     export_half: bool = False  # fp16 weights in the exported folder (bundled models: half size)

@@ -53,18 +53,21 @@ def build_models(recipe: Recipe) -> tuple[DiT, ByteTextEncoder]:
     return DiT.from_dit_config(cfg), text_encoder
 
 
-def init_weights(transformer: DiT, text_encoder: ByteTextEncoder, folder: str) -> None:
-    """Copy a model folder's weights into freshly built models (a fine-tune's start); the
-    shapes must match the recipe's, or the error says which differ."""
+def init_weights(transformer: DiT | None, text_encoder: ByteTextEncoder, folder: str) -> None:
+    """Copy a model folder's weights into freshly built models (a fine-tune's start; with
+    ``transformer=None`` the text encoder alone); the shapes must match the recipe's, or the
+    error says which differ."""
     from conditioning.text import load_text_encoder
     from pipelines.spec import resolve_model
 
     root = resolve_model(folder)
     fp32 = {"torch_dtype": torch.float32}
-    for name, model, loaded in (
-        ("transformer", transformer, DiT.from_pretrained(root / "transformer", **fp32)),
-        ("text_encoder", text_encoder, load_text_encoder(root / "text_encoder", **fp32)),
-    ):
+    pairs = [("text_encoder", text_encoder, load_text_encoder(root / "text_encoder", **fp32))]
+    if transformer is not None:
+        pairs.append(
+            ("transformer", transformer, DiT.from_pretrained(root / "transformer", **fp32))
+        )
+    for name, model, loaded in pairs:
         try:
             model.load_state_dict(loaded.state_dict())
         except RuntimeError as e:
@@ -158,6 +161,8 @@ def train(
     transformer, text_encoder = build_models(recipe)
     if recipe.init:
         init_weights(transformer, text_encoder, recipe.init)
+    if recipe.init_text_encoder:  # e.g. a masked model reusing a flow model's trained encoder
+        init_weights(None, text_encoder, recipe.init_text_encoder)
     if recipe.lora:
         add_lora(transformer, text_encoder, recipe)
     if recipe.gradient_checkpointing:
