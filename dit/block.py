@@ -41,11 +41,16 @@ class JointBlock(nn.Module):
         sin: torch.Tensor,
         mask: torch.Tensor | None,
         update: frozenset[str] | None = None,
+        extra_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+        kv_out: list | None = None,
     ) -> dict[str, torch.Tensor]:
         """xs: name -> (B, N_s, D); cs: name -> (B, D); cos/sin: (B, 1, N, Dh), N = sum N_s.
 
         ``update`` names the streams whose output is still needed; the others only lend
         keys and values (the last block skips the text stream's MLP, as SD3 does).
+        ``extra_kv``: keys and values (B, H, M, Dh) of tokens not computed here (kept from an
+        earlier call, :mod:`dit.reuse`), attended after the N; ``mask`` then covers N + M.
+        ``kv_out``: a list that receives this block's (k, v) of the N tokens.
         """
         qs, ks, vs, mods, lens = [], [], [], {}, []
         for name, x in xs.items():
@@ -61,7 +66,12 @@ class JointBlock(nn.Module):
             lens.append(n)
         q = apply_rope(torch.cat(qs, dim=2), cos, sin)  # (B, H, N, Dh)
         k = apply_rope(torch.cat(ks, dim=2), cos, sin)
-        o = attention(q, k, torch.cat(vs, dim=2), mask)  # (B, H, N, Dh)
+        v = torch.cat(vs, dim=2)
+        if kv_out is not None:
+            kv_out.append((k, v))
+        if extra_kv is not None:
+            k, v = torch.cat([k, extra_kv[0]], dim=2), torch.cat([v, extra_kv[1]], dim=2)
+        o = attention(q, k, v, mask)  # (B, H, N, Dh)
 
         out = {}
         for (name, x), o_s in zip(xs.items(), o.split(lens, dim=2), strict=True):

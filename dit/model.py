@@ -88,6 +88,8 @@ class DiT(ModelMixin, ConfigMixin):
         pooled: torch.Tensor | None = None,
         masks: dict[str, torch.Tensor] | None = None,
         stream_t: dict[str, torch.Tensor] | None = None,
+        extra_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+        kv_out: list | None = None,
     ) -> dict[str, torch.Tensor]:
         """Run the streams given in ``tokens`` (any subset of the configured ones).
 
@@ -96,6 +98,8 @@ class DiT(ModelMixin, ConfigMixin):
         t: (B,) time in [0, 1] (see :mod:`dit.flow`); ``stream_t`` overrides it per stream.
         pooled: (B, pooled_dim) condition added to every stream's modulation input.
         masks: name -> (B, N_s) bool, True for real tokens (padding for ragged batches).
+        extra_kv: per block, keys and values (B, H, M, Dh) of M tokens not given here (kept
+        from an earlier call: :mod:`dit.reuse`); ``kv_out`` receives each block's (k, v).
         Returns name -> (B, N_s, out_dim) for every given stream that has a head.
         """
         cfg = self.cfg
@@ -129,12 +133,17 @@ class DiT(ModelMixin, ConfigMixin):
                 dim=1,
             )  # (B, N) bool
 
+        if extra_kv is not None and mask is not None:  # the kept tokens are all real
+            m = extra_kv[0][0].shape[2]
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], m)], dim=1)  # (B, N + M)
+
         with_head = frozenset(n for n in names if n in self.heads_out)
         for i, block in enumerate(self.blocks):
             update = with_head if i == len(self.blocks) - 1 else None
             if self.gradient_checkpointing and torch.is_grad_enabled():
                 new = self._gradient_checkpointing_func(block, xs, cs, cos, sin, mask, update)
             else:
-                new = block(xs, cs, cos, sin, mask, update)
+                extra = None if extra_kv is None else extra_kv[i]
+                new = block(xs, cs, cos, sin, mask, update, extra, kv_out)
             xs = new
         return {n: self.heads_out[n](xs[n], cs[n]) for n in names if n in with_head}

@@ -64,6 +64,7 @@ class Pipeline:
             raise ValueError(f"model {spec.name!r} ({spec.objective}): a masked model needs its "
                              "FSQ tokenizer, a flow model has none")  # fmt: skip
         self.tokenizer = tokenizer.eval() if tokenizer is not None else None
+        self.decoding: dict[str, Any] = {}  # masked models: overrides of pipelines.masked.DECODING
 
     # --- loading and saving ------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import torch
 from dit.callbacks import StepCallback, StepState
 from dit.guidance import guided
 from dit.masked import decode
+from dit.reuse import KVReuse
 from dit.tokens import text_positions
 
 if TYPE_CHECKING:
@@ -23,13 +24,15 @@ if TYPE_CHECKING:
     from .request import Request
 
 # Decoding settings a masked model folder may set in its spec's extra["masked"].
+# "reuse": keep committed tokens' keys and values between calls (dit/reuse.py, ENAT).
 DECODING = {"schedule": "cosine", "span": 1, "temperature": 1.0, "temperature_end": 0.0,
-            "choice_temperature": 4.5}  # fmt: skip
+            "choice_temperature": 4.5, "reuse": False}  # fmt: skip
 SOLVERS = ("maskgit", "magnet")  # the request's "solver" of a masked model: its decoder
 
 
-def decoding(spec) -> dict[str, Any]:
-    return {**DECODING, **spec.extra.get("masked", {})}
+def decoding(pipe) -> dict[str, Any]:
+    """The model's decoding settings, then the pipeline's own overrides (``pipe.decoding``)."""
+    return {**DECODING, **pipe.spec.extra.get("masked", {}), **pipe.decoding}
 
 
 def sample_masked(
@@ -47,9 +50,15 @@ def sample_masked(
     positions = {"text": text_positions(cond["text"].shape[1], device),
                  lay.stream: lay.positions.to(device)}  # fmt: skip
 
+    settings = decoding(pipe)
+    model = pipe.transformer
+    if settings["reuse"]:
+        reuse = KVReuse(lay.stream, mask_id)
+        model = lambda *a, **kw: reuse(pipe.transformer, *a, **kw)  # noqa: E731
+
     def fn(x: torch.Tensor, t: torch.Tensor, cond: dict[str, Any]) -> torch.Tensor:
-        out = pipe.transformer({"text": cond["text"], lay.stream: x}, positions, t,
-                               pooled=cond["pooled"], masks={"text": cond["mask"]})  # fmt: skip
+        out = model({"text": cond["text"], lay.stream: x}, positions, t,
+                    pooled=cond["pooled"], masks={"text": cond["mask"]})  # fmt: skip
         return out[lay.stream]  # (B, N, K) logits
 
     if request.guidance == 1.0:
@@ -65,7 +74,6 @@ def sample_masked(
         tokens = torch.where(committed[..., None], tokens, pipe.masked_token_value)
         callback(StepState(state.step, state.total, state.t, state.state, tokens))
 
-    settings = decoding(pipe.spec)
     start = torch.full((b, lay.tokens), mask_id, dtype=torch.long, device=device)
     generators = [torch.Generator().manual_seed(request.seed + i) for i in range(b)]
     codes = decode(logits, start, mask_id, request.steps, settings["schedule"],
