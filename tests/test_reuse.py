@@ -2,12 +2,11 @@
 masked decode with reuse stays within the stated tolerance of the plain one."""
 
 import torch
+from conftest import randomize, tiny_config
 
 from dit import DiT
 from dit.reuse import KVReuse, _take
 from dit.tokens import image_positions, text_positions
-
-from conftest import randomize, tiny_config
 
 
 def masked_model() -> DiT:
@@ -17,7 +16,7 @@ def masked_model() -> DiT:
         streams=(
             StreamConfig("text", 8, "none"),
             StreamConfig("image", head="logits", codebook_size=10),
-        )  # fmt: skip
+        )
     )
     torch.manual_seed(0)
     return randomize(DiT.from_dit_config(cfg)).eval()
