@@ -48,6 +48,18 @@ def resolve_lora(name_or_path: str) -> Path:
     )
 
 
+def resolve_tokenizer(name_or_path: str) -> Path:
+    """A tokenizer folder as given, or the bundled one of that name (``assets/tokenizers``)."""
+    path = Path(name_or_path)
+    if (path / "config.json").is_file():
+        return path
+    if (ASSETS / "tokenizers" / name_or_path / "config.json").is_file():
+        return ASSETS / "tokenizers" / name_or_path
+    bundled = sorted(p.parent.name for p in (ASSETS / "tokenizers").glob("*/config.json"))
+    raise ValueError(f"tokenizer {name_or_path!r} is neither a tokenizer folder (config.json + "
+                     f"safetensors) nor a bundled one; bundled: {bundled or 'none'}")  # fmt: skip
+
+
 def resolve_model(name_or_path: str) -> Path:
     """A folder path as given, or the bundled model of that name."""
     path = Path(name_or_path)

@@ -97,6 +97,8 @@ def test_masked_audio_model_decodes_spans_to_a_wav(tmp_path):
 def test_masked_recipe_errors_name_the_fix(tmp_path, image_tokenizer):
     with pytest.raises(ValueError, match="needs tokenizer"):
         Recipe(name="x", objective="masked")
+    with pytest.raises(ValueError, match="neither a tokenizer folder"):
+        train(masked_recipe(tmp_path / "nothing", "image"), tmp_path / "run0")
     with pytest.raises(ValueError, match="patch"):
         train(masked_recipe(image_tokenizer, "image", size=16, patch=2), tmp_path / "run")
 

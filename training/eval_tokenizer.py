@@ -17,6 +17,7 @@ import torch
 
 from conditioning.fsq import FSQAutoencoder
 from conditioning.mel import MelCodec
+from pipelines.spec import resolve_tokenizer
 
 from .world.summary import summarise
 
@@ -68,11 +69,12 @@ def eval_mel_tokenizer(tok: FSQAutoencoder, n: int, codec: MelCodec, seconds: fl
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.eval_tokenizer", description=__doc__)
-    ap.add_argument("folder", help="a tokenizer folder (runs/X/model or assets/tokenizers/X)")
+    ap.add_argument("folder", help="a tokenizer folder (runs/X/model) or a bundled name")
     ap.add_argument("--items", type=int, default=320, help="held-out scenes to score")
     ap.add_argument("--seconds", type=float, default=3.0, help="audio: longest scene")
     args = ap.parse_args(argv)
-    tok = FSQAutoencoder.from_pretrained(args.folder, torch_dtype=torch.float32).eval()
+    folder = resolve_tokenizer(args.folder)
+    tok = FSQAutoencoder.from_pretrained(folder, torch_dtype=torch.float32).eval()
     if tok.kind == "image":
         result = eval_image_tokenizer(tok, args.items)
     else:

@@ -16,7 +16,7 @@ from dit.flow import logit_normal_t
 from dit.masked import random_mask, span_mask
 from dit.tokens import audio_positions, image_positions, patchify, patchify_video, video_positions
 from dit.tree import tree_map
-from pipelines.spec import ModelSpec
+from pipelines.spec import ModelSpec, resolve_tokenizer
 
 from .recipe import Recipe
 
@@ -172,7 +172,8 @@ class MaskedMedia(Media):
                              "use an image or audio recipe")  # fmt: skip
         self.base, self.recipe, self.stream = base, recipe, base.stream
         fp32 = {"torch_dtype": torch.float32}
-        self.tokenizer = FSQAutoencoder.from_pretrained(recipe.tokenizer, **fp32).eval()
+        folder = resolve_tokenizer(recipe.tokenizer)
+        self.tokenizer = FSQAutoencoder.from_pretrained(folder, **fp32).eval()
         self.tokenizer.requires_grad_(False)
         per_token = recipe.patch if base.stream == "image" else base.codec.frames_per_token
         if self.tokenizer.factor != per_token:
