@@ -122,3 +122,17 @@ def test_studio_offers_a_masked_model_with_its_decoder_and_previews(tmp_path, im
     assert isinstance(events[-1], Done) and events[-1].paths[0].suffix == ".png"
     with pytest.raises(ValueError, match="solver"):
         studio.validate(Request("x", model=name, solver="heun"))
+
+
+def test_tokenizer_data_mixes_both_splits_and_only_tokenizers_may():
+    from training.data import batch_indices, make_source
+    from training.world.shapes import is_heldout
+
+    source = make_source(tokenizer_recipe("image", data_split="all"))
+    assert len(source) == 32
+    scenes = [source.sources[i % 2].ds[i // 2]["scene"] for i in range(len(source))]
+    assert [is_heldout(s) for s in scenes[1::2]] == [True] * 16  # odd items: held-out split
+    assert not any(is_heldout(s) for s in scenes[0::2])
+    assert all(0 <= i < len(source) for i in batch_indices(source, 0, 3, 64))
+    with pytest.raises(ValueError, match="only tokenizers"):
+        Recipe(name="x", data_split="all")

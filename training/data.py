@@ -50,10 +50,10 @@ class _WorldSource(Source):
 
 
 class ShapesSource(_WorldSource):
-    def __init__(self, n: int, seed: int, size: int) -> None:
+    def __init__(self, n: int, seed: int, size: int, split: str = "train") -> None:
         from training.world.shapes import ShapesDataset
 
-        self.ds = ShapesDataset(n, seed=seed, size=size, split="train")
+        self.ds = ShapesDataset(n, seed=seed, size=size, split=split)
         self.cache: dict[int, tuple[torch.Tensor, str]] = {}
 
 
@@ -86,10 +86,10 @@ class SoundsSource(Source):
     """The procedural sound world as mel tokens: items are (tokens (N, frames_per_token *
     n_mels), caption), encoded once and cached; buckets hold clips of one token count."""
 
-    def __init__(self, n: int, seed: int, seconds: float, codec) -> None:
+    def __init__(self, n: int, seed: int, seconds: float, codec, split: str = "train") -> None:
         from training.world.sounds import SoundsDataset
 
-        self.ds = SoundsDataset(n, seed=seed, split="train", max_duration=seconds)
+        self.ds = SoundsDataset(n, seed=seed, split=split, max_duration=seconds)
         self.codec = codec
         self.cache: dict[int, tuple[torch.Tensor, str]] = {}
         lengths = np.array([codec.tokens_for(self.ds.scene(i).duration) for i in range(n)])
@@ -250,9 +250,36 @@ def _bucket(w: int, h: int, size: int, patch: int) -> tuple[int, int]:
     return bw, bh
 
 
+class MixedSource(Source):
+    """Items alternate between sources: index i is item i // k of source i % k."""
+
+    def __init__(self, sources: list[Source]) -> None:
+        self.sources = sources
+
+    def __len__(self) -> int:
+        return len(self.sources) * min(map(len, self.sources))
+
+    def item(self, index: int):
+        k = len(self.sources)
+        return self.sources[index % k].item(index // k)
+
+    def buckets(self) -> list[np.ndarray]:
+        k, n = len(self.sources), min(map(len, self.sources))
+        return [b[b < n] * k + j for j, s in enumerate(self.sources) for b in s.buckets()]
+
+
 def make_source(recipe) -> Source:
+    if recipe.data_split == "all":  # both splits' media, half each (tokenizers: no captions)
+        from dataclasses import replace
+
+        parts = [replace(recipe, data_split="train"),
+                 replace(recipe, data_split="heldout", seed=recipe.seed + 1)]  # fmt: skip
+        return MixedSource([make_source(r) for r in parts])
+    if recipe.data_split != "train" and recipe.data not in ("shapes", "sounds"):
+        raise ValueError(f"recipe data_split={recipe.data_split!r}: only the shapes and sounds "
+                         "worlds have held-out splits; use 'train'")  # fmt: skip
     if recipe.data == "shapes":
-        return ShapesSource(recipe.data_size, recipe.seed, recipe.size)
+        return ShapesSource(recipe.data_size, recipe.seed, recipe.size, recipe.data_split)
     if recipe.data == "digits":
         return DigitsSource(recipe.size, recipe.seed)
     if recipe.data == "motion":
@@ -268,7 +295,8 @@ def make_source(recipe) -> Source:
         codec = MelCodec(**recipe.codec)
         if recipe.data == "folder":
             return AudioFolderSource(recipe.data_path, codec, recipe.seconds)
-        return SoundsSource(recipe.data_size, recipe.seed, recipe.seconds, codec)
+        return SoundsSource(recipe.data_size, recipe.seed, recipe.seconds, codec,
+                            recipe.data_split)  # fmt: skip
     return FolderSource(recipe.data_path, recipe.size, recipe.patch)
 
 

@@ -18,6 +18,9 @@ class Recipe:
     data: str = "shapes"  # shapes | digits | sounds | motion | bounce | folder
     data_path: str = ""  # for data = folder
     data_size: int = 20_000  # procedural items (index -> item is deterministic)
+    # train | heldout | all (half each). Tokenizers, which see no captions, train on "all": a
+    # codec must represent every scene; the held-out test is of the text-to-media model.
+    data_split: str = "train"
     size: int = 32  # training image side
     seconds: float = 5.0  # audio, video: the longest training clip
     fps: float = 8.0  # video: training frame rate (frames = seconds x fps)
@@ -76,6 +79,11 @@ class Recipe:
         if self.objective == "masked" and not self.tokenizer:
             raise ValueError("recipe objective=masked needs tokenizer: the FSQ tokenizer folder "
                              "(trained by a recipe with objective 'tokenizer')")  # fmt: skip
+        if self.data_split not in ("train", "heldout", "all"):
+            raise ValueError(f"recipe data_split={self.data_split!r}: use train, heldout or all")
+        if self.data_split != "train" and self.objective != "tokenizer":
+            raise ValueError("recipe data_split: only tokenizers (no captions) may train on "
+                             "held-out scenes; text-to-media recipes use 'train'")  # fmt: skip
         if not isinstance(self.span, int) or self.span < 1:
             raise ValueError(f"recipe span={self.span!r}: use an integer >= 1")
         kinds = {"image": ("shapes", "digits", "folder"), "audio": ("sounds", "folder"),
