@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 # "reuse": keep committed tokens' keys and values between calls (dit/reuse.py, ENAT).
 DECODING = {"schedule": "cosine", "span": 1, "temperature": 1.0, "temperature_end": 0.0,
             "choice_temperature": 4.5, "reuse": False}  # fmt: skip
-SOLVERS = ("maskgit", "magnet")  # the request's "solver" of a masked model: its decoder
 
 
 def decoding(pipe) -> dict[str, Any]:

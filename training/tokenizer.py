@@ -36,12 +36,11 @@ def build_tokenizer(recipe: Recipe) -> FSQAutoencoder:
     return FSQAutoencoder(kind="image", channels=3, **recipe.fsq)
 
 
-def media_batch(source, recipe: Recipe, indices) -> torch.Tensor:
-    """Images (B, 3, H, W) in [-1, 1], or normalised log-mel frames (B, F, n_mels)."""
+def media_batch(source, codec: MelCodec | None, indices) -> torch.Tensor:
+    """Images (B, 3, H, W) in [-1, 1], or (with the audio ``codec``) normalised log-mel frames
+    (B, F, n_mels): an audio source holds flow tokens (B, N, k * n_mels)."""
     items = torch.stack([source.item(int(i))[0] for i in indices])
-    if recipe.modality == "audio":  # the source holds flow tokens (B, N, k * n_mels)
-        return MelCodec(**recipe.codec).from_tokens(items)
-    return items
+    return codec.from_tokens(items) if codec is not None else items
 
 
 def train_tokenizer(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = False,
@@ -60,6 +59,7 @@ def train_tokenizer(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = F
         step = state["step"]
         print(f"resumed from {state_path} at step {step}")
     source = make_source(recipe)
+    codec = MelCodec(**recipe.codec) if recipe.modality == "audio" else None
     deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
     end = min(recipe.steps, recipe.stop_at) if recipe.stop_at > 0 else recipe.steps
     bar = tqdm(total=end, initial=step, desc=f"train {recipe.name}", unit="step")
@@ -68,7 +68,7 @@ def train_tokenizer(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = F
         lr = recipe.lr_at(step)
         for group in opt.param_groups:
             group["lr"] = lr
-        x = media_batch(source, recipe, batch_indices(source, recipe.seed, step, recipe.batch_size))
+        x = media_batch(source, codec, batch_indices(source, recipe.seed, step, recipe.batch_size))
         loss = torch.nn.functional.mse_loss(model(x), x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
