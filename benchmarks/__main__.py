@@ -42,12 +42,15 @@ def main(argv: list[str] | None = None) -> None:
 
     throughput = matmul_throughput(device, dtype)
     peak = matmul_peak(throughput)
-    sizes = ", ".join(f"{n}: {v:.0f}" for n, v in throughput.items())
+    sizes = "; ".join(
+        f"{lib} " + ", ".join(f"{n}: {v:.0f}" for n, v in by_size.items())
+        for lib, by_size in throughput.items()
+    )
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     print(
         f"device: {device.type} ({name or platform.machine()}), {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}, {args.dtype}, freed memory kept (mallopt): {allocator}\n"
-        f"matmul GFLOP/s by square size ({sizes}); "
+        f"matmul GFLOP/s by square size ({sizes})\n"
         f"peak = best of 1024-4096 = {peak:.1f} GFLOP/s\n"
     )
     if not args.skip_core:

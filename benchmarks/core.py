@@ -11,6 +11,7 @@ import torch
 
 from dit import DiT, DiTConfig, StreamConfig
 from dit.fast import compile_model
+from dit.linear import ONEDNN, aten_linear
 from dit.tokens import image_positions, patchify, text_positions
 
 from .timing import count_flops, time_calls
@@ -119,10 +120,16 @@ def core_rows(
                 timestep=t * 1000,  # diffusers' SD3 takes timesteps in [0, 1000]
             ).sample
 
+        def run_aten(m=ours):
+            with aten_linear():
+                return m(tokens, positions, t, pooled)
+
         paths = {
             "diffusers SD3 (eager)": run_theirs,
             "dit-studio eager": lambda m=ours: m(tokens, positions, t, pooled),
         }
+        if ONEDNN:  # the same eager model with PyTorch's default GEMM (MKL), like diffusers'
+            paths["dit-studio eager, F.linear"] = run_aten
         if preset in compiled:
             fast = compile_model(ours)
             paths["dit-studio compiled"] = lambda m=fast: m(tokens, positions, t, pooled)

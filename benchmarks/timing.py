@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+from dit.linear import uses_onednn
 
 
 # PyTorch's counter knows the CUDA attention kernels but not the CPU one that
@@ -18,7 +21,14 @@ def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=N
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-_CPU_ATTENTION = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops}
+def _onednn_linear_flops(x_shape, w_shape, *args, out_shape=None, **kwargs):
+    # dit.linear's CPU path: (..., K) @ (N, K)^T, 2 FLOPs per multiply-add, as for addmm.
+    return 2 * math.prod(x_shape[:-1]) * w_shape[1] * w_shape[0]
+
+
+_CUSTOM_FLOPS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops}
+if hasattr(torch.ops.mkldnn, "_linear_pointwise"):  # x86 builds
+    _CUSTOM_FLOPS[torch.ops.mkldnn._linear_pointwise] = _onednn_linear_flops
 
 
 def sync(device: torch.device) -> None:
@@ -53,7 +63,7 @@ def time_call(fn: Callable[[], object], device: torch.device, warmup: int = 2, r
 
 def count_flops(fn: Callable[[], object]) -> int:
     """Model FLOPs of one call, counted by PyTorch (matmuls and attention; 1 FMA = 2 FLOPs)."""
-    counter = FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION)
+    counter = FlopCounterMode(display=False, custom_mapping=_CUSTOM_FLOPS)
     with torch.inference_mode(), counter:
         fn()
     return counter.get_total_flops()
@@ -63,21 +73,30 @@ PEAK_SIZES = (1024, 2048, 4096)
 
 
 def matmul_throughput(device: torch.device, dtype: torch.dtype, sizes=(512, *PEAK_SIZES)):
-    """Median GFLOP/s of square matmuls of each size (medians, like the model rows)."""
-    out = {}
+    """Median GFLOP/s of square matmuls of each size, per library: ``torch.matmul`` (MKL on an
+    x86 CPU) and, where the studio uses it, oneDNN through :mod:`dit.linear`. The peak must be
+    the best the machine does: on AMD CPUs MKL's sgemm runs well below oneDNN."""
+    libraries = {"torch.matmul": lambda a, b: a @ b}
+    probe = torch.empty(1, 1, device=device, dtype=dtype)
+    if uses_onednn(probe, probe):
+        libraries["oneDNN"] = lambda a, b: torch.ops.mkldnn._linear_pointwise(
+            a, b, None, "none", [], ""
+        )
+    out: dict[str, dict[int, float]] = {name: {} for name in libraries}
     for n in sizes:
         a = torch.randn(n, n, device=device, dtype=dtype)
         b = torch.randn(n, n, device=device, dtype=dtype)
         reps = max(5, int(6e10 / (2 * n**3))) if device.type == "cpu" else 20
-        median = time_call(lambda a=a, b=b: a @ b, device, warmup=1, reps=reps)
-        out[n] = 2 * n**3 / median / 1e9
+        fns = {name: lambda f=f, a=a, b=b: f(a, b) for name, f in libraries.items()}
+        for name, median in time_calls(fns, device, warmup=1, reps=reps).items():
+            out[name][n] = 2 * n**3 / median / 1e9
     return out
 
 
-def matmul_peak(throughput: dict[int, float]) -> float:
-    """The machine's measured matmul peak: the best *large* square matmul (1024-4096), the
-    usual meaning of peak; a cache-resident 512 can run faster and is printed beside it."""
-    return max(v for n, v in throughput.items() if n in PEAK_SIZES)
+def matmul_peak(throughput: dict[str, dict[int, float]]) -> float:
+    """The machine's measured matmul peak: the best *large* square matmul (1024-4096) of any
+    library, the usual meaning of peak; a cache-resident 512 can run faster and is printed."""
+    return max(v for sizes in throughput.values() for n, v in sizes.items() if n in PEAK_SIZES)
 
 
 def _status_kib(field: str) -> int:

@@ -8,6 +8,7 @@ from torch import nn
 from .attention import attention
 from .config import DiTConfig
 from .layers import MLP, Modulation, modulate
+from .linear import Linear
 from .rope import apply_rope
 
 
@@ -20,10 +21,10 @@ class StreamLayers(nn.Module):
         self.heads = cfg.heads
         self.mod = Modulation(d, 6)
         self.norm1 = nn.LayerNorm(d, elementwise_affine=False, eps=cfg.eps)
-        self.qkv = nn.Linear(d, 3 * d)  # fused: one GEMM instead of three
+        self.qkv = Linear(d, 3 * d)  # fused: one GEMM instead of three
         self.q_norm = nn.RMSNorm(cfg.head_dim, eps=cfg.eps) if cfg.qk_norm else nn.Identity()
         self.k_norm = nn.RMSNorm(cfg.head_dim, eps=cfg.eps) if cfg.qk_norm else nn.Identity()
-        self.proj = nn.Linear(d, d)
+        self.proj = Linear(d, d)
         self.norm2 = nn.LayerNorm(d, elementwise_affine=False, eps=cfg.eps)
         self.mlp = MLP(d, cfg.mlp_dim)
 

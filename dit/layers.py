@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from .linear import Linear, linear
+
 
 def timestep_features(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
     """(B,) times in [0, 1]  ->  (B, dim) sinusoidal features (scaled by 1000 only here)."""
@@ -22,9 +24,9 @@ class TimestepEmbedder(nn.Module):
     def __init__(self, freq_dim: int, width: int, pooled_dim: int) -> None:
         super().__init__()
         self.freq_dim = freq_dim
-        self.mlp = nn.Sequential(nn.Linear(freq_dim, width), nn.SiLU(), nn.Linear(width, width))
+        self.mlp = nn.Sequential(Linear(freq_dim, width), nn.SiLU(), Linear(width, width))
         self.pooled = (
-            nn.Sequential(nn.Linear(pooled_dim, width), nn.SiLU(), nn.Linear(width, width))
+            nn.Sequential(Linear(pooled_dim, width), nn.SiLU(), Linear(width, width))
             if pooled_dim
             else None
         )
@@ -42,7 +44,7 @@ class Modulation(nn.Module):
     def __init__(self, width: int, n: int) -> None:
         super().__init__()
         self.n = n
-        self.linear = nn.Linear(width, n * width)
+        self.linear = Linear(width, n * width)
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
 
@@ -58,10 +60,13 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 class MLP(nn.Module):
     def __init__(self, width: int, hidden: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(width, hidden)
-        self.fc2 = nn.Linear(hidden, width)
+        self.fc1 = Linear(width, hidden)
+        self.fc2 = Linear(hidden, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.fc1, Linear):  # fc1 and GELU in one call (dit/linear.py)
+            return self.fc2(linear(x, self.fc1.weight, self.fc1.bias, gelu=True))
+        # An adapter (peft's LoRA) wraps fc1: its update must be added before the GELU.
         return self.fc2(nn.functional.gelu(self.fc1(x)))
 
 
@@ -72,7 +77,7 @@ class FinalLayer(nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=eps)
         self.mod = Modulation(width, 2)
-        self.linear = nn.Linear(width, out_dim)
+        self.linear = Linear(width, out_dim)
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
 

@@ -18,6 +18,7 @@ from torch import nn
 from .block import JointBlock
 from .config import DiTConfig
 from .layers import FinalLayer, TimestepEmbedder
+from .linear import Linear
 from .loading import check_safe_folder
 from .rope import rope_angles, rope_cos_sin
 
@@ -57,7 +58,7 @@ class DiT(ModelMixin, ConfigMixin):
                 # A logits stream reads codes; index K is the learned [MASK] token.
                 s.name: nn.Embedding(s.codebook_size + 1, width)
                 if s.discrete
-                else nn.Linear(s.in_dim, width)
+                else Linear(s.in_dim, width)
                 for s in cfg.streams
             }
         )

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from conditioning.byte_encoder import ByteTextEncoder
 from conditioning.mel import MelCodec
 from dit import DiT, DiTConfig, StreamConfig
+from dit.linear import Linear
 from pipelines.image import TextToImagePipeline
 from pipelines.lora import apply_loras, inject_lora, lora_config, save_lora
 from pipelines.spec import ModelSpec
@@ -88,7 +89,7 @@ def test_scale_zero_and_removal_give_the_base_model_exactly(tmp_path):
     assert not torch.equal(raw(pipe), base)
     apply_loras(pipe, [])  # every adapter out: the plain layers again
     assert torch.equal(raw(pipe), base)
-    assert type(pipe.transformer.blocks[0].streams["image"].qkv) is torch.nn.Linear
+    assert type(pipe.transformer.blocks[0].streams["image"].qkv) is Linear  # dit.linear
 
 
 def test_two_adapters_at_once_each_with_its_scale(tmp_path):

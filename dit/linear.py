@@ -1,0 +1,128 @@
+"""The linear seam: every projection in the DiT core is a :class:`Linear`.
+
+``Linear`` is an ``nn.Linear`` (same weights, same state dict, same autograd), except that
+inference on an x86 CPU runs on oneDNN instead of PyTorch's default BLAS. Why: PyTorch's
+CPU ``addmm`` calls MKL's sgemm, which takes its AVX2 path on AMD CPUs; oneDNN JIT-compiles
+AVX-512 kernels for whatever CPU it finds. Measured on the 2-core AMD EPYC (AVX-512) that
+builds this project, fp32, at the preset-``s`` shapes (M = 4096 tokens, K and N 192-768):
+MKL 134-173 GFLOP/s, oneDNN 178-197; on large square matmuls 155-186 against 206-213.
+oneDNN also applies the MLP's GELU in the GEMM's epilogue (``linear(..., gelu=True)``).
+
+oneDNN's op has no backward, so anything that may need gradients (training) takes the plain
+``F.linear`` path, and so does every other device and dtype. ``DIT_LINEAR_BACKEND=aten``
+turns the oneDNN path off for a process. Results agree with ``F.linear`` to float rounding
+(``tests/test_linear.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import weakref
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ENV_VAR = "DIT_LINEAR_BACKEND"
+BACKENDS = ("auto", "aten")
+
+
+def _onednn_enabled() -> bool:
+    """oneDNN's linear is in this build of PyTorch (x86 wheels have it) and not turned off."""
+    name = os.environ.get(ENV_VAR, "auto")
+    if name not in BACKENDS:
+        raise ValueError(f"{ENV_VAR}={name!r} is unknown: choose one of {list(BACKENDS)}")
+    available = torch.backends.mkldnn.is_available()
+    return name == "auto" and available and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+# Read once per process: a constant is free per call, and torch.compile can trace past it.
+ONEDNN = _onednn_enabled()
+# bf16 only where the CPU has bf16 instructions (oneDNN refuses it elsewhere).
+_ONEDNN_DTYPES = (torch.float32,) + (
+    (torch.bfloat16,) if ONEDNN and torch.ops.mkldnn._is_mkldnn_bf16_supported() else ()
+)
+
+
+@contextlib.contextmanager
+def aten_linear() -> Iterator[None]:
+    """Every :class:`Linear` call inside runs on ``F.linear`` (like-for-like benchmark rows)."""
+    global ONEDNN
+    saved, ONEDNN = ONEDNN, False
+    try:
+        yield
+    finally:
+        ONEDNN = saved
+
+
+def uses_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether :func:`linear` runs this call on oneDNN (CPU, fp32/bf16, no gradient wanted)."""
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    return (
+        not needs_grad
+        and x.device.type == "cpu"
+        and x.dtype in _ONEDNN_DTYPES
+        and weight.dtype == x.dtype
+        and ONEDNN
+    )
+
+
+# Weights repacked into oneDNN's blocked layout, kept per weight tensor (dropped with it) and
+# rebuilt when the weight changes in place (its version) or the row count does. Packing once
+# saves a reorder per call: 5-25% per GEMM at these shapes, most on the small ones (text,
+# modulation). Only the compiled path packs, as it promises fixed weights; eager would need
+# a second copy of every weight.
+# (Keyed by id with a weak reference: tensors compare elementwise, so no WeakKeyDictionary.)
+_PACKED: dict[int, tuple[weakref.ref, int, int, torch.Tensor]] = {}
+
+
+def _packed(weight: torch.Tensor, rows: int) -> torch.Tensor:
+    hit = _PACKED.get(id(weight))
+    if hit is None or hit[0]() is not weight or hit[1:3] != (weight._version, rows):
+        if hit is None or hit[0]() is not weight:
+            weakref.finalize(weight, _PACKED.pop, id(weight), None)
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight, rows)
+        hit = _PACKED[id(weight)] = (weakref.ref(weight), weight._version, rows, packed)
+    return hit[3]
+
+
+def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gelu: bool):
+    # "none" selects the exact (erf) GELU, as F.gelu's default does.
+    attr, algorithm = ("gelu", "none") if gelu else ("none", "")
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, attr, [], algorithm)
+
+
+# Inside torch.compile the call goes through this opaque op: inductor's own oneDNN passes
+# expect to have packed the weight themselves and reject an op they did not place.
+@torch.library.custom_op("dit::onednn_linear", mutates_args=())
+def _onednn_linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gelu: bool
+) -> torch.Tensor:
+    return _onednn(x, _packed(weight, x.numel() // x.shape[-1]), bias, gelu)
+
+
+@_onednn_linear.register_fake
+def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gelu: bool):
+    return x.new_empty((*x.shape[:-1], weight.shape[0]))
+
+
+def linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False
+) -> torch.Tensor:
+    """(..., K) @ (N, K)^T + (N,)  ->  (..., N); then the exact GELU if ``gelu`` (on oneDNN,
+    in the GEMM's epilogue: one pass over the output fewer)."""
+    if uses_onednn(x, weight):
+        if torch.compiler.is_compiling():
+            return _onednn_linear(x, weight, bias, gelu)
+        return _onednn(x, weight, bias, gelu)
+    y = F.linear(x, weight, bias)
+    return F.gelu(y) if gelu else y
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` through the seam: same parameters, same state dict, same autograd."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, self.bias)
