@@ -36,11 +36,11 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_calls(
+def sample_calls(
     fns: dict[str, Callable[[], object]], device: torch.device, warmup: int = 2, reps: int = 7
-) -> dict[str, float]:
-    """Median wall time (s) of each function. The functions take turns rep by rep, so drift
-    in a shared machine's speed hits all of them alike instead of whichever ran last."""
+) -> dict[str, list[float]]:
+    """Wall times (s) of ``reps`` calls of each function. The functions take turns rep by rep,
+    so drift in a shared machine's speed hits all of them alike instead of whichever ran last."""
     times: dict[str, list[float]] = {name: [] for name in fns}
     with torch.inference_mode():
         for _ in range(warmup):
@@ -53,7 +53,15 @@ def time_calls(
                 fn()
                 sync(device)
                 times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return times
+
+
+def time_calls(
+    fns: dict[str, Callable[[], object]], device: torch.device, warmup: int = 2, reps: int = 7
+) -> dict[str, float]:
+    """Median wall time (s) of each function (:func:`sample_calls`)."""
+    samples = sample_calls(fns, device, warmup, reps)
+    return {name: statistics.median(ts) for name, ts in samples.items()}
 
 
 def time_call(fn: Callable[[], object], device: torch.device, warmup: int = 2, reps: int = 7):
@@ -73,7 +81,7 @@ PEAK_SIZES = (1024, 2048, 4096)
 
 
 def matmul_throughput(device: torch.device, dtype: torch.dtype, sizes=(512, *PEAK_SIZES)):
-    """Median GFLOP/s of square matmuls of each size, per library: ``torch.matmul`` (MKL on an
+    """Best GFLOP/s of square matmuls of each size, per library: ``torch.matmul`` (MKL on an
     x86 CPU) and, where the studio uses it, oneDNN through :mod:`dit.linear`. The peak must be
     the best the machine does: on AMD CPUs MKL's sgemm runs well below oneDNN."""
     libraries = {"torch.matmul": lambda a, b: a @ b}
@@ -88,8 +96,9 @@ def matmul_throughput(device: torch.device, dtype: torch.dtype, sizes=(512, *PEA
         b = torch.randn(n, n, device=device, dtype=dtype)
         reps = max(5, int(6e10 / (2 * n**3))) if device.type == "cpu" else 20
         fns = {name: lambda f=f, a=a, b=b: f(a, b) for name, f in libraries.items()}
-        for name, median in time_calls(fns, device, warmup=1, reps=reps).items():
-            out[name][n] = 2 * n**3 / median / 1e9
+        # A peak is the best the machine does: the fastest rep, not the median.
+        for name, ts in sample_calls(fns, device, warmup=1, reps=reps).items():
+            out[name][n] = 2 * n**3 / min(ts) / 1e9
     return out
 
 

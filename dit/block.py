@@ -45,7 +45,7 @@ class JointBlock(nn.Module):
         extra_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
         kv_out: list | None = None,
     ) -> dict[str, torch.Tensor]:
-        """xs: name -> (B, N_s, D); cs: name -> (B, D); cos/sin: (B, 1, N, Dh), N = sum N_s.
+        """xs: name -> (B, N_s, D); cs: name -> (B, D); cos/sin: (B, N, 1, Dh), N = sum N_s.
 
         ``update`` names the streams whose output is still needed; the others only lend
         keys and values (the last block skips the text stream's MLP, as SD3 does).
@@ -60,14 +60,17 @@ class JointBlock(nn.Module):
             shift, scale = mods[name][0], mods[name][1]
             b, n, d = x.shape
             qkv = layer.qkv(modulate(layer.norm1(x), shift, scale))  # (B, N_s, 3D)
-            q, k, v = qkv.view(b, n, 3, layer.heads, d // layer.heads).permute(2, 0, 3, 1, 4)
-            qs.append(layer.q_norm(q))  # (B, H, N_s, Dh)
+            q, k, v = qkv.view(b, n, 3, layer.heads, d // layer.heads).unbind(2)
+            qs.append(layer.q_norm(q))  # (B, N_s, H, Dh)
             ks.append(layer.k_norm(k))
             vs.append(v)
             lens.append(n)
-        q = apply_rope(torch.cat(qs, dim=2), cos, sin)  # (B, H, N, Dh)
-        k = apply_rope(torch.cat(ks, dim=2), cos, sin)
-        v = torch.cat(vs, dim=2)
+        # Token-major (B, N, H, Dh), the projection's own order: norms, rope and the concat
+        # read and write in one order, and attention takes (B, H, N, Dh) views of it (SDPA's
+        # CPU kernel is faster on this layout, and returns its output in it).
+        q = apply_rope(torch.cat(qs, dim=1), cos, sin).transpose(1, 2)  # (B, H, N, Dh)
+        k = apply_rope(torch.cat(ks, dim=1), cos, sin).transpose(1, 2)
+        v = torch.cat(vs, dim=1).transpose(1, 2)
         if kv_out is not None:
             kv_out.append((k, v))
         if extra_kv is not None:

@@ -88,6 +88,11 @@ def _packed(weight: torch.Tensor, rows: int) -> torch.Tensor:
     return hit[3]
 
 
+# Eager calls reorder the weight every time, which only pays from about this many rows
+# (measured: 256 x 192 -> 192 takes 128 us on MKL, 148 on oneDNN; 1024 rows 461 against 410).
+EAGER_MIN_ROWS = 512
+
+
 def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gelu: bool):
     # "none" selects the exact (erf) GELU, as F.gelu's default does.
     attr, algorithm = ("gelu", "none") if gelu else ("none", "")
@@ -116,7 +121,8 @@ def linear(
     if uses_onednn(x, weight):
         if torch.compiler.is_compiling():
             return _onednn_linear(x, weight, bias, gelu)
-        return _onednn(x, weight, bias, gelu)
+        if x.numel() >= EAGER_MIN_ROWS * x.shape[-1]:
+            return _onednn(x, weight, bias, gelu)
     y = F.linear(x, weight, bias)
     return F.gelu(y) if gelu else y
 

@@ -30,20 +30,20 @@ def rope_angles(
 
 
 def rope_cos_sin(angles: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, N, Dh/2) angles -> cos, signed sin as (B, 1, N, Dh) tables for :func:`apply_rope`.
+    """(B, N, Dh/2) angles -> cos, signed sin as (B, N, 1, Dh) tables for :func:`apply_rope`.
 
     The sign of the rotation is folded into the sin table once, so each block does one
     ``cat`` and one ``addcmul`` per tensor instead of a negation as well.
     """
     cos, sin = angles.cos(), angles.sin()
     return (
-        torch.cat([cos, cos], dim=-1)[:, None].to(dtype),
-        torch.cat([-sin, sin], dim=-1)[:, None].to(dtype),
+        torch.cat([cos, cos], dim=-1)[:, :, None].to(dtype),
+        torch.cat([-sin, sin], dim=-1)[:, :, None].to(dtype),
     )
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, H, N, Dh) by pairs (i, i + Dh/2): the "half" layout needs no strided views.
+    """Rotate (B, N, H, Dh) by pairs (i, i + Dh/2): the "half" layout needs no strided views.
 
     (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin), with ``sin`` already signed.
     """

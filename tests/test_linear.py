@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import dit.linear
 from dit.linear import ONEDNN, Linear, _onednn_linear, linear, uses_onednn
 
 needs_onednn = pytest.mark.skipif(not ONEDNN, reason="this PyTorch build has no oneDNN linear")
@@ -16,12 +17,14 @@ def _layer(bias: bool = True) -> Linear:
 
 @needs_onednn
 @pytest.mark.parametrize("bias", [True, False])
-def test_inference_runs_on_onednn_and_equals_f_linear(bias):
-    layer, x = _layer(bias), torch.randn(3, 7, 24)
+def test_inference_runs_on_onednn_and_equals_f_linear(bias, monkeypatch):
+    layer, x = _layer(bias), torch.randn(3, 700, 24)  # >= EAGER_MIN_ROWS rows
     with torch.inference_mode():
         assert uses_onednn(x, layer.weight)
-        out = layer(x)  # (3, 7, 40)
-    assert out.shape == (3, 7, 40)
+        with monkeypatch.context() as m:
+            m.setattr(dit.linear.F, "linear", None)  # proves the call did not fall back
+            out = layer(x)  # (3, 700, 40)
+    assert out.shape == (3, 700, 40)
     torch.testing.assert_close(out, F.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)
 
 
@@ -63,7 +66,7 @@ def test_compiled_layer_equals_eager():
 
 @needs_onednn
 def test_gelu_epilogue_equals_f_gelu_eager_and_compiled():
-    layer, x = _layer(), torch.randn(2, 9, 24)
+    layer, x = _layer(), torch.randn(2, 300, 24)  # >= EAGER_MIN_ROWS rows: oneDNN eager too
     ref = F.gelu(F.linear(x, layer.weight, layer.bias))
     fused = torch.compile(lambda x: linear(x, layer.weight, layer.bias, gelu=True))
     with torch.inference_mode():

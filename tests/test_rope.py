@@ -9,13 +9,14 @@ DIMS, SCALES = (4, 4, 4, 4), (1.0, 25.0, 1.0, 1.0)
 def scores(pos_q, pos_k, q, k):
     cq, sq = rope_cos_sin(rope_angles(pos_q[None], DIMS, 10_000.0, SCALES), torch.float64)
     ck, sk = rope_cos_sin(rope_angles(pos_k[None], DIMS, 10_000.0, SCALES), torch.float64)
-    return apply_rope(q, cq, sq) @ apply_rope(k, ck, sk).transpose(-2, -1)
+    # q, k: (B, N, H, Dh), token-major as in the blocks -> scores (B, H, Nq, Nk)
+    return apply_rope(q, cq, sq).transpose(1, 2) @ apply_rope(k, ck, sk).permute(0, 2, 3, 1)
 
 
 def test_scores_depend_only_on_offsets():
     g = torch.Generator().manual_seed(0)
-    q = torch.randn(1, 2, 6, 16, generator=g, dtype=torch.float64)
-    k = torch.randn(1, 2, 6, 16, generator=g, dtype=torch.float64)
+    q = torch.randn(1, 6, 2, 16, generator=g, dtype=torch.float64)
+    k = torch.randn(1, 6, 2, 16, generator=g, dtype=torch.float64)
     pos = torch.rand(6, 4, generator=g, dtype=torch.float64) * 10
     base = scores(pos, pos, q, k)
     shifted = pos + torch.tensor([3.0, 0.37, -5.0, 11.0], dtype=torch.float64)
@@ -35,6 +36,6 @@ def test_audio_and_video_at_the_same_instant_share_the_time_phase():
 
 
 def test_rotation_preserves_norm():
-    x = torch.randn(1, 2, 5, 16, dtype=torch.float64)
+    x = torch.randn(1, 5, 2, 16, dtype=torch.float64)
     cos, sin = rope_cos_sin(rope_angles(torch.rand(1, 5, 4) * 7, DIMS, 1e4, SCALES), x.dtype)
     torch.testing.assert_close(apply_rope(x, cos, sin).norm(dim=-1), x.norm(dim=-1))
