@@ -70,22 +70,28 @@ def uses_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 
 # Weights repacked into oneDNN's blocked layout, kept per weight tensor (dropped with it) and
-# rebuilt when the weight changes in place (its version) or the row count does. Packing once
+# rebuilt when the weight changes in place (its version), one per row count. Packing once
 # saves a reorder per call: 5-25% per GEMM at these shapes, most on the small ones (text,
 # modulation). Only the compiled path packs, as it promises fixed weights; eager would need
 # a second copy of every weight.
 # (Keyed by id with a weak reference: tensors compare elementwise, so no WeakKeyDictionary.)
-_PACKED: dict[int, tuple[weakref.ref, int, int, torch.Tensor]] = {}
+_PACKED: dict[int, tuple[weakref.ref, int, dict[int, torch.Tensor]]] = {}
+_ROW_COUNTS_KEPT = 4  # e.g. a batch with and without guidance, and the text stream's
 
 
 def _packed(weight: torch.Tensor, rows: int) -> torch.Tensor:
+    """``weight`` in oneDNN's layout for ``rows`` input rows (the layout depends on them)."""
     hit = _PACKED.get(id(weight))
-    if hit is None or hit[0]() is not weight or hit[1:3] != (weight._version, rows):
-        if hit is None or hit[0]() is not weight:
-            weakref.finalize(weight, _PACKED.pop, id(weight), None)
-        packed = torch.ops.mkldnn._reorder_linear_weight(weight, rows)
-        hit = _PACKED[id(weight)] = (weakref.ref(weight), weight._version, rows, packed)
-    return hit[3]
+    if hit is None or hit[0]() is not weight:
+        weakref.finalize(weight, _PACKED.pop, id(weight), None)
+    if hit is None or hit[0]() is not weight or hit[1] != weight._version:
+        hit = _PACKED[id(weight)] = (weakref.ref(weight), weight._version, {})
+    by_rows = hit[2]
+    if rows not in by_rows:
+        if len(by_rows) >= _ROW_COUNTS_KEPT:
+            by_rows.pop(next(iter(by_rows)))
+        by_rows[rows] = torch.ops.mkldnn._reorder_linear_weight(weight, rows)
+    return by_rows[rows]
 
 
 # Eager calls reorder the weight every time, which only pays from about this many rows
