@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import weakref
 from collections.abc import Iterator
 
@@ -34,7 +35,8 @@ def _onednn_enabled() -> bool:
     name = os.environ.get(ENV_VAR, "auto")
     if name not in BACKENDS:
         raise ValueError(f"{ENV_VAR}={name!r} is unknown: choose one of {list(BACKENDS)}")
-    available = torch.backends.mkldnn.is_available()
+    x86 = platform.machine().lower() in ("x86_64", "amd64")  # the CPUs this was measured on
+    available = x86 and torch.backends.mkldnn.is_available()
     return name == "auto" and available and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
