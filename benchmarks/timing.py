@@ -80,16 +80,35 @@ def count_flops(fn: Callable[[], object]) -> int:
 PEAK_SIZES = (1024, 2048, 4096)
 
 
-def matmul_throughput(device: torch.device, dtype: torch.dtype, sizes=(512, *PEAK_SIZES)):
-    """Best GFLOP/s of square matmuls of each size, per library: ``torch.matmul`` (MKL on an
-    x86 CPU) and, where the studio uses it, oneDNN through :mod:`dit.linear`. The peak must be
-    the best the machine does: on AMD CPUs MKL's sgemm runs well below oneDNN."""
+def matmul_libraries(device: torch.device, dtype: torch.dtype) -> dict[str, Callable]:
+    """The matmuls a peak is measured with: ``torch.matmul`` (MKL on an x86 CPU) and, where
+    the studio uses it, oneDNN through :mod:`dit.linear`. The peak must be the best the
+    machine does: on AMD CPUs MKL's sgemm runs well below oneDNN."""
     libraries = {"torch.matmul": lambda a, b: a @ b}
     probe = torch.empty(1, 1, device=device, dtype=dtype)
     if uses_onednn(probe, probe):
         libraries["oneDNN"] = lambda a, b: torch.ops.mkldnn._linear_pointwise(
             a, b, None, "none", [], ""
         )
+    return libraries
+
+
+PROBE_SIZE = 2048
+
+
+def matmul_probes(device: torch.device, dtype: torch.dtype) -> dict[str, Callable]:
+    """``{"peak: <library>": fn}``: PROBE_SIZE^2 matmuls (2 n^3 FLOPs each), to be timed
+    interleaved with the model rows so that the peak sees the same machine they do."""
+    n = PROBE_SIZE
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    libraries = matmul_libraries(device, dtype)
+    return {f"peak: {name}": lambda f=f: f(a, b) for name, f in libraries.items()}
+
+
+def matmul_throughput(device: torch.device, dtype: torch.dtype, sizes=(512, *PEAK_SIZES)):
+    """Best GFLOP/s of square matmuls of each size, per library (:func:`matmul_libraries`)."""
+    libraries = matmul_libraries(device, dtype)
     out: dict[str, dict[int, float]] = {name: {} for name in libraries}
     for n in sizes:
         a = torch.randn(n, n, device=device, dtype=dtype)
