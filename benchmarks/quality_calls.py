@@ -5,7 +5,8 @@
 time per sample. A call is one forward pass of the transformer (the conditional and
 unconditional halves of guidance run as one batch, so they count once); calls are counted
 by a hook on the transformer, not derived from the settings. Flow models run Euler (one
-call a step) and Heun (two a step); masked models one call a step.
+call a step) and Heun (two a step, one for the last: 2 n - 1 calls); masked models one call
+a step.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ def settings_for(pipe, calls: int) -> list[tuple[str, int]]:
     if pipe.spec.objective == "masked":
         return [(pipe.spec.defaults["solver"], calls)]
     out = [("euler", calls)]
-    if calls >= 2:  # heun: 2 calls a step
-        out.append(("heun", calls // 2))
+    if calls >= 3:  # heun: 2 calls a step, 1 for the step into the data
+        out.append(("heun", (calls + 1) // 2))
     return out
 
 
