@@ -252,11 +252,12 @@ class Pipeline:
         return media
 
     def save(self, outputs: list[Output], out_dir: str | os.PathLike) -> list[Path]:
-        """Write each output atomically, settings embedded; returns the paths."""
-        from .outputs import atomic_write_bytes
+        """Write each output atomically, settings embedded, never over an existing file
+        (:func:`~pipelines.outputs.write_new_file`); returns the paths."""
+        from .outputs import write_new_file
 
         return [
-            atomic_write_bytes(Path(out_dir) / o.filename(), self.encode_file(o.media, o.settings))
+            write_new_file(Path(out_dir) / o.filename(), self.encode_file(o.media, o.settings))
             for o in outputs
         ]
 

@@ -7,6 +7,7 @@ to a hidden temporary file in the same folder, are flushed to disk, then renamed
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import tempfile
@@ -19,9 +20,8 @@ from PIL import Image, PngImagePlugin
 SETTINGS_KEY = "dit-studio"  # the PNG text chunk (and WAV/MP4 tag) holding the settings JSON
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically; returns the final path."""
-    path = Path(path)
+def _write_temp(path: Path, data: bytes) -> str:
+    """``data`` fully on disk in a hidden temporary file beside ``path``; returns its name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
@@ -30,11 +30,41 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (replacing it); returns the final path."""
+    path = Path(path)
+    tmp = _write_temp(path, data)
+    try:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_new_file(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` atomically under ``path``'s name, or ``stem-1``, ``stem-2``, ... if that
+    name is taken: never replaces a file (a second prompt with the same seed in the same folder
+    keeps the first image). Returns the path written."""
+    path = Path(path)
+    tmp = _write_temp(path, data)
+    try:
+        for n in itertools.count():
+            target = path if n == 0 else path.with_name(f"{path.stem}-{n}{path.suffix}")
+            try:
+                os.link(tmp, target)  # atomic, and fails if the name exists (unlike replace)
+                return target
+            except FileExistsError:
+                continue
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    raise AssertionError("unreachable")
 
 
 def _umask() -> int:

@@ -50,6 +50,17 @@ def test_save_load_same_image(pipe, tmp_path):
     assert np.array_equal(again("a blue square", seed=3)[0].media, before)
 
 
+def test_saving_never_replaces_an_earlier_output(pipe, tmp_path):
+    first = pipe(Request(prompt="a red circle", seed=3, steps=2))
+    second = pipe(Request(prompt="a blue square", seed=3, steps=2))  # same seed, same name
+    (p1,) = pipe.save(first, tmp_path)
+    (p2,) = pipe.save(second, tmp_path)
+    assert (p1.name, p2.name) == ("3-00.png", "3-00-1.png")
+    assert read_png_settings(p1)["prompt"] == "a red circle"  # still the first image
+    assert read_png_settings(p2)["prompt"] == "a blue square"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["3-00-1.png", "3-00.png"]  # no temps
+
+
 def test_png_carries_settings_for_exact_replay(pipe, tmp_path):
     out = pipe("a green star", seed=11, steps=2, guidance=4.0, solver="euler")
     (path,) = pipe.save(out, tmp_path)
