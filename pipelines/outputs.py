@@ -62,6 +62,11 @@ def write_new_file(path: str | os.PathLike, data: bytes) -> Path:
                 return target
             except FileExistsError:
                 continue
+            except OSError:  # a filesystem without hard links: check, then rename
+                if target.exists():
+                    continue
+                os.replace(tmp, target)
+                return target
     finally:
         Path(tmp).unlink(missing_ok=True)
     raise AssertionError("unreachable")
