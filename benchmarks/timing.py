@@ -56,17 +56,9 @@ def sample_calls(
     return times
 
 
-def time_calls(
-    fns: dict[str, Callable[[], object]], device: torch.device, warmup: int = 2, reps: int = 7
-) -> dict[str, float]:
-    """Median wall time (s) of each function (:func:`sample_calls`)."""
-    samples = sample_calls(fns, device, warmup, reps)
-    return {name: statistics.median(ts) for name, ts in samples.items()}
-
-
 def time_call(fn: Callable[[], object], device: torch.device, warmup: int = 2, reps: int = 7):
     """Median wall time (s) of ``fn`` over ``reps`` runs after ``warmup``."""
-    return time_calls({"fn": fn}, device, warmup, reps)["fn"]
+    return statistics.median(sample_calls({"fn": fn}, device, warmup, reps)["fn"])
 
 
 def count_flops(fn: Callable[[], object]) -> int:
@@ -96,25 +88,26 @@ def matmul_libraries(device: torch.device, dtype: torch.dtype) -> dict[str, Call
 PROBE_SIZE = 2048
 
 
-def matmul_probes(device: torch.device, dtype: torch.dtype) -> dict[str, Callable]:
-    """``{"peak: <library>": fn}``: PROBE_SIZE^2 matmuls (2 n^3 FLOPs each), to be timed
-    interleaved with the model rows so that the peak sees the same machine they do."""
-    n = PROBE_SIZE
+def _square_matmuls(device: torch.device, dtype: torch.dtype, n: int, prefix: str = ""):
+    """``{prefix + library: fn}``: one n x n matmul per library (2 n^3 FLOPs each)."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     libraries = matmul_libraries(device, dtype)
-    return {f"peak: {name}": lambda f=f: f(a, b) for name, f in libraries.items()}
+    return {prefix + name: lambda f=f: f(a, b) for name, f in libraries.items()}
+
+
+def matmul_probes(device: torch.device, dtype: torch.dtype) -> dict[str, Callable]:
+    """``{"peak: <library>": fn}`` at PROBE_SIZE, to be timed interleaved with the model rows
+    so that the peak sees the same machine they do."""
+    return _square_matmuls(device, dtype, PROBE_SIZE, prefix="peak: ")
 
 
 def matmul_throughput(device: torch.device, dtype: torch.dtype, sizes=(512, *PEAK_SIZES)):
     """Best GFLOP/s of square matmuls of each size, per library (:func:`matmul_libraries`)."""
-    libraries = matmul_libraries(device, dtype)
-    out: dict[str, dict[int, float]] = {name: {} for name in libraries}
+    out: dict[str, dict[int, float]] = {name: {} for name in matmul_libraries(device, dtype)}
     for n in sizes:
-        a = torch.randn(n, n, device=device, dtype=dtype)
-        b = torch.randn(n, n, device=device, dtype=dtype)
         reps = max(5, int(6e10 / (2 * n**3))) if device.type == "cpu" else 20
-        fns = {name: lambda f=f, a=a, b=b: f(a, b) for name, f in libraries.items()}
+        fns = _square_matmuls(device, dtype, n)
         # A peak is the best the machine does: the fastest rep, not the median.
         for name, ts in sample_calls(fns, device, warmup=1, reps=reps).items():
             out[name][n] = 2 * n**3 / min(ts) / 1e9

@@ -84,9 +84,10 @@ _ROW_COUNTS_KEPT = 4  # e.g. a batch with and without guidance, and the text str
 def _packed(weight: torch.Tensor, rows: int) -> torch.Tensor:
     """``weight`` in oneDNN's layout for ``rows`` input rows (the layout depends on them)."""
     hit = _PACKED.get(id(weight))
-    if hit is None or hit[0]() is not weight:
+    if hit is None or hit[0]() is not weight:  # first sight of this tensor
         weakref.finalize(weight, _PACKED.pop, id(weight), None)
-    if hit is None or hit[0]() is not weight or hit[1] != weight._version:
+        hit = None
+    if hit is None or hit[1] != weight._version:
         hit = _PACKED[id(weight)] = (weakref.ref(weight), weight._version, {})
     by_rows = hit[2]
     if rows not in by_rows:
