@@ -3,7 +3,9 @@
 Backends take and return (B, H, N, Dh) tensors, so switching one never changes a layout.
 Choose one by name (``attention(..., backend="math")``), for a region of code
 (``with use_backend("sdpa"): ...``), for a process (``DIT_ATTENTION_BACKEND=math``), or leave
-it to ``auto`` (xformers on CUDA when installed, else PyTorch SDPA).
+it to ``auto``: xformers on CUDA when installed; inside ``torch.compile`` on an x86 CPU the
+``onednn`` kernel (:mod:`dit.cpu_flash`, built with the C++ compiler inductor needs anyway);
+else PyTorch SDPA.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from . import cpu_flash
 
 ENV_VAR = "DIT_ATTENTION_BACKEND"
 _current: contextvars.ContextVar[str | None] = contextvars.ContextVar("dit_attention", default=None)
@@ -76,12 +80,20 @@ def _xformers(q, k, v, mask):
     return out.transpose(1, 2)
 
 
+def _onednn(q, k, v, mask):
+    # CPU fp32 inference on the oneDNN kernel; anything else (CUDA, bf16, gradients) on SDPA.
+    if cpu_flash.supports(q, k, v):
+        return cpu_flash.cpu_flash_attention(q, k, v, mask)
+    return _sdpa(q, k, v, mask)
+
+
 BACKENDS: dict[str, Backend] = {
     b.name: b
     for b in (
         Backend("sdpa", _sdpa, lambda: True, "torch.nn.functional.scaled_dot_product_attention"),
         Backend("math", _math, lambda: True, "plain softmax(QK^T)V reference"),
         Backend("xformers", _xformers, _xformers_available, "xformers memory-efficient (CUDA)"),
+        Backend("onednn", _onednn, cpu_flash.available, "fp32 CPU flash attention on oneDNN"),
     )
 }
 
@@ -101,7 +113,12 @@ def resolve_backend(name: str | None = None) -> Backend:
     """Name given > context manager > environment variable > auto."""
     name = name or _selected_name()
     if name == "auto":
-        name = "xformers" if _xformers_available() else "sdpa"
+        if _xformers_available():
+            name = "xformers"
+        elif torch.compiler.is_compiling() and cpu_flash.available():
+            name = "onednn"  # falls back to SDPA itself off the CPU or outside fp32
+        else:
+            name = "sdpa"
     backend = BACKENDS.get(name)
     if backend is None or not backend.available():
         why = "unknown" if backend is None else "not available on this machine"

@@ -45,7 +45,7 @@ class JointBlock(nn.Module):
         extra_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
         kv_out: list | None = None,
     ) -> dict[str, torch.Tensor]:
-        """xs: name -> (B, N_s, D); cs: name -> (B, D); cos/sin: (B, N, 1, Dh), N = sum N_s.
+        """xs: name -> (B, N_s, D); cs: name -> (B, D); cos/sin: (B or 1, N, 1, Dh/2), N = sum N_s.
 
         ``update`` names the streams whose output is still needed; the others only lend
         keys and values (the last block skips the text stream's MLP, as SD3 does).
@@ -54,6 +54,7 @@ class JointBlock(nn.Module):
         ``kv_out``: a list that receives this block's (k, v) of the N tokens.
         """
         qs, ks, vs, mods, lens = [], [], [], {}, []
+        start = 0
         for name, x in xs.items():
             layer = self.streams[name]
             mods[name] = layer.mod(cs[name])  # 6 x (B, 1, D)
@@ -61,15 +62,20 @@ class JointBlock(nn.Module):
             b, n, d = x.shape
             qkv = layer.qkv(modulate(layer.norm1(x), shift, scale))  # (B, N_s, 3D)
             q, k, v = qkv.view(b, n, 3, layer.heads, d // layer.heads).unbind(2)
-            qs.append(layer.q_norm(q))  # (B, N_s, H, Dh)
-            ks.append(layer.k_norm(k))
+            # Norm and rotate per stream, then concatenate: compiled, each stream's q and k
+            # are one pass from the projection into the concatenated buffer (rotating after
+            # the concat made inductor write the norms out and read them back).
+            cos_s, sin_s = cos[:, start : start + n], sin[:, start : start + n]
+            qs.append(apply_rope(layer.q_norm(q), cos_s, sin_s))  # (B, N_s, H, Dh)
+            ks.append(apply_rope(layer.k_norm(k), cos_s, sin_s))
             vs.append(v)
             lens.append(n)
+            start += n
         # Token-major (B, N, H, Dh), the projection's own order: norms, rope and the concat
         # read and write in one order, and attention takes (B, H, N, Dh) views of it (SDPA's
         # CPU kernel is faster on this layout, and returns its output in it).
-        q = apply_rope(torch.cat(qs, dim=1), cos, sin).transpose(1, 2)  # (B, H, N, Dh)
-        k = apply_rope(torch.cat(ks, dim=1), cos, sin).transpose(1, 2)
+        q = torch.cat(qs, dim=1).transpose(1, 2)  # (B, H, N, Dh)
+        k = torch.cat(ks, dim=1).transpose(1, 2)
         v = torch.cat(vs, dim=1).transpose(1, 2)
         if kv_out is not None:
             kv_out.append((k, v))

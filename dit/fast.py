@@ -2,8 +2,10 @@
 
 ``compile_model(model)`` freezes the weights into the graph (constant folding) and fuses the
 pointwise work between GEMMs; on an x86 CPU its GEMMs run on oneDNN with each weight packed
-once into oneDNN's blocked layout (:mod:`dit.linear`). (inductor's ``max-autotune`` was
-tried on the 2-core CPU: it picked the library GEMMs everywhere, at minutes of compile time.)
+once into oneDNN's blocked layout (:mod:`dit.linear`), and attention runs on the oneDNN
+kernel of :mod:`dit.cpu_flash` (built here on first use, about 30 s, then cached).
+(inductor's ``max-autotune`` was tried on the 2-core CPU: it picked the library GEMMs
+everywhere, at minutes of compile time.)
 Outputs stay equal to eager within 1e-4 (fp32); ``python -m benchmarks`` measures both next
 to eager and diffusers.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from . import cpu_flash
 from .model import DiT
 
 
@@ -23,4 +26,6 @@ def compile_model(model: DiT, dynamic: bool = False) -> torch.nn.Module:
     ``dynamic=False`` specialises on shapes: recompiles once per new size, fastest per step.
     """
     model.eval()
+    if next(model.parameters()).device.type == "cpu":
+        cpu_flash.build()  # before tracing: attention falls back to SDPA if it cannot be built
     return torch.compile(model, dynamic=dynamic, fullgraph=True, options={"freezing": True})

@@ -121,7 +121,7 @@ class DiT(ModelMixin, ConfigMixin):
         else:
             pos = torch.cat([p.expand(b, -1, -1) for p in pos], dim=1)  # (B, N, 4)
         angles = rope_angles(pos, cfg.rope_dims, cfg.rope_theta, cfg.rope_scales)
-        cos, sin = rope_cos_sin(angles, xs[names[0]].dtype)  # (B, N, 1, Dh)
+        cos, sin = rope_cos_sin(angles, xs[names[0]].dtype)  # (B or 1, N, 1, Dh/2)
         mask = None
         if masks:
             mask = torch.cat(

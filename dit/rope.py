@@ -30,22 +30,18 @@ def rope_angles(
 
 
 def rope_cos_sin(angles: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, N, Dh/2) angles -> cos, signed sin as (B, N, 1, Dh) tables for :func:`apply_rope`.
-
-    The sign of the rotation is folded into the sin table once, so each block does one
-    ``cat`` and one ``addcmul`` per tensor instead of a negation as well.
-    """
-    cos, sin = angles.cos(), angles.sin()
-    return (
-        torch.cat([cos, cos], dim=-1)[:, :, None].to(dtype),
-        torch.cat([-sin, sin], dim=-1)[:, :, None].to(dtype),
-    )
+    """(B, N, Dh/2) angles -> cos, sin as (B, N, 1, Dh/2) tables for :func:`apply_rope`."""
+    return angles.cos()[:, :, None].to(dtype), angles.sin()[:, :, None].to(dtype)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate (B, N, H, Dh) by pairs (i, i + Dh/2): the "half" layout needs no strided views.
 
-    (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin), with ``sin`` already signed.
+    (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin), with (B, N, 1, Dh/2) tables.
+    Written as two halves and one ``cat``: inductor turns it into one pass that reads each
+    element once (a rotated copy ``cat([x2, x1])`` was materialised as extra buffers).
     """
     x1, x2 = x.chunk(2, dim=-1)
-    return torch.addcmul(x * cos, torch.cat([x2, x1], dim=-1), sin)
+    return torch.cat(
+        [torch.addcmul(x1 * cos, x2, sin, value=-1), torch.addcmul(x2 * cos, x1, sin)], -1
+    )

@@ -22,6 +22,37 @@ def test_backends_equal_math_reference(backend, masked):
     assert (out - ref).abs().max().item() <= 1e-5
 
 
+ONEDNN = pytest.mark.skipif(
+    "onednn" not in available_backends(), reason="needs x86 with oneDNN and a C++ compiler"
+)
+
+
+@ONEDNN
+@pytest.mark.parametrize(
+    ("nq", "nk", "d"), [(272, 272, 64), (200, 200, 64), (130, 300, 32), (5, 7, 16)]
+)
+def test_onednn_kernel_equals_math_on_block_shapes_and_strided_inputs(monkeypatch, nq, nk, d):
+    """The oneDNN kernel itself (SDPA is made to fail): query blocks of 68, 50, 65 and one of
+    5; fewer queries than keys (reused keys); q, k, v as token-major views of one projection,
+    as the blocks pass them; with and without padding."""
+    g = torch.Generator().manual_seed(0)
+    qkv_q = torch.randn(2, nq, 3, 3, d, generator=g)  # (B, N, q/k/v, H, Dh)
+    qkv_k = torch.randn(2, nk, 3, 3, d, generator=g)
+    q = qkv_q[:, :, 0].transpose(1, 2)  # (B, H, Nq, Dh), strided
+    k, v = qkv_k[:, :, 1].transpose(1, 2), qkv_k[:, :, 2].transpose(1, 2)
+    mask = torch.ones(2, nk, dtype=torch.bool)
+    mask[1, nk // 2 :] = False
+
+    def no_sdpa(*args, **kwargs):
+        raise AssertionError("fell back to SDPA")
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", no_sdpa)
+    with torch.inference_mode():
+        for m in (None, mask):
+            out = attention(q, k, v, m, backend="onednn")
+            assert (out - attention(q, k, v, m, backend="math")).abs().max().item() <= 1e-5
+
+
 def test_padding_mask_ignores_padded_keys():
     q, k, v = qkv(b=1)
     mask = torch.ones(1, 37, dtype=torch.bool)
@@ -72,3 +103,16 @@ def test_cuda_backends_equal_fp32_math(backend, dtype):
     out = attention(*args, mask.cuda(), backend=backend).float().cpu()
     tol = {torch.float32: 1e-3, torch.bfloat16: 3e-2, torch.float16: 5e-3}[dtype]  # TF32 too
     assert (out - ref).abs().max().item() <= tol
+
+
+def test_a_kernel_that_cannot_be_built_falls_back_to_sdpa_with_a_warning(monkeypatch):
+    from dit import cpu_flash
+
+    def no_compiler():
+        raise RuntimeError("c++: command not found")
+
+    monkeypatch.setattr(cpu_flash, "AVAILABLE", True)
+    monkeypatch.setattr(cpu_flash, "_extension", no_compiler)
+    with pytest.warns(UserWarning, match="using SDPA: c\\+\\+: command not found"):
+        assert cpu_flash.build() is False
+    assert "onednn" not in available_backends()

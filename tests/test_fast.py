@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import tiny_inputs
 
+from dit import cpu_flash
 from dit.fast import compile_model
 from dit.runtime import keep_freed_memory
 
@@ -19,6 +20,17 @@ def test_compiled_model_equals_eager_within_1e_4(tiny_model):
     assert eager["image"].abs().max() > 1e-2  # random weights: a real, non-zero output
     for name in eager:
         torch.testing.assert_close(compiled[name], eager[name], atol=1e-4, rtol=0)
+
+
+@pytest.mark.skipif(not cpu_flash.AVAILABLE, reason="needs x86 with oneDNN and a C++ compiler")
+def test_compiled_model_attends_with_the_onednn_kernel(tiny_model):
+    tokens, positions, t, pooled = tiny_inputs(batch=2, side=4)
+    fast = compile_model(tiny_model)
+    with torch.inference_mode(), torch.profiler.profile() as prof:
+        fast(tokens, positions, t, pooled)
+    names = {e.key for e in prof.key_averages()}
+    assert "dit::cpu_flash_attention" in names
+    assert not any("scaled_dot_product" in n for n in names)
 
 
 @pytest.mark.skipif(

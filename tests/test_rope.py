@@ -39,3 +39,16 @@ def test_rotation_preserves_norm():
     x = torch.randn(1, 5, 2, 16, dtype=torch.float64)
     cos, sin = rope_cos_sin(rope_angles(torch.rand(1, 5, 4) * 7, DIMS, 1e4, SCALES), x.dtype)
     torch.testing.assert_close(apply_rope(x, cos, sin).norm(dim=-1), x.norm(dim=-1))
+
+
+def test_rotation_is_multiplication_by_a_unit_complex_number():
+    # The pair (i, i + Dh/2) is the complex number x_i + j x_{i+Dh/2}, turned by e^{j angle}.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, 3, 16, generator=g, dtype=torch.float64)
+    angles = torch.rand(2, 5, 8, generator=g, dtype=torch.float64) * 7
+    z = (
+        torch.complex(x[..., :8], x[..., 8:])
+        * torch.polar(torch.ones_like(angles), angles)[:, :, None]
+    )
+    cos, sin = rope_cos_sin(angles, x.dtype)
+    torch.testing.assert_close(apply_rope(x, cos, sin), torch.cat([z.real, z.imag], -1))
