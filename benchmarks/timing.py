@@ -10,6 +10,7 @@ from collections.abc import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from dit import cpu_flash
 from dit.linear import uses_onednn
 
 
@@ -26,7 +27,11 @@ def _onednn_linear_flops(x_shape, w_shape, *args, out_shape=None, **kwargs):
     return 2 * math.prod(x_shape[:-1]) * w_shape[1] * w_shape[0]
 
 
-_CUSTOM_FLOPS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops}
+_CUSTOM_FLOPS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops,
+    # dit.cpu_flash's kernel (the "onednn" backend): (q, k, v, mask), the same two matmuls
+    cpu_flash.cpu_flash_attention._opoverload: _cpu_attention_flops,
+}
 if hasattr(torch.ops.mkldnn, "_linear_pointwise"):  # x86 builds
     _CUSTOM_FLOPS[torch.ops.mkldnn._linear_pointwise] = _onednn_linear_flops
 
