@@ -30,7 +30,7 @@ def _onednn_linear_flops(x_shape, w_shape, *args, out_shape=None, **kwargs):
 _CUSTOM_FLOPS = {
     torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops,
     # dit.cpu_flash's kernel (the "onednn" backend): (q, k, v, mask), the same two matmuls
-    cpu_flash.cpu_flash_attention._opoverload: _cpu_attention_flops,
+    cpu_flash.OP: _cpu_attention_flops,
 }
 if hasattr(torch.ops.mkldnn, "_linear_pointwise"):  # x86 builds
     _CUSTOM_FLOPS[torch.ops.mkldnn._linear_pointwise] = _onednn_linear_flops
