@@ -9,8 +9,8 @@ algorithm as PyTorch's kernel (scores for a block of queries, softmax, times val
 brgemm, for the sizes the studio runs: every key of a block at once, so up to
 ``MAX_KEYS`` keys; longer sequences go to SDPA.
 
-The C++ source is compiled on first use with the machine's C++ compiler (about 30 s, then
-cached by ``torch.utils.cpp_extension``), so nothing picks this backend silently in eager
+The C++ source is compiled on first use with the machine's C++ compiler (about 45 s on 2 cores,
+then cached by ``torch.utils.cpp_extension``), so nothing picks this backend silently in eager
 code: ask for it by name (``DIT_ATTENTION_BACKEND=onednn``), or use the compiled path
 (:mod:`dit.fast`), which already needs the compiler for inductor.
 """

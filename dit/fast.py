@@ -3,7 +3,7 @@
 ``compile_model(model)`` freezes the weights into the graph (constant folding) and fuses the
 pointwise work between GEMMs; on an x86 CPU its GEMMs run on oneDNN with each weight packed
 once into oneDNN's blocked layout (:mod:`dit.linear`), and attention runs on the oneDNN
-kernel of :mod:`dit.cpu_flash` (built here on first use, about 30 s, then cached).
+kernel of :mod:`dit.cpu_flash` (built here on first use, about 45 s on 2 cores, then cached).
 (inductor's ``max-autotune`` was tried on the 2-core CPU: it picked the library GEMMs
 everywhere, at minutes of compile time.)
 Outputs stay equal to eager within 1e-4 (fp32); ``python -m benchmarks`` measures both next
