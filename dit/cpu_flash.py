@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import functools
 import os
-import platform
 import shutil
 import warnings
 from pathlib import Path
 
 import torch
+
+from .linear import X86_ONEDNN
 
 MAX_KEYS = 4096  # per-thread score buffer: 64 queries x keys x 4 bytes (1 MB at 4096)
 
@@ -43,8 +44,7 @@ def _isa() -> tuple[str, list[str], list[str]]:
 
 def _available() -> bool:
     """x86 with oneDNN in this build and a C++ compiler to build the kernel with."""
-    x86 = platform.machine().lower() in ("x86_64", "amd64")
-    return x86 and torch.backends.mkldnn.is_available() and shutil.which("c++") is not None
+    return X86_ONEDNN and shutil.which("c++") is not None
 
 
 AVAILABLE = _available()  # read once: torch.compile traces past a constant, not platform calls

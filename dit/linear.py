@@ -30,14 +30,19 @@ ENV_VAR = "DIT_LINEAR_BACKEND"
 BACKENDS = ("auto", "aten")
 
 
+# oneDNN is in this build of PyTorch, on the x86 CPUs it was measured on (the attention
+# kernel of dit/cpu_flash.py needs the same).
+X86_ONEDNN = (
+    platform.machine().lower() in ("x86_64", "amd64") and torch.backends.mkldnn.is_available()
+)
+
+
 def _onednn_enabled() -> bool:
     """oneDNN's linear is in this build of PyTorch (x86 wheels have it) and not turned off."""
     name = os.environ.get(ENV_VAR, "auto")
     if name not in BACKENDS:
         raise ValueError(f"{ENV_VAR}={name!r} is unknown: choose one of {list(BACKENDS)}")
-    x86 = platform.machine().lower() in ("x86_64", "amd64")  # the CPUs this was measured on
-    available = x86 and torch.backends.mkldnn.is_available()
-    return name == "auto" and available and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    return name == "auto" and X86_ONEDNN and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
 # Read once per process: a constant is free per call, and torch.compile can trace past it.
