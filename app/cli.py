@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--solver", help="ODE solver (default: the model's)")
     ev.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
     ev.add_argument("--fps", type=float, help="video models: frame rate (default: training's)")
+    ev.add_argument("--phrasing", nargs="+", choices=("canonical", "train", "heldout"),
+                    default=["canonical", "train", "heldout"],
+                    help="image models: which phrasings of the world's caption grammar to score "
+                    "(default all three, side by side on the same scenes and seeds)")  # fmt: skip
 
     batch = sub.add_parser(
         "batch",
@@ -224,13 +228,14 @@ def evaluate(args: argparse.Namespace) -> int:
                 steps=args.steps,
                 solver=args.solver,
                 guidance=args.guidance,
+                phrasings=tuple(args.phrasing),
             )
         else:
             from training.eval_shapes import evaluate_shapes
 
-            scores = evaluate_shapes(
-                pipe, n=args.prompts, steps=args.steps, solver=args.solver, guidance=args.guidance
-            )
+            scores = evaluate_shapes(pipe, n=args.prompts, steps=args.steps, solver=args.solver,
+                                     guidance=args.guidance,
+                                     phrasings=tuple(args.phrasing))  # fmt: skip
     except (RequestError, FileNotFoundError, ValueError) as e:
         print(f"dit-studio eval: {e}", file=sys.stderr)
         return 2
@@ -242,10 +247,29 @@ def evaluate(args: argparse.Namespace) -> int:
         f"model {args.model}: {args.prompts} held-out prompts, {steps} {solver} steps, "
         f"guidance {guidance}"
     )
-    print("| metric | % |\n|---|---|")
-    for k, v in scores.items():
-        print(f"| {k} | {v:.1f} |" if isinstance(v, float) else f"| {k} | {v} |")
+    print(score_table(scores, tuple(args.phrasing)))
     return 0
+
+
+def score_table(scores: dict, phrasings: tuple[str, ...]) -> str:
+    """A markdown table; keys "<phrasing> <metric>" become one row per metric with a column
+    per phrasing (then "real" and anything else as rows of their own)."""
+    columns = [c for c in (*phrasings, "real") if any(k.startswith(f"{c} ") for k in scores)]
+    rows: dict[str, dict[str, object]] = {}
+    for k, v in scores.items():
+        col = next((c for c in columns if k.startswith(f"{c} ")), "")
+        metric = k[len(col) + 1 :] if col else k
+        rows.setdefault(metric, {})[col or "value"] = v
+    columns = columns or ["value"]
+    if any("value" in r for r in rows.values()) and "value" not in columns:
+        columns.append("value")
+
+    def cell(v) -> str:
+        return "" if v is None else f"{v:.1f}" if isinstance(v, float) else str(v)
+
+    lines = [f"| metric | {' | '.join(columns)} |", "|---" * (len(columns) + 1) + "|"]
+    lines += [f"| {m} | {' | '.join(cell(r.get(c)) for c in columns)} |" for m, r in rows.items()]
+    return "\n".join(lines)
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -117,6 +117,7 @@ def load_text_encoder(
     """
     # Imported here: both encoders import this module, and transformers is slow to import.
     from .byte_encoder import ByteTextEncoder
+    from .word_encoder import WordTextEncoder
 
     if isinstance(path_or_config, dict):
         name = path_or_config.get("_class_name", ByteTextEncoder.__name__)
@@ -131,13 +132,14 @@ def load_text_encoder(
         )
     config_file = folder / "config.json"
     config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-    if config.get("_class_name") == ByteTextEncoder.__name__:
-        return ByteTextEncoder.from_pretrained(folder, **kwargs)
+    for cls in (ByteTextEncoder, WordTextEncoder):
+        if config.get("_class_name") == cls.__name__:
+            return cls.from_pretrained(folder, **kwargs)
     if "model_type" in config or (folder / "text_encoder").is_dir():
         from .hf_encoder import HFTextEncoder
 
         return HFTextEncoder.from_folder(folder, **kwargs)
     raise ValueError(
-        f"{folder} is not a text encoder folder: its config.json names neither "
-        f"_class_name={ByteTextEncoder.__name__!r} nor a transformers model_type"
+        f"{folder} is not a text encoder folder: its config.json names neither a _class_name "
+        f"of {[ByteTextEncoder.__name__, WordTextEncoder.__name__]} nor a transformers model_type"
     )

@@ -96,7 +96,9 @@ class Pipeline:
                 module.save_pretrained(folder / name)
             finally:
                 module.to(dtype)
-        (folder / INDEX).write_text(json.dumps(self.spec.to_index(self.class_name), indent=2))
+        (folder / INDEX).write_text(json.dumps(
+            self.spec.to_index(self.class_name, type(self.text_encoder).__name__), indent=2
+        ))
 
     @property
     def device(self) -> torch.device:

@@ -129,11 +129,11 @@ class ModelSpec:
             merged["solvers"] = tuple(merged["solvers"])
         return Limits(**merged)
 
-    def to_index(self, class_name: str) -> dict[str, Any]:
+    def to_index(self, class_name: str, text_encoder: str = "ByteTextEncoder") -> dict[str, Any]:
         return {
             "_class_name": class_name,
             "transformer": ["dit", "DiT"],
-            "text_encoder": ["conditioning", "ByteTextEncoder"],
+            "text_encoder": ["conditioning", text_encoder],
             **({"tokenizer": ["conditioning", "FSQAutoencoder"]} if self.objective == "masked"
                else {}),
             "studio": asdict(self),

@@ -11,6 +11,7 @@ from training.world.motion import (
     COLOURS,
     DIRECTIONS,
     HELDOUT_PAIRS,
+    LEXICON,
     MOTIONS,
     RESIZE,
     RESTITUTION,
@@ -139,7 +140,9 @@ def test_every_caption_names_colour_shape_motion_and_speed():
     stems = {m: m for m in DIRECTIONS} | {"grow": "grow", "shrink": "shrink", "bounce": "bounc"}
     rng = np.random.default_rng(0)
     for c in clips(300, 4) + clips(50, 5, "heldout"):
-        for text in {caption(c)} | {caption(c, rng) for _ in range(6)}:
+        phrasings = ("train", "heldout") * 4
+        texts = {caption(c)} | {caption(c, rng, p, noisy=False) for p in phrasings}
+        for text in map(LEXICON.canonicalise, texts):
             words = set(re.findall(r"[a-z]+", text))
             assert {c.colour, c.shape} <= words, text
             assert stems.get(c.motion, "chang") in text, text

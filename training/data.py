@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from training.world.digits import NUMBER_WORDS  # noqa: F401 (re-exported)
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 AUDIO_SUFFIXES = (".wav",)
-NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
 class Source:
@@ -74,12 +75,10 @@ class DigitsSource(Source):
         return len(self.labels)
 
     def item(self, index: int) -> tuple[torch.Tensor, str]:
-        label = int(self.labels[index])
-        word = NUMBER_WORDS[label]
-        phrasings = (f"a handwritten {word}", f"the digit {label}", f"a {word}",
-                     f"handwritten digit {label}")  # fmt: skip
-        caption = phrasings[(index * 7919 + self.rng_seed) % len(phrasings)]
-        return self.images[index], caption
+        from training.world.digits import caption
+
+        rng = np.random.default_rng([self.rng_seed, index])
+        return self.images[index], caption(int(self.labels[index]), rng)
 
 
 class SoundsSource(Source):

@@ -16,7 +16,7 @@ from scipy import linalg
 from sklearn.datasets import load_digits
 from sklearn.neural_network import MLPClassifier
 
-from .data import NUMBER_WORDS
+from .world.digits import caption
 
 
 def to_features_grid(images: np.ndarray) -> np.ndarray:
@@ -90,18 +90,23 @@ def evaluate_digits(
     solver: str | None = None,
     guidance: float | None = None,
     batch: int = 16,
+    phrasings: tuple[str, ...] = ("canonical",),
 ) -> dict[str, float]:
-    """Generate ``n_per_digit`` of each digit; score accuracy and Frechet distance."""
+    """Generate ``n_per_digit`` of each digit per phrasing of the digits grammar (canonical:
+    "a handwritten seven"; see ``world/digits.py``); score accuracy and Frechet distance."""
     judge = train_judge(size=pipe.spec.width)
     labels = np.repeat(np.arange(10), n_per_digit)
-    prompts = [f"a handwritten {NUMBER_WORDS[d]}" for d in labels]
-    images = pipe.generate_many(prompts, batch=batch, desc="eval digits", steps=steps,
-                                guidance=guidance, solver=solver)  # fmt: skip
-    x = to_features_grid(np.stack(images))
-    gen = judge.features(x)
-    return {
-        "accuracy %": 100 * judge.accuracy(x, labels),
-        "classifier accuracy on held-out real %": 100 * judge.heldout_accuracy,
-        "frechet generated-vs-real": frechet_distance(gen, judge.real_a),
-        "frechet real-vs-real": frechet_distance(judge.real_b, judge.real_a),
-    }
+    out: dict[str, float] = {}
+    for phrasing in phrasings:
+        rng = np.random.default_rng(4321)
+        prompts = [caption(int(d), rng, phrasing) for d in labels]
+        images = pipe.generate_many(prompts, batch=batch, desc=f"eval digits {phrasing}",
+                                    steps=steps, guidance=guidance, solver=solver)  # fmt: skip
+        x = to_features_grid(np.stack(images))
+        label = "" if len(phrasings) == 1 else f"{phrasing} "
+        out[f"{label}accuracy %"] = 100 * judge.accuracy(x, labels)
+        out[f"{label}frechet generated-vs-real"] = frechet_distance(judge.features(x),
+                                                                     judge.real_a)  # fmt: skip
+    out["classifier accuracy on held-out real %"] = 100 * judge.heldout_accuracy
+    out["frechet real-vs-real"] = frechet_distance(judge.real_b, judge.real_a)
+    return out

@@ -27,7 +27,7 @@ class Recipe:
     tpatch: int = 2  # video: frames per tubelet
     codec: dict[str, Any] = field(default_factory=dict)  # audio: MelCodec settings
     patch: int = 4
-    objective: str = "flow"  # flow | masked | tokenizer
+    objective: str = "flow"  # flow | masked | tokenizer | distill
     # objective "tokenizer": the FSQ autoencoder's settings {"hidden", "down", "levels"};
     # objective "masked": ``tokenizer`` names the trained tokenizer folder whose codes it models
     fsq: dict[str, Any] = field(default_factory=dict)
@@ -62,6 +62,10 @@ class Recipe:
     # "prior": w, "prior_data": "shapes" adds w x |v_adapted - v_base|^2 on ordinary items.
     # "strength": s folds scale s into the exported adapter (loaded at 1, it acts at s).
     lora: dict[str, Any] = field(default_factory=dict)
+    # objective "distill" (training/distill.py): a new text encoder learns the teacher `init`'s
+    # velocities from paraphrases; {"transformer_lr": 0} keeps the transformer frozen, above 0
+    # it trains its text side ({"train": "text"}) or all of it ({"train": "all"}).
+    distill: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "steps", "size", "patch", "checkpoint_every", "grad_accum",
@@ -72,10 +76,15 @@ class Recipe:
             raise ValueError(f"recipe size={self.size} must be a multiple of patch={self.patch}")
         if not 0.0 <= self.decay <= 1.0:
             raise ValueError(f"recipe decay={self.decay}: use a share of the steps, 0 to 1")
-        if self.objective not in ("flow", "masked", "tokenizer"):
-            raise ValueError(
-                f"recipe objective={self.objective!r}: use 'flow', 'masked' or 'tokenizer'"
-            )
+        if self.objective not in ("flow", "masked", "tokenizer", "distill"):
+            raise ValueError(f"recipe objective={self.objective!r}: use 'flow', 'masked', "
+                             "'tokenizer' or 'distill'")  # fmt: skip
+        if self.objective == "distill" and not self.init:
+            raise ValueError("recipe objective=distill needs init: the teacher model folder")
+        if set(self.distill) - {"transformer_lr", "train"} or self.distill.get(
+            "train", "text") not in ("text", "all"):
+            raise ValueError(f"recipe distill={self.distill!r}: give transformer_lr (>= 0) and "
+                             "train ('text' or 'all')")  # fmt: skip
         if self.objective == "masked" and not self.tokenizer:
             raise ValueError("recipe objective=masked needs tokenizer: the FSQ tokenizer folder "
                              "(trained by a recipe with objective 'tokenizer')")  # fmt: skip

@@ -135,6 +135,10 @@ def train(
         from .tokenizer import train_tokenizer
 
         return train_tokenizer(recipe, out_dir, resume, max_minutes)
+    if recipe.objective == "distill":
+        from .distill import distill
+
+        return distill(recipe, out_dir, resume, max_minutes)
     out = Path(out_dir)
     deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
     log_with = "tensorboard" if _has_tensorboard() else None

@@ -31,8 +31,11 @@ from training.world.shapes import (
     _pick,
     render,
 )
+from training.world.shapes import LEXICON as SHAPES_LEXICON
 from training.world.sounds import COUNT_WORDS, LEVEL, SR, TIMES_WORDS, Event, _envelope
 from training.world.sounds import render_sound as _render_sound
+
+from .grammar import Forms, Lexicon, Words, check_phrasing, pick_form, rephrase, vocabulary
 
 KINDS = ("bounce", "blink", "collide")
 DEFAULT_SECONDS, DEFAULT_FPS, DEFAULT_SIZE = 2.0, 8.0, 16
@@ -250,28 +253,60 @@ def sample_scene(
 # --- captions -------------------------------------------------------------------------------
 
 THUD_WORDS = {"small": "high-pitched", "medium": "mid-pitched", "large": "deep"}
-_JOINT: dict[str, tuple[str, ...]] = {
-    "bounce": (
-        "a {colour} {noun} bouncing with a thud",
-        "a {size} {colour} {noun} bounces {adverb} on a {background} background, "
-        "with a {pitch} thud at each bounce",
-        "a {colour} {noun} dropped onto the floor, bouncing {adverb}, each thud quieter",
-        "{background} background, a {size} {colour} {noun} bouncing {adverb} with {pitch} thuds",
+# The grammar (see grammar.py): forms written with canonical words, then words swapped.
+LEXICON = Lexicon(
+    {k: SHAPES_LEXICON[k] for k in (*COLOURS, "grey", *SIZES, "background")}
+    | {k: SHAPES_LEXICON[k] for k in ("circle", "triangle", "diamond", "cross")}
+    | {
+        "ball": Words(("ball",), ("sphere",)),
+        "thuds": Words(("thuds",), ("thumps",)),
+        "thud": Words(("thud",), ("thump",)),
+        "beeping": Words(("beeping",), ("bleeping",)),
+        "beep": Words(("beep",), ("bleep",)),
+        "blinks": Words(("blinks",), ("flickers",)),
+        "blinking": Words(("blinking",), ("flickering",)),
+        "light": Words(("light",), ("lamp",)),
+        "clack": Words(("clack",), ("clatter",)),
+        "collide": Words(("collide",), ("crash",)),
+        "blocks": Words(("blocks",), ("bricks",)),
+        "block": Words(("block",), ("brick",)),
+        "twice": Words(("twice",), ("two times",)),
+    }
+)
+_JOINT: dict[str, Forms] = {
+    "bounce": Forms(
+        ("a {colour} {noun} bouncing with a thud",
+         "a {size} {colour} {noun} bounces {adverb} on a {background} background, "
+         "with a {pitch} thud at each bounce",
+         "a {colour} {noun} dropped onto the floor, bouncing {adverb}, each thud quieter",
+         "{background} background, a {size} {colour} {noun} bouncing {adverb} with {pitch} thuds",
+         "there is a {colour} {noun} bouncing {adverb} with a thud"),
+        ("watch a {colour} {noun} as it bounces, a thud every time it lands",
+         "a {colour} {noun} that hits the ground with {pitch} thuds"),
     ),
-    "blink": (
-        "a {colour} light blinks {times} with a beep",
-        "a {size} {colour} {shape} light on a {background} background flashes {times}, "
-        "beeping while it is on",
-        "{background} background, a {colour} light blinking {times}, a beep each time",
-        "a beeping {colour} light that blinks {times}",
+    "blink": Forms(
+        ("a {colour} light blinks {times} with a beep",
+         "a {size} {colour} {shape} light on a {background} background flashes {times}, "
+         "beeping while it is on",
+         "{background} background, a {colour} light blinking {times}, a beep each time",
+         "a beeping {colour} light that blinks {times}",
+         "there is a {colour} light blinking {times} with a beep"),
+        ("a {colour} light that comes on {times}, with a beep whenever it is lit",
+         "watch a {colour} light as it blinks {times} and beeps"),
     ),
-    "collide": (
-        "two blocks collide with a clack",
-        "a {colour} block and a {colour2} block slide together and collide with a clack",
-        "{background} background: a {colour} block and a {colour2} block meet with a clack",
-        "two {size} blocks, {colour} and {colour2}, slide into each other, clack",
+    "collide": Forms(
+        ("two blocks collide with a clack",
+         "a {colour} block and a {colour2} block slide together and collide with a clack",
+         "{background} background: a {colour} block and a {colour2} block meet with a clack",
+         "two {size} blocks, {colour} and {colour2}, slide into each other, clack",
+         "there are two blocks, {colour} and {colour2}, that collide with a clack"),
+        ("a {colour} block bumps into a {colour2} block: clack",
+         "watch two blocks as they crash together with a clack"),
     ),
-}
+}  # fmt: skip
+FRAMES = Forms(("a video of {}", "a clip with sound of {}", "an animation of {}"),
+               ("footage of {}", "a short film of {}"))  # fmt: skip
+FORMS = (*_JOINT.values(), FRAMES)
 _VIDEO = {
     "bounce": "a {size} {colour} {noun} bouncing {adverb} on a {background} background",
     "blink": "a {size} {colour} {shape} light blinking {times}, {background} background",
@@ -292,11 +327,21 @@ def _words(template: str, scene: AVScene) -> str:
     return re.sub(r"\ba (?=[aeiou])", "an ", text)  # "an orange ball"
 
 
-def caption(scene: AVScene, rng: np.random.Generator | None = None) -> str:
-    """A truthful joint description in one of several phrasings (the first when rng is None):
+def caption(scene: AVScene, rng: np.random.Generator | None = None, phrasing: str = "train",
+            noisy: bool = True) -> str:  # fmt: skip
+    """A truthful joint description in one phrasing of the grammar (canonical without an rng):
     the objects, their colours and what they do, and the sound it makes."""
-    options = _JOINT[scene.kind]
-    return _words(options[0] if rng is None else _pick(rng, options), scene)
+    check_phrasing(phrasing)
+    text = _words(pick_form(_JOINT[scene.kind], phrasing, rng), scene)
+    return rephrase(text, LEXICON, FRAMES, phrasing, rng, noisy)
+
+
+def text_vocabulary() -> dict[str, int]:
+    """The vocabulary of a word-level text encoder for this world (grammar.vocabulary): the
+    words that fill the forms' slots are taken from training captions of many clips."""
+    rng = np.random.default_rng(0)
+    filled = [caption(sample_scene(rng), rng, noisy=False) for _ in range(2000)]
+    return vocabulary(LEXICON, (*filled, *(f for forms in FORMS for f in forms.train)))
 
 
 # --- rendering ------------------------------------------------------------------------------

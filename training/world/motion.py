@@ -10,7 +10,6 @@ generalisation: every shape and every motion is seen in training, only these pai
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -32,6 +31,9 @@ from training.world.shapes import (
     _to_supersampled,
     check_choices,
 )
+from training.world.shapes import LEXICON as SHAPES_LEXICON
+
+from .grammar import Forms, Lexicon, Words, check_phrasing, pick_form, rephrase, vocabulary
 
 MOTIONS = ("left", "right", "up", "down", "grow", "shrink", "bounce", "change colour")
 # Unit velocity (x, y) of each direction; y grows downwards.
@@ -253,32 +255,71 @@ def sample_clip(
 
 
 # --- captions -------------------------------------------------------------------------------
+# The grammar (see grammar.py): forms per kind of motion, written with canonical words, then
+# words swapped for synonyms of the phrasing. The object words come from the shapes world.
 
 ADVERBS = {"slow": "slowly", "fast": "fast"}
-_PHRASINGS: dict[str, tuple[str, ...]] = {
-    "move": (
-        "a {colour} {shape} moving {motion} {adverb}",
-        "a {size} {colour} {shape} moves {motion} {adverb} on a {background} background",
-        "a {speed} {colour} {shape} heading {motion}",
-        "{background} background, a {size} {colour} {shape} sliding {motion} {adverb}",
-        "a {shape}, {colour}, moving {adverb} {motion}",
+LEXICON = Lexicon(
+    {k: SHAPES_LEXICON[k] for k in (*SHAPES, *COLOURS, "grey", *SIZES, "background")}
+    | {
+        "left": Words(("left", "leftwards"), ("to the left",)),
+        "right": Words(("right", "rightwards"), ("to the right",)),
+        "up": Words(("up", "upwards"), ("towards the top",)),
+        "down": Words(("down", "downwards"), ("towards the bottom",)),
+        "slow": Words(("slow",), ("unhurried",)),  # before "slowly": its words hold "slow"
+        "slowly": Words(("slowly",), ("at a slow pace",)),
+        "moving": Words(("moving", "travelling"), ("gliding",)),
+        "moves": Words(("moves", "travels"), ("glides",)),
+        "sliding": Words(("sliding",), ("drifting",)),
+        "growing": Words(("growing", "getting bigger"), ("expanding",)),
+        "grows": Words(("grows",), ("expands",)),
+        "shrinking": Words(("shrinking", "getting smaller"), ("contracting",)),
+        "shrinks": Words(("shrinks",), ("contracts",)),
+        "bouncing": Words(("bouncing",), ("hopping",)),
+        "bounces": Words(("bounces",), ("hops",)),
+        "changing": Words(("changing",), ("turning",)),
+        "changes": Words(("changes",), ("switches",)),
+    }
+)
+_PHRASINGS: dict[str, Forms] = {
+    "move": Forms(
+        (
+            "a {colour} {shape} moving {motion} {adverb}",  # canonical
+            "a {size} {colour} {shape} moves {motion} {adverb} on a {background} background",
+            "a {speed} {colour} {shape} heading {motion}",
+            "{background} background, a {size} {colour} {shape} sliding {motion} {adverb}",
+            "a {shape}, {colour}, moving {adverb} {motion}",
+            "there is a {colour} {shape} moving {motion} {adverb}",
+            "{colour} {shape} moving {motion}, {adverb}",
+        ),
+        ("{colour} {shape} that moves {motion} {adverb}",
+         "watch a {size} {colour} {shape} as it moves {motion} {adverb}"),
     ),
-    "resize": (
-        "a {colour} {shape} {ing}",
-        "a {colour} {shape} {verb} {span} on a {background} background",
-        "{background} background, a {colour} {shape} {ing} {span}",
+    "resize": Forms(
+        ("a {colour} {shape} {ing}",
+         "a {colour} {shape} {verb} {span} on a {background} background",
+         "{background} background, a {colour} {shape} {ing} {span}",
+         "there is a {colour} {shape} {ing}"),
+        ("a {colour} {shape} that keeps {ing}", "watch as a {colour} {shape} {verb}"),
     ),
-    "bounce": (
-        "a {colour} {shape} bouncing {adverb}",
-        "a {size} {colour} {shape} bounces {adverb} on a {background} background",
-        "a {colour} {shape} dropped from the top, bouncing {adverb} off the floor",
+    "bounce": Forms(
+        ("a {colour} {shape} bouncing {adverb}",
+         "a {size} {colour} {shape} bounces {adverb} on a {background} background",
+         "a {colour} {shape} dropped from the top, bouncing {adverb} off the floor",
+         "there is a {colour} {shape} bouncing {adverb}"),
+        ("a {colour} {shape} that bounces {adverb}", "watch a {colour} {shape} as it bounces {adverb}"),
     ),
-    "change colour": (
-        "a {colour} {shape} changing from {colour} to {colour_to}",
-        "a {size} {shape} that changes colour from {colour} to {colour_to}",
-        "{background} background, a {shape} changing from {colour} to {colour_to}",
+    "change colour": Forms(
+        ("a {colour} {shape} changing from {colour} to {colour_to}",
+         "a {size} {shape} that changes colour from {colour} to {colour_to}",
+         "{background} background, a {shape} changing from {colour} to {colour_to}"),
+        ("a {shape} whose colour changes from {colour} to {colour_to}",
+         "watch a {shape} as it changes from {colour} to {colour_to}"),
     ),
 }
+FRAMES = Forms(("a video of {}", "a clip of {}", "an animation of {}"),
+               ("footage of {}", "a short film of {}"))  # fmt: skip
+FORMS = (*_PHRASINGS.values(), FRAMES)
 _KINDS = dict.fromkeys(DIRECTIONS, "move") | dict.fromkeys(RESIZE, "resize")
 _RESIZE_WORDS = {
     "grow": ("growing", "grows", "from small to large"),
@@ -286,17 +327,26 @@ _RESIZE_WORDS = {
 }
 
 
-def caption(clip: Clip, rng: np.random.Generator | None = None) -> str:
-    """A truthful description in one of several phrasings (the first when rng is None).
+def caption(clip: Clip, rng: np.random.Generator | None = None, phrasing: str = "train",
+            noisy: bool = True) -> str:  # fmt: skip
+    """A truthful description in one phrasing of the grammar (canonical without an rng).
 
     Every phrasing names the colour(s), the shape, the motion and, where it applies, the speed;
     a size word appears in some, never for grow and shrink, whose size changes."""
-    options = _PHRASINGS[_KINDS.get(clip.motion, clip.motion)]
-    template = options[0 if rng is None else int(rng.integers(len(options)))]
+    check_phrasing(phrasing)
+    template = pick_form(_PHRASINGS[_KINDS.get(clip.motion, clip.motion)], phrasing, rng)
     ing, verb, span = _RESIZE_WORDS.get(clip.motion, ("", "", ""))
     adverb = ADVERBS.get(clip.speed, "")
     text = template.format(**asdict(clip), adverb=adverb, ing=ing, verb=verb, span=span)
-    return re.sub(r"\ba (?=[aeiou])", "an ", text)  # "an orange circle"
+    return rephrase(text, LEXICON, FRAMES, phrasing, rng, noisy)
+
+
+def text_vocabulary() -> dict[str, int]:
+    """The vocabulary of a word-level text encoder for this world (grammar.vocabulary): the
+    words that fill the forms' slots are taken from training captions of many clips."""
+    rng = np.random.default_rng(0)
+    filled = [caption(sample_clip(rng), rng, noisy=False) for _ in range(2000)]
+    return vocabulary(LEXICON, (*filled, *(f for forms in FORMS for f in forms.train)))
 
 
 # --- rendering ------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from .base import SPLITS, WorldDataset, to_tensor
+from .grammar import Forms, Lexicon, Words, check_phrasing, finish, frame, vocabulary
 
 SHAPES = ("circle", "square", "triangle", "diamond", "cross")
 
@@ -213,60 +214,203 @@ def sample_scene(rng: np.random.Generator, split: str = "train") -> Scene:
 
 
 # --- captions -------------------------------------------------------------------------------
+# The grammar (see grammar.py): concepts with train / held-out words, forms with train /
+# held-out templates. Slots: {np} an object's noun phrase, {place} a place phrase, {bg} the
+# background colour, {a} {b} the objects of a two-object scene, {rel} their relation.
 
-PLACE = {
-    "left": "on the left",
-    "right": "on the right",
-    "top": "at the top",
-    "bottom": "at the bottom",
-    "centre": "in the centre",
+LEXICON = Lexicon(
+    {
+        "circle": Words(("circle", "disk"), ("disc",)),
+        "square": Words(("square", "box"), ("block",)),
+        "triangle": Words(("triangle",), ("triangular shape",)),
+        "diamond": Words(("diamond", "lozenge"), ("rhombus",)),
+        "cross": Words(("cross", "plus"), ("plus sign",)),
+        "red": Words(("red", "scarlet"), ("crimson",)),
+        "green": Words(("green",), ("emerald",)),
+        "blue": Words(("blue",), ("cobalt",)),
+        "yellow": Words(("yellow",), ("lemon",)),
+        "purple": Words(("purple", "violet"), ("magenta",)),
+        "orange": Words(("orange",), ("amber",)),
+        "white": Words(("white",), ("snow-white",)),
+        "black": Words(("black",), ("jet-black",)),
+        "grey": Words(("grey", "gray"), ("silver",)),
+        "small": Words(("small", "tiny"), ("little",)),
+        "medium": Words(("medium", "medium-sized"), ("mid-sized",)),
+        "large": Words(("large", "huge"), ("big",)),
+        "left": Words(("left",), ("left-hand",)),
+        "right": Words(("right",), ("right-hand",)),
+        "top": Words(("top",), ("upper",)),
+        "bottom": Words(("bottom",), ("lower",)),
+        "centre": Words(("centre", "center"), ("middle",)),
+        "background": Words(("background",), ("backdrop",)),
+        "left of": Words(("to the left of", "left of"), ("on the left-hand side of",)),
+        "right of": Words(("to the right of", "right of"), ("on the right-hand side of",)),
+        "above": Words(("above", "over"), ("higher than",)),
+        "below": Words(("below", "under"), ("beneath",)),
+    }
+)
+# {w}: the place's word. Edges read "top edge"; sides "left side"; the centre neither.
+PLACES = {
+    "side": Forms(("on the {w}", "at the {w}", "on the {w} side", "{w}"),
+                  ("towards the {w} side", "near the {w} edge", "on the {w} side of the picture")),
+    "edge": Forms(("at the {w}", "at the {w} edge", "{w}", "along the {w}"),
+                  ("near the {w} edge", "towards the {w} edge", "in the {w} part")),
+    "centre": Forms(("in the {w}", "at the {w}", "{w}", "at the very {w}"),
+                    ("in the {w} of the picture", "near the {w}")),
 }
-RELATION_WORDS = {"left of": "to the left of", "right of": "to the right of"} | {
-    r: r for r in ("above", "below")
-}
-_SINGLE = (
+PLACE_KIND = {"left": "side", "right": "side", "top": "edge", "bottom": "edge",
+              "centre": "centre"}  # fmt: skip
+# An object's noun phrase, without an article.
+NOUN_PHRASES = Forms(
+    ("{size} {colour} {shape}", "{colour} {size} {shape}", "{size} {shape} coloured {colour}",
+     "{size} {colour}-coloured {shape}"),
+    ("{colour} {shape} that is {size}", "{size}, {colour} {shape}"),
+)  # fmt: skip
+SINGLE = Forms(
+    (
+        "a {np} {place}",  # canonical: the form of earlier rounds
+        "a {colour} {shape}, {size}, {place} on a {bg} {background}",
+        "{Place}: a {np}",
+        "a {size} {shape} coloured {colour}, {place}",
+        "{np} {place}, {bg} {background}",
+        "there is a {np} {place}",
+        "{place}, a {np}",
+        "{place} there is a {np}",
+        "a {np} {place} on a {bg} {background}",
+        "{colour} {shape}, {size}, {place}",
+        "{shape}, {size} and {colour}, {place}",
+        "a {np} sitting {place}",
+        "one {np}, {place}",
+    ),
+    (
+        "{shape}: {colour}, {size}, {place}",
+        "a {np} which is {place}",
+        "{place} you can see a {np}",
+        "a {np} placed {place} against a {bg} {background}",
+        "we see a {np} {place}",
+    ),
+)
+DOUBLE = Forms(
+    (
+        "a {a} {rel} a {b}",  # canonical
+        "a {a} {rel} a {b} on a {bg} {background}",
+        "{bg} {background}, a {a} {rel} a {b}",
+        "there is a {a} {rel} a {b}",
+        "a {a} {pa} and a {b} {pb}",
+        "{pa} a {a}, {pb} a {b}",
+        "two shapes, a {a} {rel} a {b}",
+        "a {a} and a {b}, the first {rel} the second",
+        "{a} {pa}, {b} {pb}",
+        "a {a} placed {rel} a {b}",
+    ),
+    (
+        "two shapes: {a} ({pa}) and {b} ({pb})",
+        "{pa} is a {a} and {pb} is a {b}",
+        "there are two objects, a {a} {pa} and a {b} {pb}",
+        "we see a {a} sitting {rel} a {b}",
+    ),
+)
+FRAMES = Forms(
+    ("a picture of {}", "an image of {}", "please draw {}", "draw {}", "a drawing of {}",
+     "a photo of {}"),
+    ("i would like {}", "can you make {}", "generate {}", "show me {}"),
+)  # fmt: skip
+FORMS = (SINGLE, DOUBLE, NOUN_PHRASES, FRAMES, *PLACES.values())
+# What earlier rounds trained on (the teacher of a re-captioned fine-tune reads these; the
+# LoRA folder swaps a stand-in colour word and needs its canonical word). Same order as then.
+LEGACY_SINGLE = (
     "a {size} {colour} {shape} {place}",
     "a {colour} {shape}, {size}, {place} on a {bg} background",
     "{Place}: a {size} {colour} {shape}",
     "a {size} {shape} coloured {colour}, {place}",
     "{size} {colour} {shape} {place}, {bg} background",
 )
-_DOUBLE = (
+LEGACY_DOUBLE = (
     "a {a} {rel} a {b}",
     "a {a} {rel} a {b} on a {bg} background",
     "{bg} background, a {a} {rel} a {b}",
 )
+LEGACY_PLACE = {
+    "left": "on the left",
+    "right": "on the right",
+    "top": "at the top",
+    "bottom": "at the bottom",
+    "centre": "in the centre",
+}
+LEGACY_RELATION = {"left of": "to the left of", "right of": "to the right of"} | {
+    r: r for r in ("above", "below")
+}
 
 
-def caption(scene: Scene, rng: np.random.Generator | None = None) -> str:
-    """A truthful description in one of several phrasings (the first when rng is None).
+def _place(position: str, phrasing: str, rng: np.random.Generator | None) -> str:
+    w = LEXICON.word(position, phrasing, rng)
+    return PLACES[PLACE_KIND[position]].pick(phrasing, rng).format(w=w)
 
-    Every phrasing names every scored attribute: shape, colour, size, and place or relation.
-    """
-    pick = 0 if rng is None else None
+
+def _noun_phrase(o: Obj, phrasing: str, rng: np.random.Generator | None) -> str:
+    return NOUN_PHRASES.pick(phrasing, rng).format(**_words(o, phrasing, rng))
+
+
+def _words(o: Obj, phrasing: str, rng: np.random.Generator | None) -> dict[str, str]:
+    return {k: LEXICON.word(getattr(o, k), phrasing, rng) for k in ("size", "colour", "shape")}
+
+
+def legacy_caption(scene: Scene, rng: np.random.Generator | None = None) -> str:
+    """A caption in the templates of earlier rounds (the first when rng is None)."""
     if len(scene.objects) == 1:
         o = scene.objects[0]
-        template = _SINGLE[pick if pick is not None else int(rng.integers(len(_SINGLE)))]
-        place = PLACE[o.position]
-        return template.format(
-            size=o.size,
-            colour=o.colour,
-            shape=o.shape,
-            place=place,
-            Place=place[0].upper() + place[1:],
-            bg=scene.background,
-        )
+        template = LEGACY_SINGLE[0 if rng is None else int(rng.integers(len(LEGACY_SINGLE)))]
+        place = LEGACY_PLACE[o.position]
+        return template.format(size=o.size, colour=o.colour, shape=o.shape, place=place,
+                               Place=place[0].upper() + place[1:], bg=scene.background)  # fmt: skip
     a, b = scene.objects
     relation = scene.relation
     if rng is not None and rng.random() < 0.5:  # "B below A" says the same as "A above B"
         a, b, relation = b, a, INVERSE[relation]
-    template = _DOUBLE[pick if pick is not None else int(rng.integers(len(_DOUBLE)))]
-    return template.format(
-        a=f"{a.size} {a.colour} {a.shape}",
-        b=f"{b.size} {b.colour} {b.shape}",
-        rel=RELATION_WORDS[relation],
-        bg=scene.background,
-    )
+    template = LEGACY_DOUBLE[0 if rng is None else int(rng.integers(len(LEGACY_DOUBLE)))]
+    return template.format(a=f"{a.size} {a.colour} {a.shape}", b=f"{b.size} {b.colour} {b.shape}",
+                           rel=LEGACY_RELATION[relation], bg=scene.background)  # fmt: skip
+
+
+def caption(
+    scene: Scene, rng: np.random.Generator | None = None, phrasing: str = "train",
+    noisy: bool = True,
+) -> str:
+    """A truthful description of the scene in one phrasing of the grammar (``grammar.py``).
+
+    Without an rng, or with ``phrasing="canonical"``, the canonical caption (deterministic).
+    Every phrasing names every scored attribute: shape, colour, size, and place or relation.
+    """
+    check_phrasing(phrasing)
+    if rng is None:
+        phrasing = "canonical"
+    if phrasing == "canonical":
+        return legacy_caption(scene)
+    bg = LEXICON.word(scene.background, phrasing, rng)
+    background = LEXICON.word("background", phrasing, rng)
+    if len(scene.objects) == 1:
+        o = scene.objects[0]
+        place = _place(o.position, phrasing, rng)
+        text = SINGLE.pick(phrasing, rng).format(
+            np=_noun_phrase(o, phrasing, rng), place=place, Place=place[:1].upper() + place[1:],
+            bg=bg, background=background, **_words(o, phrasing, rng),
+        )  # fmt: skip
+    else:
+        a, b = scene.objects
+        relation = scene.relation
+        if rng.random() < 0.5:  # "B below A" says the same as "A above B"
+            a, b, relation = b, a, INVERSE[relation]
+        text = DOUBLE.pick(phrasing, rng).format(
+            a=_noun_phrase(a, phrasing, rng), b=_noun_phrase(b, phrasing, rng),
+            rel=LEXICON.word(relation, phrasing, rng), pa=_place(a.position, phrasing, rng),
+            pb=_place(b.position, phrasing, rng), bg=bg, background=background,
+        )  # fmt: skip
+    return finish(frame(text, FRAMES, phrasing, rng), phrasing, rng, noisy)
+
+
+def text_vocabulary() -> dict[str, int]:
+    """The vocabulary of a word-level text encoder for this world (grammar.vocabulary)."""
+    return vocabulary(LEXICON, (f for forms in FORMS for f in forms.train))
 
 
 # --- rendering ------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import lfilter
 
+from .grammar import Forms, Lexicon, Words, pick_form, rephrase, vocabulary
+
 SR = 16_000
 
 TIMBRES = ("sine", "square", "string", "bell", "noise", "click", "chirp")
@@ -391,17 +393,48 @@ def _describe(e: Event, rng: np.random.Generator | None, say_length: bool) -> st
     )
 
 
-_TOTAL = ("{t} seconds of audio: {d}", "{d}, in a {t} second clip", "{t} seconds: {d}")
-_THEN = ("{a}, then {b}", "{a} followed by {b}", "first {a}, then {b}", "{b} after {a}")
+_TOTAL = Forms(("{t} seconds of audio: {d}", "{d}, in a {t} second clip", "{t} seconds: {d}"),
+               ("a clip of {t} seconds with {d}", "{d} (the clip lasts {t} seconds)"))  # fmt: skip
+_THEN = Forms(("{a}, then {b}", "{a} followed by {b}", "first {a}, then {b}", "{b} after {a}"),
+              ("{a}, and after that {b}", "{a}; next, {b}", "to begin {a}, later {b}"))  # fmt: skip
+# The grammar (see grammar.py): captions are built with canonical words, then words swapped.
+# Longer phrases come before the words inside them ("in quick succession" before "quick").
+LEXICON = Lexicon(
+    {
+        "in quick succession": Words(("in quick succession",), ("in rapid succession",)),
+        "quickly": Words(("quickly",), ("rapidly",)),
+        "quick": Words(("quick",), ("brisk",)),
+        "slowly": Words(("slowly",), ("at a slow pace",)),
+        "tones": Words(("tones",), ("notes",)),
+        "tone": Words(("tone",), ("note",)),
+        "clicks": Words(("clicks",), ("ticks",)),
+        "click": Words(("click",), ("tick",)),
+        "bells": Words(("bells",), ("chimes",)),
+        "bell": Words(("bell",), ("chime",)),
+        "bursts": Words(("bursts",), ("blasts",)),
+        "burst": Words(("burst",), ("blast",)),
+        "plucked": Words(("plucked",), ("picked",)),
+        "twice": Words(("twice",), ("two times",)),
+        "lasting": Words(("lasting",), ("that lasts",)),
+        "held for": Words(("held for",), ("sustained for",)),
+        "seconds": Words(("seconds",), ("secs",)),
+    }
+)
+FRAMES = Forms(("the sound of {}", "audio of {}", "a recording of {}"),
+               ("i want to hear {}", "an audio clip of {}"))  # fmt: skip
+FORMS = (_THEN, _TOTAL, FRAMES)
 
 
-def caption(scene: SoundScene, rng: np.random.Generator | None = None) -> str:
-    """A truthful description in one of several phrasings (the first when rng is None).
+def caption(scene: SoundScene, rng: np.random.Generator | None = None, phrasing: str = "train",
+            noisy: bool = True) -> str:  # fmt: skip
+    """A truthful description in one phrasing of the grammar (canonical without an rng).
 
     Every phrasing names every event's timbre, pitch (note, register, chord or direction),
     count and rhythm, and the length of a lone sound whenever it is not DEFAULT_LENGTH, so the
     caption pins down the timeline. Some phrasings also state the clip's total duration.
     """
+    if phrasing == "canonical":
+        rng = None  # the canonical caption is deterministic: first choices throughout
     described = []
     for e in scene.events:
         fixed = e.timbre == "click" or e.count > 1 or len(scene.events) == 2
@@ -410,10 +443,19 @@ def caption(scene: SoundScene, rng: np.random.Generator | None = None) -> str:
     if len(described) == 1:
         text = described[0]
     else:
-        text = _choose(rng, _THEN).format(a=described[0], b=described[1])
+        text = pick_form(_THEN, phrasing, rng).format(a=described[0], b=described[1])
     if rng is not None and rng.random() < 0.4:
-        text = _pick(rng, _TOTAL).format(t=_seconds(scene.duration), d=text)
-    return text
+        text = pick_form(_TOTAL, phrasing, rng).format(t=_seconds(scene.duration), d=text)
+    return rephrase(text, LEXICON, FRAMES, phrasing, rng, noisy)
+
+
+def text_vocabulary() -> dict[str, int]:
+    """The vocabulary of a word-level text encoder for this world (grammar.vocabulary): the
+    literal words of the event descriptions are taken from canonical captions of many scenes."""
+    rng = np.random.default_rng(0)
+    described = [caption(sample_scene(rng), rng, noisy=False) for _ in range(2000)]
+    numbers = [f"{k / 10:g}" for k in range(1, 101)] + list(NOTES)  # every length and note
+    return vocabulary(LEXICON, (*described, *numbers, *(f for forms in FORMS for f in forms.train)))
 
 
 # --- rendering ------------------------------------------------------------------------------

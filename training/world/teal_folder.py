@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from training.world.shapes import BACKGROUNDS, COLOURS, Scene, caption, coverage, geometry, render
+from training.world.shapes import BACKGROUNDS, COLOURS, Scene, coverage, geometry, render
+from training.world.shapes import legacy_caption as caption  # the adapter was trained on these
 from training.world.shapes import sample_scene as sample_base_scene
 
 # Dark cyan: 106 from green, 119 from blue, 128 from grey; as far from its neighbours as the

@@ -1,0 +1,163 @@
+"""A small transformer over words, with a vocabulary built from a world's caption grammar.
+
+Why not bytes: a byte-level encoder trained on a few caption templates learns where in the
+string an attribute sits, not which word names it (putting "there is " in front of a caption
+moved every byte and broke the bundled model). Over words, "a large red triangle near the top"
+and "there is a triangle, red and large, at the top" are the same few tokens in another order.
+
+The vocabulary maps phrases (one to four lower-case words) to ids and is stored in the config,
+so a folder needs no vocabulary file. Synonyms share an id (the grammar's lexicon is part of
+the vocabulary, as a thesaurus is). Reading a prompt: lower case, split into words (``WORD``),
+longest known phrase first; a word it does not know is matched to the closest known word when
+one is close enough (a typo: difflib's ratio >= 0.8, words of 4+ letters), else it becomes
+``<unk>``, which training teaches the model to read past.
+
+Unconditional prompt: ``""`` is one learned ``<null>`` token, as in the byte encoder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from functools import cached_property
+from typing import Any
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from dit.loading import check_safe_folder
+
+from .byte_encoder import ByteBlock
+from .text import TextEmbeddings, check_prompts, warn_truncated
+
+PAD, NULL, UNK = 0, 1, 2  # the first three ids of every vocabulary
+SPECIALS = ("<pad>", "<null>", "<unk>")
+TYPO_CUTOFF = 0.8
+MIN_TYPO_LENGTH = 4
+
+
+# A word: letters with optional trailing digits ("a4", a note) or a number ("7", "0.5").
+WORD = re.compile(r"[0-9]+(?:\.[0-9]+)?|[a-z]+[0-9]*")
+
+
+def split_words(text: str) -> list[str]:
+    """Lower case words (``WORD``); everything else separates them."""
+    return WORD.findall(text.lower())
+
+
+class WordTextEncoder(ModelMixin, ConfigMixin):
+    """Words -> (tokens (B, L, width), mask (B, L), pooled (B, pooled_dim)).
+
+    vocab: phrase -> id, ids 0-2 being ``<pad>``, ``<null>``, ``<unk>``. max_length counts
+    tokens (phrases). pooled_dim: ``None`` means ``width``.
+    """
+
+    config_name = "config.json"
+
+    @register_to_config
+    def __init__(
+        self,
+        vocab: dict[str, int] | None = None,
+        width: int = 128,
+        depth: int = 2,
+        heads: int = 4,
+        max_length: int = 48,
+        pooled_dim: int | None = None,
+        mlp_ratio: float = 4.0,
+    ) -> None:
+        super().__init__()
+        vocab = dict(vocab or {s: i for i, s in enumerate(SPECIALS)})
+        if [vocab.get(s) for s in SPECIALS] != [PAD, NULL, UNK]:
+            raise ValueError(f"vocab must map {SPECIALS} to ids 0, 1, 2")
+        if width % heads:
+            raise ValueError(f"width {width} must be divisible by heads {heads}")
+        if max_length < 2:
+            raise ValueError(f"max_length={max_length} must be >= 2 tokens")
+        self.vocab = vocab
+        self.width = width
+        self.pooled_dim = pooled_dim or width
+        self.max_length = max_length
+        self.embed = nn.Embedding(max(vocab.values()) + 1, width)
+        self.pos = nn.Parameter(torch.zeros(max_length, width))
+        nn.init.normal_(self.embed.weight, std=0.02)
+        nn.init.normal_(self.pos, std=0.02)
+        self.blocks = nn.ModuleList(ByteBlock(width, heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(width)
+        self.pool = nn.Linear(width, self.pooled_dim)
+        self._lookup: dict[str, int] = {}
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, **kwargs: Any) -> WordTextEncoder:
+        """Load a local folder; only safetensors are read, pickles are refused."""
+        check_safe_folder(path, cls.config_name)
+        return super().from_pretrained(path, use_safetensors=True, **kwargs)
+
+    @cached_property
+    def _longest(self) -> int:
+        return max(len(k.split()) for k in self.vocab)
+
+    @cached_property
+    def _words(self) -> list[str]:
+        return [k for k in self.vocab if " " not in k and k not in SPECIALS]
+
+    def word_id(self, word: str) -> int:
+        """The id of one unknown-as-phrase word: itself, its nearest spelling, or UNK."""
+        if word in self.vocab:
+            return self.vocab[word]
+        if word not in self._lookup:
+            close = []
+            if len(word) >= MIN_TYPO_LENGTH and word.isalpha():
+                close = difflib.get_close_matches(word, self._words, n=1, cutoff=TYPO_CUTOFF)
+            self._lookup[word] = self.vocab[close[0]] if close else UNK
+        return self._lookup[word]
+
+    def ids(self, prompt: str, index: int = 0) -> list[int]:
+        """Token ids of one prompt: longest known phrase first; ``[NULL]`` for ``""``."""
+        words = split_words(prompt)
+        if not prompt:
+            return [NULL]
+        if not words:  # punctuation only: nothing the vocabulary knows
+            return [UNK]
+        out, i = [], 0
+        while i < len(words):
+            for n in range(min(self._longest, len(words) - i), 0, -1):
+                phrase = " ".join(words[i : i + n])
+                if n == 1 or phrase in self.vocab:
+                    out.append(self.vocab[phrase] if n > 1 else self.word_id(phrase))
+                    i += n
+                    break
+        if len(out) > self.max_length:
+            warn_truncated(index, len(out), self.max_length, self.max_length, "tokens")
+            out = out[: self.max_length]
+        return out
+
+    def tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompts -> ids (B, L) long, padded with PAD, and mask (B, L) bool, on this device."""
+        rows = [self.ids(p, i) for i, p in enumerate(check_prompts(prompts))]
+        return self.pad(rows)
+
+    def pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        longest = max(len(r) for r in rows)
+        ids = torch.full((len(rows), longest), PAD, dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+        return ids.to(self.device), (ids != PAD).to(self.device)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """ids: (B, L) long; mask: (B, L) bool. Returns tokens (B, L, D), pooled (B, P)."""
+        x = self.embed(ids) + self.pos[: ids.shape[1]]  # (B, L, D)
+        for block in self.blocks:
+            x = block(x, mask)
+        m = mask[..., None].to(x.dtype)  # (B, L, 1)
+        x = self.norm(x) * m  # (B, L, D), zero at padding
+        pooled = self.pool(x.sum(1) / m.sum(1))  # (B, P), mean over real tokens
+        return x, pooled
+
+    def encode(self, prompts: list[str]) -> TextEmbeddings:
+        """Encode prompts (with gradients: this encoder trains with the DiT)."""
+        ids, mask = self.tokenize(prompts)
+        tokens, pooled = self(ids, mask)
+        return TextEmbeddings(tokens, mask, pooled)
