@@ -20,7 +20,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from functools import cached_property
 from typing import Any
 
 import torch
@@ -48,6 +47,63 @@ def split_words(text: str) -> list[str]:
     return WORD.findall(text.lower())
 
 
+class WordVocab:
+    """Phrase -> id lookup: longest known phrase first, typos to the nearest known word, else
+    ``<unk>``. ``known`` words map to ``<unk>`` too but count as words of the world (a prompt
+    rewriter keeps prompts with truly unknown words as typed)."""
+
+    def __init__(self, vocab: dict[str, int], known: tuple[str, ...] = ()) -> None:
+        if [vocab.get(s) for s in SPECIALS] != [PAD, NULL, UNK]:
+            raise ValueError(f"vocab must map {SPECIALS} to ids 0, 1, 2")
+        self.vocab = dict(vocab) | {w: UNK for w in known if w not in vocab}
+        self.longest = max(len(k.split()) for k in self.vocab)
+        self.words = [k for k in self.vocab if " " not in k and k not in SPECIALS]
+        self._lookup: dict[str, int | None] = {}
+
+    def word_id(self, word: str) -> int | None:
+        """The id of one word that is no phrase: itself, its nearest spelling, or None."""
+        if word in self.vocab:
+            return self.vocab[word]
+        if word not in self._lookup:
+            close = []
+            if len(word) >= MIN_TYPO_LENGTH and word.isalpha():
+                close = difflib.get_close_matches(word, self.words, n=1, cutoff=TYPO_CUTOFF)
+            self._lookup[word] = self.vocab[close[0]] if close else None
+        return self._lookup[word]
+
+    def spans(self, prompt: str) -> list[tuple[int | None, int, int]]:
+        """(id or None for an unknown word, start, end) per token of ``prompt``."""
+        words = list(WORD.finditer(prompt.lower()))
+        out, i = [], 0
+        while i < len(words):
+            for n in range(min(self.longest, len(words) - i), 0, -1):
+                phrase = " ".join(m[0] for m in words[i : i + n])
+                if n == 1 or phrase in self.vocab:
+                    token = self.vocab[phrase] if n > 1 else self.word_id(phrase)
+                    out.append((token, words[i].start(), words[i + n - 1].end()))
+                    i += n
+                    break
+        return out
+
+    def ids(self, prompt: str, max_length: int, index: int = 0) -> list[int]:
+        """Token ids of one prompt (unknown words as ``<unk>``); ``[NULL]`` for ``""``."""
+        if not prompt:
+            return [NULL]
+        out = [UNK if i is None else i for i, _, _ in self.spans(prompt)] or [UNK]
+        if len(out) > max_length:
+            warn_truncated(index, len(out), max_length, max_length, "tokens")
+            out = out[:max_length]
+        return out
+
+    def pad(self, rows: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows of ids -> ids (B, L) long padded with PAD, and mask (B, L) bool."""
+        longest = max(len(r) for r in rows)
+        ids = torch.full((len(rows), longest), PAD, dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+        return ids.to(device), (ids != PAD).to(device)
+
+
 class WordTextEncoder(ModelMixin, ConfigMixin):
     """Words -> (tokens (B, L, width), mask (B, L), pooled (B, pooled_dim)).
 
@@ -70,8 +126,7 @@ class WordTextEncoder(ModelMixin, ConfigMixin):
     ) -> None:
         super().__init__()
         vocab = dict(vocab or {s: i for i, s in enumerate(SPECIALS)})
-        if [vocab.get(s) for s in SPECIALS] != [PAD, NULL, UNK]:
-            raise ValueError(f"vocab must map {SPECIALS} to ids 0, 1, 2")
+        self.words = WordVocab(vocab)
         if width % heads:
             raise ValueError(f"width {width} must be divisible by heads {heads}")
         if max_length < 2:
@@ -87,7 +142,6 @@ class WordTextEncoder(ModelMixin, ConfigMixin):
         self.blocks = nn.ModuleList(ByteBlock(width, heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
         self.pool = nn.Linear(width, self.pooled_dim)
-        self._lookup: dict[str, int] = {}
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, **kwargs: Any) -> WordTextEncoder:
@@ -95,56 +149,18 @@ class WordTextEncoder(ModelMixin, ConfigMixin):
         check_safe_folder(path, cls.config_name)
         return super().from_pretrained(path, use_safetensors=True, **kwargs)
 
-    @cached_property
-    def _longest(self) -> int:
-        return max(len(k.split()) for k in self.vocab)
-
-    @cached_property
-    def _words(self) -> list[str]:
-        return [k for k in self.vocab if " " not in k and k not in SPECIALS]
-
-    def word_id(self, word: str) -> int:
-        """The id of one unknown-as-phrase word: itself, its nearest spelling, or UNK."""
-        if word in self.vocab:
-            return self.vocab[word]
-        if word not in self._lookup:
-            close = []
-            if len(word) >= MIN_TYPO_LENGTH and word.isalpha():
-                close = difflib.get_close_matches(word, self._words, n=1, cutoff=TYPO_CUTOFF)
-            self._lookup[word] = self.vocab[close[0]] if close else UNK
-        return self._lookup[word]
-
     def ids(self, prompt: str, index: int = 0) -> list[int]:
-        """Token ids of one prompt: longest known phrase first; ``[NULL]`` for ``""``."""
-        words = split_words(prompt)
-        if not prompt:
-            return [NULL]
-        if not words:  # punctuation only: nothing the vocabulary knows
-            return [UNK]
-        out, i = [], 0
-        while i < len(words):
-            for n in range(min(self._longest, len(words) - i), 0, -1):
-                phrase = " ".join(words[i : i + n])
-                if n == 1 or phrase in self.vocab:
-                    out.append(self.vocab[phrase] if n > 1 else self.word_id(phrase))
-                    i += n
-                    break
-        if len(out) > self.max_length:
-            warn_truncated(index, len(out), self.max_length, self.max_length, "tokens")
-            out = out[: self.max_length]
-        return out
+        return self.words.ids(prompt, self.max_length, index)
+
+    def spans(self, prompt: str) -> list[tuple[int, int, int]]:
+        return [(UNK if i is None else i, a, b) for i, a, b in self.words.spans(prompt)]
 
     def tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompts -> ids (B, L) long, padded with PAD, and mask (B, L) bool, on this device."""
-        rows = [self.ids(p, i) for i, p in enumerate(check_prompts(prompts))]
-        return self.pad(rows)
+        return self.pad([self.ids(p, i) for i, p in enumerate(check_prompts(prompts))])
 
     def pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        longest = max(len(r) for r in rows)
-        ids = torch.full((len(rows), longest), PAD, dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, : len(r)] = torch.tensor(r)
-        return ids.to(self.device), (ids != PAD).to(self.device)
+        return self.words.pad(rows, self.device)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """ids: (B, L) long; mask: (B, L) bool. Returns tokens (B, L, D), pooled (B, P)."""

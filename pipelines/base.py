@@ -18,6 +18,7 @@ import torch
 
 from conditioning.byte_encoder import ByteTextEncoder
 from conditioning.fsq import FSQAutoencoder
+from conditioning.rewriter import PromptRewriter
 from conditioning.text import load_text_encoder
 from dit import DiT
 from dit.callbacks import StepCallback
@@ -55,9 +56,12 @@ class Pipeline:
     suffix: ClassVar[str] = ""
 
     def __init__(self, transformer: DiT, text_encoder: ByteTextEncoder, spec: ModelSpec,
-                 tokenizer: FSQAutoencoder | None = None):  # fmt: skip
+                 tokenizer: FSQAutoencoder | None = None,
+                 rewriter: PromptRewriter | None = None):  # fmt: skip
         self.transformer = transformer.eval()
         self.text_encoder = text_encoder.eval()
+        # Free phrasing -> the model's own caption form (conditioning/rewriter.py), if it has one
+        self.rewriter = rewriter.eval() if rewriter is not None else None
         self.spec = spec
         self.limits: Limits = spec.request_limits()
         if (spec.objective == "masked") != (tokenizer is not None):
@@ -79,7 +83,10 @@ class Pipeline:
         tokenizer = None
         if spec.objective == "masked":
             tokenizer = FSQAutoencoder.from_pretrained(folder / "tokenizer", **fp32).to(device)
-        return cls(transformer, text_encoder, spec, tokenizer)
+        rewriter = None
+        if (folder / "rewriter").is_dir():
+            rewriter = PromptRewriter.from_pretrained(folder / "rewriter", **fp32).to(device)
+        return cls(transformer, text_encoder, spec, tokenizer, rewriter)
 
     def save_pretrained(self, folder: str | os.PathLike, half: bool = False) -> None:
         """``half`` stores weights in fp16 (bundled models: half the size); loading always
@@ -88,6 +95,8 @@ class Pipeline:
         modules = [("transformer", self.transformer), ("text_encoder", self.text_encoder)]
         if self.tokenizer is not None:
             modules.append(("tokenizer", self.tokenizer))
+        if self.rewriter is not None:
+            modules.append(("rewriter", self.rewriter))
         for name, module in modules:
             dtype = next(module.parameters()).dtype
             if half:
@@ -97,7 +106,8 @@ class Pipeline:
             finally:
                 module.to(dtype)
         (folder / INDEX).write_text(json.dumps(
-            self.spec.to_index(self.class_name, type(self.text_encoder).__name__), indent=2
+            self.spec.to_index(self.class_name, type(self.text_encoder).__name__,
+                               self.rewriter is not None), indent=2
         ))
 
     @property
@@ -137,7 +147,13 @@ class Pipeline:
         s = request.to_dict()
         s.update(seed=request.seed + index, index=index, num_outputs=1, model=self.spec.name,
                  modality=self.spec.modality, versions=_versions())  # fmt: skip
+        if self.rewriter is not None:  # what the model read (DALL-E 3's "revised prompt")
+            s["revised_prompt"] = self.rewrite([request.prompt])[0]
         return s
+
+    def rewrite(self, prompts: list[str]) -> list[str]:
+        """The prompts as the model reads them: through its rewriter, if it has one."""
+        return prompts if self.rewriter is None else self.rewriter.rewrite(prompts)
 
     @torch.inference_mode()
     def sample(
@@ -199,7 +215,7 @@ class Pipeline:
         """The conditional and unconditional text inputs of a batch ({"text", "mask",
         "pooled"} each), encoded together so both are padded to one length."""
         b = len(prompts)
-        emb = self.text_encoder.encode(prompts + [negative] * b)
+        emb = self.text_encoder.encode(self.rewrite(prompts) + [negative] * b)
         halves = [slice(0, b), slice(b, 2 * b)]
         return tuple(
             {"text": emb.tokens[h], "mask": emb.mask[h], "pooled": emb.pooled[h]} for h in halves

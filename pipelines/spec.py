@@ -129,13 +129,15 @@ class ModelSpec:
             merged["solvers"] = tuple(merged["solvers"])
         return Limits(**merged)
 
-    def to_index(self, class_name: str, text_encoder: str = "ByteTextEncoder") -> dict[str, Any]:
+    def to_index(self, class_name: str, text_encoder: str = "ByteTextEncoder",
+                 rewriter: bool = False) -> dict[str, Any]:  # fmt: skip
         return {
             "_class_name": class_name,
             "transformer": ["dit", "DiT"],
             "text_encoder": ["conditioning", text_encoder],
             **({"tokenizer": ["conditioning", "FSQAutoencoder"]} if self.objective == "masked"
                else {}),
+            **({"rewriter": ["conditioning", "PromptRewriter"]} if rewriter else {}),
             "studio": asdict(self),
         }  # fmt: skip
 

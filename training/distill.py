@@ -77,6 +77,16 @@ class Pairs:
                 self.cache[i] = (self.src.images[i], int(self.src.labels[i]))
         return self.cache[i]
 
+    def legacy(self, truth, rng: np.random.Generator) -> str:
+        """A caption in one of the templates the teacher was trained on."""
+        if self.world == "shapes":
+            from .world.shapes import legacy_caption
+
+            return legacy_caption(truth, rng)
+        from .world.digits import legacy_caption
+
+        return legacy_caption(truth, rng)
+
     def captions(self, truth, rng: np.random.Generator) -> tuple[str, str]:
         """(a training phrasing for the student, the canonical caption for the teacher)."""
         if self.world == "shapes":
@@ -100,6 +110,40 @@ def build_student_encoder(recipe: Recipe) -> torch.nn.Module:
     else:
         from .world.digits import text_vocabulary
     return WordTextEncoder(vocab=text_vocabulary(), **config)
+
+
+@torch.no_grad()
+def init_from_teacher(encoder: WordTextEncoder, teacher: ByteTextEncoder, captions: list[str]):
+    """Start the word encoder as a bag of the teacher's words: each token's embedding is the
+    mean of the teacher's final hidden states (before its last norm) over the bytes of that
+    word in canonical captions, the blocks start as the identity (their output projections at
+    zero) and the last norm and the pooling are the teacher's. Step 0 then hands the frozen
+    transformer features it already reads; tokens no canonical caption holds start at the mean.
+    """
+    width = teacher.width
+    sums = torch.zeros(encoder.embed.num_embeddings, width)
+    counts = torch.zeros(encoder.embed.num_embeddings)
+    for k in range(0, len(captions), 64):
+        chunk = captions[k : k + 64]
+        ids, mask = teacher.tokenize(chunk)
+        x = teacher.embed(ids) + teacher.pos[: ids.shape[1]]  # (B, L, D)
+        for block in teacher.blocks:
+            x = block(x, mask)
+        for row, text in zip(x, chunk, strict=True):  # byte offsets = character offsets (ASCII)
+            for token, start, end in encoder.spans(text):
+                sums[token] += row[start:end].mean(0)
+                counts[token] += 1
+    seen = counts > 0
+    weight = sums.sum(0, keepdim=True).expand_as(sums) / counts.sum()
+    weight = torch.where(seen[:, None], sums / counts.clamp_min(1)[:, None], weight)
+    encoder.embed.weight.copy_(weight)
+    encoder.pos.zero_()
+    for block in encoder.blocks:
+        for layer in (block.proj, block.mlp.fc2):
+            layer.weight.zero_()
+            layer.bias.zero_()
+    encoder.norm.load_state_dict(teacher.norm.state_dict())
+    encoder.pool.load_state_dict(teacher.pool.state_dict())
 
 
 def insert_unknown(rows: list[list[int]], rng: np.random.Generator) -> list[list[int]]:
@@ -170,6 +214,15 @@ def distill(
         else 0
     )
     pairs = Pairs(recipe)
+    if (
+        step == 0
+        and recipe.distill.get("init_from_teacher")
+        and isinstance(encoder, WordTextEncoder)
+    ):
+        rng = np.random.default_rng([recipe.seed, 99])
+        idx = rng.integers(pairs.n, size=2000)
+        legacy = [pairs.legacy(pairs.item(int(i))[1], rng) for i in idx]
+        init_from_teacher(encoder, teacher.text_encoder, legacy)
     p = recipe.patch
     log = (out / "loss.jsonl").open("a")
     tic, seen, start = time.perf_counter(), 0, step

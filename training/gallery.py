@@ -16,8 +16,8 @@ from PIL import Image, ImageDraw
 from pipelines.outputs import atomic_write_bytes, write_png
 from pipelines.registry import load_pipeline
 
-from .data import NUMBER_WORDS
 from .eval_shapes import heldout_scenes
+from .world.digits import caption as digit_caption
 
 
 def _tile(img: Image.Image, prompt: str) -> np.ndarray:
@@ -93,12 +93,15 @@ def video_gallery(model: str, out: str, n: int = 6, scale: int = 4) -> np.ndarra
     return np.concatenate(rows, axis=0)
 
 
-def gallery(model: str, n: int = 8, scale: int = 4) -> np.ndarray:
+def gallery(model: str, n: int = 8, scale: int = 4, phrasing: str = "heldout") -> np.ndarray:
+    """A strip of ``n`` images for held-out prompts in ``phrasing`` (free phrasing by default:
+    forms and synonyms the model never saw in training)."""
     pipe = load_pipeline(model)
     if pipe.spec.extra.get("data") == "digits":
-        prompts = [f"a handwritten {w}" for w in NUMBER_WORDS][:n]
+        rng = np.random.default_rng(7)
+        prompts = [digit_caption(d % 10, rng, phrasing) for d in range(n)]
     else:
-        _, prompts = heldout_scenes(n, seed=7)
+        _, prompts = heldout_scenes(n, seed=7, phrasing=phrasing)
     tiles = []
     for i, prompt in enumerate(prompts):
         img = Image.fromarray(pipe(prompt, seed=i)[0].media)
@@ -112,6 +115,8 @@ def main() -> None:
     ap.add_argument("model")
     ap.add_argument("out")
     ap.add_argument("--n", type=int, default=8)
+    ap.add_argument("--phrasing", default="heldout", choices=("canonical", "train", "heldout"),
+                    help="image models: the caption phrasing of the prompts")  # fmt: skip
     args = ap.parse_args()
     from pipelines.spec import ModelSpec, resolve_model
 
@@ -121,7 +126,7 @@ def main() -> None:
     elif modality in ("video", "audio+video"):
         strip = video_gallery(args.model, args.out, min(args.n, 6))
     else:
-        strip = gallery(args.model, args.n)
+        strip = gallery(args.model, args.n, phrasing=args.phrasing)
     write_png(args.out, strip, {"model": args.model, "kind": "gallery"})
     print(args.out)
 

@@ -27,7 +27,7 @@ class Recipe:
     tpatch: int = 2  # video: frames per tubelet
     codec: dict[str, Any] = field(default_factory=dict)  # audio: MelCodec settings
     patch: int = 4
-    objective: str = "flow"  # flow | masked | tokenizer | distill
+    objective: str = "flow"  # flow | masked | tokenizer | distill | rewriter
     # objective "tokenizer": the FSQ autoencoder's settings {"hidden", "down", "levels"};
     # objective "masked": ``tokenizer`` names the trained tokenizer folder whose codes it models
     fsq: dict[str, Any] = field(default_factory=dict)
@@ -76,12 +76,13 @@ class Recipe:
             raise ValueError(f"recipe size={self.size} must be a multiple of patch={self.patch}")
         if not 0.0 <= self.decay <= 1.0:
             raise ValueError(f"recipe decay={self.decay}: use a share of the steps, 0 to 1")
-        if self.objective not in ("flow", "masked", "tokenizer", "distill"):
+        if self.objective not in ("flow", "masked", "tokenizer", "distill", "rewriter"):
             raise ValueError(f"recipe objective={self.objective!r}: use 'flow', 'masked', "
-                             "'tokenizer' or 'distill'")  # fmt: skip
-        if self.objective == "distill" and not self.init:
-            raise ValueError("recipe objective=distill needs init: the teacher model folder")
-        if set(self.distill) - {"transformer_lr", "train"} or self.distill.get(
+                             "'tokenizer', 'distill' or 'rewriter'")  # fmt: skip
+        if self.objective in ("distill", "rewriter") and not self.init:
+            raise ValueError(f"recipe objective={self.objective} needs init: the model folder "
+                             "it serves")  # fmt: skip
+        if set(self.distill) - {"transformer_lr", "train", "init_from_teacher"} or self.distill.get(
             "train", "text") not in ("text", "all"):
             raise ValueError(f"recipe distill={self.distill!r}: give transformer_lr (>= 0) and "
                              "train ('text' or 'all')")  # fmt: skip

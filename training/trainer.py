@@ -135,6 +135,10 @@ def train(
         from .tokenizer import train_tokenizer
 
         return train_tokenizer(recipe, out_dir, resume, max_minutes)
+    if recipe.objective == "rewriter":
+        from .rewriter import train_rewriter
+
+        return train_rewriter(recipe, out_dir, resume, max_minutes)
     if recipe.objective == "distill":
         from .distill import distill
 

@@ -60,6 +60,13 @@ def caption(label: int, rng: np.random.Generator | None = None, phrasing: str = 
 FORMS = (CAPTIONS,)
 
 
+def legacy_caption(label: int, rng: np.random.Generator) -> str:
+    """One of the four captions of earlier rounds (what the first digits-t2i read)."""
+    word = NUMBER_WORDS[label]
+    forms = (f"a handwritten {word}", f"the digit {label}", f"a {word}", f"handwritten digit {label}")
+    return forms[int(rng.integers(len(forms)))]
+
+
 def text_vocabulary() -> dict[str, int]:
     """The vocabulary of a word-level text encoder for this world (grammar.vocabulary)."""
     return vocabulary(LEXICON, CAPTIONS.train)

@@ -408,6 +408,15 @@ def caption(
     return finish(frame(text, FRAMES, phrasing, rng), phrasing, rng, noisy)
 
 
+def normal_form(scene: Scene) -> Scene:
+    """The one of a scene's two equivalent descriptions with the relation "left of" or
+    "above" ("A right of B" is "B left of A"): the rewriter's target is then unique."""
+    if scene.relation not in ("right of", "below"):
+        return scene
+    return Scene(scene.objects[::-1], scene.background, INVERSE[scene.relation],
+                 scene.centres[::-1])  # fmt: skip
+
+
 def text_vocabulary() -> dict[str, int]:
     """The vocabulary of a word-level text encoder for this world (grammar.vocabulary)."""
     return vocabulary(LEXICON, (f for forms in FORMS for f in forms.train))

@@ -1,0 +1,122 @@
+"""A learned prompt rewriter: any phrasing of a world's language -> the caption form its model
+was trained on (DALL-E 3's "caption upsampling" in miniature, trained on the world's grammar).
+
+Why: a text-to-media model follows the captions it was trained on. Teaching its text encoder
+new phrasings means re-distilling the whole text path through the transformer; a rewriter is a
+small transformer over words that learns the grammar itself (minutes on a CPU, no media), and
+the model behind it keeps every score it had on its own captions.
+
+Architecture: the prompt's word tokens (``WordVocab``: synonyms share an id, typos go to the
+nearest known word) and ``out_len`` learned query tokens run through joint self-attention
+blocks (the studio's one attention seam); each query predicts one word of the output, ``<pad>``
+after the last (parallel decoding: the output is a function of the meaning, so there is no
+ambiguity for an autoregressive decoder to resolve).
+
+A prompt with a word the world does not know at all (not in the vocabulary, not a typo of a
+word in it: "teal", "cat") is passed on as typed: the rewriter only speaks its world's words,
+and an adapter may know the new one. ``""`` (the unconditional prompt) stays ``""``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from dit.loading import check_safe_folder
+
+from .byte_encoder import ByteBlock
+from .text import check_prompts
+from .word_encoder import SPECIALS, WordVocab
+
+
+class PromptRewriter(ModelMixin, ConfigMixin):
+    """Prompts -> prompts in the caption form of one world (see the module docstring).
+
+    vocab: input phrase -> id (ids 0-2 are ``SPECIALS``); known: world words that map to
+    ``<unk>`` (seen in no training caption) but are not unknown; out_words: the output words,
+    index 0 = ``<pad>`` (end).
+    """
+
+    config_name = "config.json"
+
+    @register_to_config
+    def __init__(
+        self,
+        vocab: dict[str, int] | None = None,
+        out_words: list[str] | None = None,
+        known: list[str] | None = None,
+        width: int = 128,
+        depth: int = 3,
+        heads: int = 4,
+        max_length: int = 48,
+        out_len: int = 24,
+        mlp_ratio: float = 4.0,
+    ) -> None:
+        super().__init__()
+        vocab = dict(vocab or {s: i for i, s in enumerate(SPECIALS)})
+        out_words = list(out_words or ["<pad>"])
+        if out_words[0] != "<pad>":
+            raise ValueError("out_words[0] must be '<pad>' (the end of the output)")
+        if width % heads:
+            raise ValueError(f"width {width} must be divisible by heads {heads}")
+        self.words = WordVocab(vocab, tuple(known or ()))
+        self.out_words = out_words
+        self.max_length, self.out_len = max_length, out_len
+        self.embed = nn.Embedding(max(vocab.values()) + 1, width)
+        self.pos = nn.Parameter(torch.zeros(max_length, width))
+        self.queries = nn.Parameter(torch.zeros(out_len, width))
+        for p in (self.embed.weight, self.pos, self.queries):
+            nn.init.normal_(p, std=0.02)
+        self.blocks = nn.ModuleList(ByteBlock(width, heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, len(out_words))
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, **kwargs: Any) -> PromptRewriter:
+        """Load a local folder; only safetensors are read, pickles are refused."""
+        check_safe_folder(path, cls.config_name)
+        return super().from_pretrained(path, use_safetensors=True, **kwargs)
+
+    def tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = [self.words.ids(p, self.max_length, i) for i, p in enumerate(prompts)]
+        return self.words.pad(rows, self.device)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """ids, mask: (B, L). Returns logits (B, out_len, len(out_words))."""
+        b, n = ids.shape
+        x = self.embed(ids) + self.pos[:n]  # (B, L, D)
+        q = self.queries.expand(b, -1, -1)  # (B, Q, D)
+        h = torch.cat([x, q], 1)  # (B, L + Q, D)
+        m = torch.cat([mask, mask.new_ones(b, self.out_len)], 1)  # (B, L + Q)
+        for block in self.blocks:
+            h = block(h, m)
+        return self.head(self.norm(h[:, n:]))  # (B, Q, V)
+
+    def knows(self, prompt: str) -> bool:
+        """Every word of ``prompt`` is a word of the world (or a typo of one)."""
+        return all(token is not None for token, _, _ in self.words.spans(prompt))
+
+    @torch.no_grad()
+    def rewrite(self, prompts: list[str]) -> list[str]:
+        """Each prompt in the world's caption form; ``""`` and prompts with unknown words as
+        they are."""
+        prompts = check_prompts(prompts)
+        todo = [i for i, p in enumerate(prompts) if p.strip() and self.knows(p)]
+        out = list(prompts)
+        if not todo:
+            return out
+        ids, mask = self.tokenize([prompts[i] for i in todo])
+        best = self(ids, mask).argmax(-1).tolist()  # (B, Q)
+        for i, row in zip(todo, best, strict=True):
+            words = []
+            for w in row:
+                if w == 0:
+                    break
+                words.append(self.out_words[w])
+            out[i] = " ".join(words) if words else prompts[i]
+        return out

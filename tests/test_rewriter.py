@@ -1,0 +1,94 @@
+"""The word-level encoder, the prompt rewriter, and the text distillation trainer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conditioning.rewriter import PromptRewriter
+from conditioning.text import load_text_encoder
+from conditioning.word_encoder import NULL, UNK, WordTextEncoder
+from training.recipe import Recipe
+from training.rewriter import build, exact_match, train_rewriter
+from training.world import digits, shapes
+
+
+@pytest.fixture(scope="module")
+def words() -> WordTextEncoder:
+    torch.manual_seed(0)
+    return WordTextEncoder(vocab=shapes.text_vocabulary(), width=32, depth=1, heads=2).eval()
+
+
+def test_synonyms_typos_and_unknown_words(words):
+    assert words.ids("a large red circle") == words.ids("A HUGE scarlet disk!")
+    assert words.ids("a big crimson disc") == words.ids("a large red circle")  # held-out words
+    assert words.ids("a larg red cirle") == words.ids("a large red circle")  # typos
+    assert words.ids("a red zebra")[-1] == UNK and words.ids("") == [NULL]
+    # phrases are one token: "to the left of" is the relation, not four words
+    assert len(words.ids("to the left of")) == 1
+
+
+def test_word_encoder_save_load_same_output(words, tmp_path):
+    words.save_pretrained(tmp_path / "te")
+    loaded = load_text_encoder(tmp_path / "te")
+    assert isinstance(loaded, WordTextEncoder) and loaded.vocab == words.vocab
+    with torch.no_grad():
+        a, b = words.encode(["a red circle", ""]), loaded.encode(["a red circle", ""])
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.pooled, b.pooled)
+
+
+def _digits_recipe(**kw) -> Recipe:
+    base = dict(name="digits-rw", objective="rewriter", init="digits-t2i", data="digits",
+                text_encoder={"width": 32, "depth": 2, "heads": 2, "out_len": 4},
+                batch_size=64, steps=250, lr=3e-3, warmup=20, checkpoint_every=100)  # fmt: skip
+    return Recipe(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def digits_rewriter(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rw")
+    folder = train_rewriter(_digits_recipe(), out)
+    return out, folder
+
+
+def test_rewriter_learns_the_grammar_and_keeps_what_it_cannot_read(digits_rewriter):
+    _, folder = digits_rewriter
+    model = PromptRewriter.from_pretrained(folder / "rewriter").eval()
+    scores = exact_match(model, _digits_recipe(), n=200)
+    assert scores["train"] >= 95 and scores["heldout"] >= 90, scores
+    assert model.rewrite(["the number 7", "", "a teal seven"]) == [
+        "a handwritten seven",
+        "",  # the unconditional prompt stays unconditional
+        "a teal seven",  # "teal" is no word of this world: passed on as typed
+    ]
+
+
+def test_rewriter_resume_equals_uninterrupted(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    train_rewriter(_digits_recipe(steps=40, checkpoint_every=20), a)
+    train_rewriter(_digits_recipe(steps=40, checkpoint_every=20, stop_at=20), b)  # "killed"
+    train_rewriter(_digits_recipe(steps=40, checkpoint_every=20), b, resume=True)
+    wa = load_file(a / "rewriter-checkpoint" / "model.safetensors")
+    wb = load_file(b / "rewriter-checkpoint" / "model.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_rewriter_vocabulary_covers_heldout_forms_as_known():
+    model = build(_digits_recipe())
+    assert model.knows("can you draw a 7") and not model.knows("a teal 7")
+    assert model.words.vocab["pen"] == UNK  # a held-out form's word: known, never trained
+
+
+def test_pipeline_reads_through_the_rewriter(digits_rewriter):
+    from pipelines.registry import load_pipeline
+
+    _, folder = digits_rewriter
+    plain, rewritten = load_pipeline("digits-t2i"), load_pipeline(str(folder))
+    canonical = digits.caption(7)
+    a = plain(canonical, seed=3)[0]
+    b = rewritten(canonical, seed=3)[0]
+    assert np.array_equal(a.media, b.media)  # its own captions: exactly the model as it was
+    c = rewritten("draw a 7 please", seed=3)[0]
+    assert c.settings["revised_prompt"] == canonical and np.array_equal(c.media, a.media)
