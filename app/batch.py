@@ -72,7 +72,8 @@ def parse_jobs(path: str | os.PathLike) -> tuple[list[Job], list[BadLine]]:
             continue
         try:
             job = _parse_line(text, number, specs, seen)
-        except (RequestError, ValueError, FileNotFoundError, TypeError) as e:
+        except (RequestError, ValueError, OSError, TypeError, OverflowError) as e:
+            # OSError: a model or adapter path the file system refuses (too long, ...)
             bad.append(BadLine(number, str(e)))
             continue
         seen[job.id] = number

@@ -177,6 +177,9 @@ def generate(args: argparse.Namespace) -> int:
         return 2
     from tqdm.auto import tqdm
 
+    revised = pipe.rewrite([request.prompt])[0]
+    if revised != request.prompt and not args.quiet:  # say what the model reads
+        print(f"revised prompt: {revised}", file=sys.stderr)
     with tqdm(total=request.steps, disable=args.quiet, unit="step", desc="sampling") as bar:
         outputs = pipe(request, callback=lambda s: bar.update(1))
     for path in pipe.save(outputs, args.out):

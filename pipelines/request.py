@@ -100,7 +100,7 @@ class Request:
         _int("seed", self.seed, 0, 2**63 - 1)
         _int("steps", self.steps, 1, limits.max_steps)
         _int("num_outputs", self.num_outputs, 1, limits.max_outputs)
-        if not _is_number(self.guidance) or not math.isfinite(self.guidance):
+        if not _is_number(self.guidance) or not _finite(self.guidance):
             raise RequestError(f"guidance={self.guidance!r} is invalid: use a finite number")
         if not 0 <= self.guidance <= 50:
             raise RequestError(f"guidance={self.guidance} is out of range: use 0 to 50 (1 = off)")
@@ -147,7 +147,7 @@ class Request:
                                        "images; leave it unset")  # fmt: skip
             return
         d = self.duration
-        if not _is_number(d) or not math.isfinite(d) or d <= 0:
+        if not _is_number(d) or not _finite(d) or d <= 0:
             raise RequestError(f"duration={d!r} is invalid: give seconds > 0")
         if d > limits.max_seconds:
             raise RequestError(
@@ -171,7 +171,7 @@ class Request:
                 raise RequestError(f"fps={self.fps!r}: this model makes no video; leave it unset")
             return
         f = self.fps
-        if not _is_number(f) or not math.isfinite(f) or not 1 <= f <= limits.max_fps:
+        if not _is_number(f) or not _finite(f) or not 1 <= f <= limits.max_fps:
             raise RequestError(f"fps={f!r} is invalid: use 1 to {limits.max_fps:g} frames a "
                                "second")  # fmt: skip
         frames, k = self.duration * f, limits.frame_multiple
@@ -215,8 +215,16 @@ def _validate_loras(loras: Any) -> None:
         if not isinstance(path, str):
             raise RequestError(f"LoRA {path!r}: give an adapter folder or a bundled name")
         resolve_lora(path)
-        if not _is_number(scale) or not math.isfinite(scale) or abs(scale) > 4:
+        if not _is_number(scale) or not _finite(scale) or abs(scale) > 4:
             raise RequestError(f"LoRA {path}: scale={scale!r}; use a number from -4 to 4")
+
+
+def _finite(x: float) -> bool:
+    """math.isfinite, but False (not OverflowError) for an int too large for a float."""
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
 
 
 def _is_number(x: Any) -> bool:

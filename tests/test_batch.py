@@ -140,3 +140,18 @@ def test_two_processes_make_the_same_bytes_as_one(jobs_file, tmp_path):
     assert r1.returncode == 0 and r2.returncode == 0, (r1.stderr + r2.stderr)[-3000:]
     assert "on 2 process(es)" in r2.stdout
     assert _check_complete(one, jobs_file) == _check_complete(two, jobs_file)
+
+
+def test_huge_numbers_and_overlong_paths_are_bad_lines_not_crashes(tmp_path):
+    lines = [
+        {"prompt": "a red circle", "guidance": 10**400},
+        {"prompt": "a red circle", "loras": [["teal", 10**400]]},
+        {"prompt": "a red circle", "model": "m" * 300},
+        {"prompt": "a red circle", "loras": [["x" * 5000, 1.0]]},
+        {"prompt": "a red circle"},
+    ]
+    path = tmp_path / "jobs.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in lines))
+    jobs, bad = parse_jobs(path)
+    assert [b.line for b in bad] == [1, 2, 3, 4] and len(jobs) == 1
+    assert jobs[-1].request.prompt == "a red circle"

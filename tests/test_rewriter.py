@@ -86,6 +86,7 @@ def test_pipeline_reads_through_the_rewriter(digits_rewriter):
 
     _, folder = digits_rewriter
     plain, rewritten = load_pipeline("digits-t2i"), load_pipeline(str(folder))
+    plain.rewriter = None  # the model alone, as it was before it had a rewriter
     canonical = digits.caption(7)
     a = plain(canonical, seed=3)[0]
     b = rewritten(canonical, seed=3)[0]

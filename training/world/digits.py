@@ -63,7 +63,8 @@ FORMS = (CAPTIONS,)
 def legacy_caption(label: int, rng: np.random.Generator) -> str:
     """One of the four captions of earlier rounds (what the first digits-t2i read)."""
     word = NUMBER_WORDS[label]
-    forms = (f"a handwritten {word}", f"the digit {label}", f"a {word}", f"handwritten digit {label}")
+    forms = (f"a handwritten {word}", f"the digit {label}", f"a {word}",
+             f"handwritten digit {label}")  # fmt: skip
     return forms[int(rng.integers(len(forms)))]
 
 

@@ -307,7 +307,8 @@ _PHRASINGS: dict[str, Forms] = {
          "a {size} {colour} {shape} bounces {adverb} on a {background} background",
          "a {colour} {shape} dropped from the top, bouncing {adverb} off the floor",
          "there is a {colour} {shape} bouncing {adverb}"),
-        ("a {colour} {shape} that bounces {adverb}", "watch a {colour} {shape} as it bounces {adverb}"),
+        ("a {colour} {shape} that bounces {adverb}",
+         "watch a {colour} {shape} as it bounces {adverb}"),
     ),
     "change colour": Forms(
         ("a {colour} {shape} changing from {colour} to {colour_to}",

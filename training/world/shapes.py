@@ -263,7 +263,8 @@ PLACE_KIND = {"left": "side", "right": "side", "top": "edge", "bottom": "edge",
 # An object's noun phrase, without an article.
 NOUN_PHRASES = Forms(
     ("{size} {colour} {shape}", "{colour} {size} {shape}", "{size} {shape} coloured {colour}",
-     "{size} {colour}-coloured {shape}"),
+     "{size} {colour}-coloured {shape}", "{colour} {shape} which is {size}",
+     "{shape} in {colour}, {size}", "{colour} {shape} ({size})"),
     ("{colour} {shape} that is {size}", "{size}, {colour} {shape}"),
 )  # fmt: skip
 SINGLE = Forms(
@@ -281,6 +282,11 @@ SINGLE = Forms(
         "{shape}, {size} and {colour}, {place}",
         "a {np} sitting {place}",
         "one {np}, {place}",
+        "{np}, which sits {place}",
+        "here is a {np} {place}",
+        "{Place} is a {np}",
+        "a {np} ({place})",
+        "a {np} drawn {place} on a {bg} {background}",
     ),
     (
         "{shape}: {colour}, {size}, {place}",
@@ -302,6 +308,10 @@ DOUBLE = Forms(
         "a {a} and a {b}, the first {rel} the second",
         "{a} {pa}, {b} {pb}",
         "a {a} placed {rel} a {b}",
+        "{a} ({pa}) and {b} ({pb})",
+        "there are two shapes: a {a} {pa} and a {b} {pb}",
+        "a {a} sitting {rel} a {b}",
+        "{pa} a {a} and {pb} a {b}",
     ),
     (
         "two shapes: {a} ({pa}) and {b} ({pb})",
