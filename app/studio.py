@@ -95,6 +95,17 @@ class Studio:
     def defaults_for(self, model: str) -> dict[str, Any]:
         return self._spec(model).request_defaults()
 
+    def words_for(self, model: str) -> str:
+        """One line for the page: the words the model's rewriter knows, or ''."""
+        from pipelines.spec import model_words, resolve_model
+
+        self._spec(model)
+        words = model_words(resolve_model(model))
+        if not words:
+            return ""
+        return ("Understands free phrasing of: " + ", ".join(words) +
+                ", in your own words and word order")  # fmt: skip
+
     def _spec(self, model: str) -> ModelSpec:
         if model not in self.models:
             raise RequestError(

@@ -132,6 +132,7 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
                 lines=2,
                 elem_id=f"{tab.key}-prompt",
             )
+            words = gr.Markdown(studio.words_for(first), elem_id=f"{tab.key}-words")
             c["negative_prompt"] = gr.Textbox(label="Negative prompt", lines=1)
             with gr.Row():
                 c["seed"] = gr.Number(label="Seed", value=0, precision=0, minimum=0)
@@ -322,6 +323,8 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
         ],
         api_visibility="private",
     )
+
+    c["model"].change(studio.words_for, c["model"], words, api_visibility="private")
 
     def fill(settings: dict[str, Any]) -> list[Any]:
         model = settings.get("model")

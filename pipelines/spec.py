@@ -153,3 +153,20 @@ class ModelSpec:
         if "studio" not in index:
             raise ValueError(f"{path} has no 'studio' section: not a dit-studio model folder")
         return index.get("_class_name", ""), cls(**index["studio"])
+
+
+FUNCTION_WORDS = {"<pad>", "a", "an", "the", "of", "on", "at", "in", "to"}
+
+
+def model_words(folder: str | Path) -> list[str]:
+    """The words a model's prompt rewriter writes (its world's vocabulary: synonyms and free
+    phrasing of these are rewritten to them), read from ``rewriter/config.json`` without
+    torch; [] for a model without a rewriter."""
+    config = Path(folder) / "rewriter" / "config.json"
+    if not config.is_file():
+        return []
+    try:
+        words = json.loads(config.read_text()).get("out_words", [])
+    except (OSError, ValueError):
+        return []
+    return [w for w in words if isinstance(w, str) and w.lower() not in FUNCTION_WORDS]

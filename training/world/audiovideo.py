@@ -6,6 +6,10 @@ mono SR waveform of exactly the clip's length: a ball bouncing on the floor thud
 sliding blocks clack when they touch. Every event is timed in seconds, never in frames, so a clip
 rendered at any fps shows the same events at the same times (see `score_audiovideo.py`). A
 held-out set of (colour, kind) pairs measures compositional generalisation.
+
+Captions (`caption`, the grammar of `grammar.py`): the forms of `_JOINT` per kind, optionally
+framed (`FRAMES`), words swapped for synonyms of `LEXICON`. Held out, for evaluation only: the
+second tuple of each `Words` and `Forms` ("thump", "bleep", "lamp", "brick", "clatter", ...).
 """
 
 from __future__ import annotations

@@ -5,6 +5,11 @@ time i / fps, so a clip rendered at any frame rate and frame count shows the obj
 place at the same time, and a model trained at one fps can be asked for another and still be
 scored (see `score_motion.py`). A held-out set of (shape, motion) pairs measures compositional
 generalisation: every shape and every motion is seen in training, only these pairs are not.
+
+Captions (`caption`, the grammar of `grammar.py`): the forms of `_PHRASINGS` per kind of motion,
+optionally framed (`FRAMES`), with the object words of the shapes world and the motion words of
+`LEXICON`. Held out, for evaluation only: the second tuple of each `Words` and `Forms`
+("gliding", "to the left", "expanding", "at a slow pace", "watch a ... as it ...", ...).
 """
 
 from __future__ import annotations

@@ -4,6 +4,13 @@ Every image comes from a `Scene` that names its attributes, so a text-to-image m
 on it can be scored attribute by attribute (see `score_shapes.py`), and a held-out set of
 (shape, colour) pairs measures compositional generalisation: the model has seen every shape
 and every colour, but never these pairs together.
+
+Captions (`caption`, the grammar of `grammar.py`): `SINGLE` and `DOUBLE` sentence forms over
+noun phrases (`NOUN_PHRASES`) and place phrases (`PLACES`), optionally framed (`FRAMES`), with
+the words of `LEXICON`. Held out, for evaluation only: the second tuple of each `Words` and
+`Forms` ("big", "little", "disc", "plus sign", "rhombus", "crimson", "upper", "left-hand",
+"two shapes: A (left) and B (right)", "we see ...", ...). The canonical caption is the first
+form of earlier rounds (`legacy_caption`), which the bundled model was trained on.
 """
 
 from __future__ import annotations
@@ -243,8 +250,8 @@ LEXICON = Lexicon(
         "bottom": Words(("bottom",), ("lower",)),
         "centre": Words(("centre", "center"), ("middle",)),
         "background": Words(("background",), ("backdrop",)),
-        "left of": Words(("to the left of", "left of"), ("on the left-hand side of",)),
-        "right of": Words(("to the right of", "right of"), ("on the right-hand side of",)),
+        "left of": Words(("to the left of", "left of"), ("further left than",)),
+        "right of": Words(("to the right of", "right of"), ("further right than",)),
         "above": Words(("above", "over"), ("higher than",)),
         "below": Words(("below", "under"), ("beneath",)),
     }

@@ -9,6 +9,11 @@ every register, but never these pairs together.
 Timing is fixed by the words: a rhythm sets the onset interval and the length of each sound, a
 lone sound is DEFAULT_LENGTH long unless its caption says otherwise, so the caption alone pins
 down when every sound starts and stops. The clip is `duration` seconds, silence included.
+
+Captions (`caption`, the grammar of `grammar.py`): events described with canonical words, joined
+by the forms of `_THEN` and `_TOTAL`, optionally framed (`FRAMES`), then words swapped for
+synonyms of `LEXICON`. Held out, for evaluation only: the second tuple of each `Words` and
+`Forms` ("note", "chime", "tick", "rapidly", "in rapid succession", "and after that" ...).
 """
 
 from __future__ import annotations
