@@ -50,8 +50,8 @@ class TextToAudioPipeline(Pipeline):
     class_name = "TextToAudioPipeline"
     suffix = ".wav"
 
-    def __init__(self, transformer, text_encoder, spec, tokenizer=None) -> None:
-        super().__init__(transformer, text_encoder, spec, tokenizer)
+    def __init__(self, transformer, text_encoder, spec, tokenizer=None, rewriter=None) -> None:
+        super().__init__(transformer, text_encoder, spec, tokenizer, rewriter)
         self.codec = MelCodec(**spec.extra.get("codec", {}))
 
     def layout(self, request: Request) -> Layout:

@@ -37,8 +37,8 @@ class AudioVideo:
 class TextToAudioVideoPipeline(TextToVideoPipeline):
     class_name = "TextToAudioVideoPipeline"
 
-    def __init__(self, transformer, text_encoder, spec, tokenizer=None) -> None:
-        super().__init__(transformer, text_encoder, spec, tokenizer)
+    def __init__(self, transformer, text_encoder, spec, tokenizer=None, rewriter=None) -> None:
+        super().__init__(transformer, text_encoder, spec, tokenizer, rewriter)
         self.codec = MelCodec(**spec.extra.get("codec", {}))
 
     def layouts(self, request: Request) -> list[Layout]:
