@@ -48,6 +48,28 @@ def utf8_ids(prompt: str, max_length: int, index: int = 0) -> list[int]:
     return list(data)
 
 
+class TokenEncoder:
+    """What the byte and word encoders share once a prompt is token ids: embeddings plus
+    positions, pre-norm blocks, a final norm, and a mean-pooled vector. A subclass sets
+    ``embed``, ``pos``, ``blocks``, ``norm``, ``pool`` and ``tokenize``."""
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """ids: (B, L) long; mask: (B, L) bool. Returns tokens (B, L, D), pooled (B, P)."""
+        x = self.embed(ids) + self.pos[: ids.shape[1]]  # (B, L, D)
+        for block in self.blocks:
+            x = block(x, mask)
+        m = mask[..., None].to(x.dtype)  # (B, L, 1)
+        x = self.norm(x) * m  # (B, L, D), zero at padding
+        pooled = self.pool(x.sum(1) / m.sum(1))  # (B, P), mean over real tokens
+        return x, pooled
+
+    def encode(self, prompts: list[str]) -> TextEmbeddings:
+        """Encode prompts (with gradients: this encoder trains with the DiT)."""
+        ids, mask = self.tokenize(prompts)
+        tokens, pooled = self(ids, mask)
+        return TextEmbeddings(tokens, mask, pooled)
+
+
 class ByteBlock(nn.Module):
     """Pre-norm transformer block; attention goes through the studio's one seam."""
 
@@ -70,7 +92,7 @@ class ByteBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class ByteTextEncoder(ModelMixin, ConfigMixin):
+class ByteTextEncoder(TokenEncoder, ModelMixin, ConfigMixin):
     """Bytes -> (tokens (B, L, width), mask (B, L), pooled (B, pooled_dim)).
 
     max_length counts bytes (UTF-8), so a CJK character costs 3 and most emoji 4.
@@ -120,18 +142,3 @@ class ByteTextEncoder(ModelMixin, ConfigMixin):
             ids[i, : len(r)] = torch.tensor(r)
         return ids.to(self.device), (ids != PAD).to(self.device)
 
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """ids: (B, L) long; mask: (B, L) bool. Returns tokens (B, L, D), pooled (B, P)."""
-        x = self.embed(ids) + self.pos[: ids.shape[1]]  # (B, L, D)
-        for block in self.blocks:
-            x = block(x, mask)
-        m = mask[..., None].to(x.dtype)  # (B, L, 1)
-        x = self.norm(x) * m  # (B, L, D), zero at padding
-        pooled = self.pool(x.sum(1) / m.sum(1))  # (B, P), mean over real bytes
-        return x, pooled
-
-    def encode(self, prompts: list[str]) -> TextEmbeddings:
-        """Encode prompts (with gradients: this encoder trains with the DiT)."""
-        ids, mask = self.tokenize(prompts)
-        tokens, pooled = self(ids, mask)
-        return TextEmbeddings(tokens, mask, pooled)

@@ -29,8 +29,8 @@ from torch import nn
 
 from dit.loading import check_safe_folder
 
-from .byte_encoder import ByteBlock
-from .text import TextEmbeddings, check_prompts, warn_truncated
+from .byte_encoder import ByteBlock, TokenEncoder
+from .text import check_prompts, warn_truncated
 
 PAD, NULL, UNK = 0, 1, 2  # the first three ids of every vocabulary
 SPECIALS = ("<pad>", "<null>", "<unk>")
@@ -104,7 +104,7 @@ class WordVocab:
         return ids.to(device), (ids != PAD).to(device)
 
 
-class WordTextEncoder(ModelMixin, ConfigMixin):
+class WordTextEncoder(TokenEncoder, ModelMixin, ConfigMixin):
     """Words -> (tokens (B, L, width), mask (B, L), pooled (B, pooled_dim)).
 
     vocab: phrase -> id, ids 0-2 being ``<pad>``, ``<null>``, ``<unk>``. max_length counts
@@ -161,19 +161,3 @@ class WordTextEncoder(ModelMixin, ConfigMixin):
 
     def pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         return self.words.pad(rows, self.device)
-
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """ids: (B, L) long; mask: (B, L) bool. Returns tokens (B, L, D), pooled (B, P)."""
-        x = self.embed(ids) + self.pos[: ids.shape[1]]  # (B, L, D)
-        for block in self.blocks:
-            x = block(x, mask)
-        m = mask[..., None].to(x.dtype)  # (B, L, 1)
-        x = self.norm(x) * m  # (B, L, D), zero at padding
-        pooled = self.pool(x.sum(1) / m.sum(1))  # (B, P), mean over real tokens
-        return x, pooled
-
-    def encode(self, prompts: list[str]) -> TextEmbeddings:
-        """Encode prompts (with gradients: this encoder trains with the DiT)."""
-        ids, mask = self.tokenize(prompts)
-        tokens, pooled = self(ids, mask)
-        return TextEmbeddings(tokens, mask, pooled)

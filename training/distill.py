@@ -205,11 +205,12 @@ def distill(
     groups = [{"params": list(encoder.parameters()), "scale": 1.0}]
     if trained:
         groups.append({"params": trained, "scale": transformer_lr / recipe.lr})
+    checkpointed = {"text_encoder": encoder, "transformer": student_dit if trained else None}
     opt = torch.optim.AdamW(
         groups, lr=recipe.lr, betas=(0.9, 0.99), weight_decay=recipe.weight_decay
     )
     step = (
-        load_checkpoint(out, encoder, student_dit if transformer_lr > 0 else None, opt)
+        load_checkpoint(out / CHECKPOINT, checkpointed, opt)
         if resume
         else 0
     )
@@ -264,7 +265,7 @@ def distill(
             )
         out_of_time = deadline is not None and time.monotonic() > deadline
         if step % recipe.checkpoint_every == 0 or step == recipe.steps or out_of_time:
-            save_checkpoint(out, step, encoder, student_dit if transformer_lr > 0 else None, opt)
+            save_checkpoint(out / CHECKPOINT, step, checkpointed, opt)
             export(teacher_pipe, student_dit, encoder, recipe, out / "model")
             # every export kept: the score-against-samples curve is measured on them
             shutil.copytree(out / "model", out / "exports" / f"step_{step:07d}", dirs_exist_ok=True)
@@ -306,35 +307,33 @@ def export(teacher_pipe, transformer, encoder, recipe: Recipe, folder: Path) -> 
     encoder.train()
 
 
-def save_checkpoint(out: Path, step: int, encoder, transformer, opt) -> None:
-    tmp, final = out / f".tmp-{CHECKPOINT}", out / CHECKPOINT
+def save_checkpoint(root: Path, step: int, modules: dict, opt) -> None:
+    """``root`` as ``{name}.safetensors`` per module (None: skipped), the optimiser state and
+    the step, written to a temporary folder and renamed: a kill mid-save leaves the old one."""
+    tmp = root.with_name(f".tmp-{root.name}")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    save_file(
-        {k: v.contiguous() for k, v in encoder.state_dict().items()},
-        tmp / "text_encoder.safetensors",
-    )
-    if transformer is not None:
-        save_file(
-            {k: v.contiguous() for k, v in transformer.state_dict().items()},
-            tmp / "transformer.safetensors",
-        )
+    for name, module in modules.items():
+        if module is not None:
+            state = {k: v.contiguous() for k, v in module.state_dict().items()}
+            save_file(state, tmp / f"{name}.safetensors")
     torch.save(opt.state_dict(), tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps({"step": step}))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    if root.exists():
+        shutil.rmtree(root)
+    os.replace(tmp, root)
 
 
-def load_checkpoint(out: Path, encoder, transformer, opt) -> int:
-    root = out / CHECKPOINT
+def load_checkpoint(root: Path, modules: dict, opt) -> int:
+    """What :func:`save_checkpoint` wrote, into ``modules`` and ``opt``; returns the step
+    (0 with a message when there is no checkpoint)."""
     if not (root / "state.json").is_file():
         print(f"--resume: no checkpoint in {root}, starting from step 0")
         return 0
-    encoder.load_state_dict(load_file(root / "text_encoder.safetensors"))
-    if transformer is not None:
-        transformer.load_state_dict(load_file(root / "transformer.safetensors"))
+    for name, module in modules.items():
+        if module is not None:
+            module.load_state_dict(load_file(root / f"{name}.safetensors"))
     # weights_only: optimiser state is tensors and numbers; nothing in the folder is executed.
     opt.load_state_dict(torch.load(root / "optimizer.pt", weights_only=True))
     step = json.loads((root / "state.json").read_text())["step"]

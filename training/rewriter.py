@@ -20,11 +20,11 @@ from types import ModuleType
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from conditioning.rewriter import PromptRewriter
 from conditioning.word_encoder import UNK
 
+from .distill import load_checkpoint, save_checkpoint
 from .recipe import Recipe
 from .world.grammar import form_words
 
@@ -118,11 +118,8 @@ def train_rewriter(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = Fa
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     step = 0
     ckpt = out / CHECKPOINT
-    if resume and (ckpt / "state.json").is_file():
-        model.load_state_dict(load_file(ckpt / "model.safetensors"))
-        opt.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
-        step = json.loads((ckpt / "state.json").read_text())["step"]
-        print(f"resumed from {ckpt} at step {step}")
+    if resume:
+        step = load_checkpoint(ckpt, {"model": model}, opt)
     log = (out / "loss.jsonl").open("a")
     end = min(recipe.steps, recipe.stop_at) if recipe.stop_at > 0 else recipe.steps
     while step < end:
@@ -145,26 +142,13 @@ def train_rewriter(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = Fa
             print(f"step {step}/{recipe.steps} loss {loss.item():.4f}", flush=True)
         out_of_time = deadline is not None and time.monotonic() > deadline
         if step % recipe.checkpoint_every == 0 or step == end or out_of_time:
-            save_checkpoint(ckpt, step, model, opt)
+            save_checkpoint(ckpt, step, {"model": model}, opt)
         if out_of_time:
             break
     log.close()
     folder = out / "model"
     export(model.eval(), recipe, folder)
     return folder
-
-
-def save_checkpoint(ckpt: Path, step: int, model: PromptRewriter, opt) -> None:
-    tmp = ckpt.with_name(f".tmp-{ckpt.name}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    save_file(model.state_dict(), tmp / "model.safetensors")
-    torch.save(opt.state_dict(), tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step}))
-    if ckpt.exists():
-        shutil.rmtree(ckpt)
-    os.replace(tmp, ckpt)
 
 
 def export(model: PromptRewriter, recipe: Recipe, folder: Path) -> None:

@@ -39,7 +39,7 @@ from training.world.shapes import LEXICON as SHAPES_LEXICON
 from training.world.sounds import COUNT_WORDS, LEVEL, SR, TIMES_WORDS, Event, _envelope
 from training.world.sounds import render_sound as _render_sound
 
-from .grammar import Forms, Lexicon, Words, check_phrasing, pick_form, rephrase, vocabulary
+from .grammar import Forms, Lexicon, Words, check_phrasing, pick_form, rephrase, sampled_vocabulary
 
 KINDS = ("bounce", "blink", "collide")
 DEFAULT_SECONDS, DEFAULT_FPS, DEFAULT_SIZE = 2.0, 8.0, 16
@@ -341,11 +341,8 @@ def caption(scene: AVScene, rng: np.random.Generator | None = None, phrasing: st
 
 
 def text_vocabulary() -> dict[str, int]:
-    """The vocabulary of a word-level text encoder for this world (grammar.vocabulary): the
-    words that fill the forms' slots are taken from training captions of many clips."""
-    rng = np.random.default_rng(0)
-    filled = [caption(sample_scene(rng), rng, noisy=False) for _ in range(2000)]
-    return vocabulary(LEXICON, (*filled, *(f for forms in FORMS for f in forms.train)))
+    """The vocabulary of a word-level text encoder for this world (grammar.sampled_vocabulary)."""
+    return sampled_vocabulary(LEXICON, FORMS, sample_scene, caption)
 
 
 # --- rendering ------------------------------------------------------------------------------

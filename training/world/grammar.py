@@ -286,3 +286,13 @@ def vocabulary(lexicon: Lexicon, training_forms: Iterable[str]) -> dict[str, int
                 vocab[w] = next_id
                 next_id += 1
     return vocab
+
+
+def sampled_vocabulary(lexicon: Lexicon, forms: Iterable[Forms], sample, caption,
+                       extra: Iterable[str] = (), n: int = 2000) -> dict[str, int]:  # fmt: skip
+    """:func:`vocabulary` of a world whose slots are filled with words no form spells out
+    (adverbs, counts, note names): the literal words of ``n`` clean training captions of
+    ``sample(rng)`` join the training forms and ``extra``."""
+    rng = np.random.default_rng(0)
+    filled = [caption(sample(rng), rng, noisy=False) for _ in range(n)]
+    return vocabulary(lexicon, (*filled, *extra, *(f for fs in forms for f in fs.train)))

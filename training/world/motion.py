@@ -38,7 +38,7 @@ from training.world.shapes import (
 )
 from training.world.shapes import LEXICON as SHAPES_LEXICON
 
-from .grammar import Forms, Lexicon, Words, check_phrasing, pick_form, rephrase, vocabulary
+from .grammar import Forms, Lexicon, Words, check_phrasing, pick_form, rephrase, sampled_vocabulary
 
 MOTIONS = ("left", "right", "up", "down", "grow", "shrink", "bounce", "change colour")
 # Unit velocity (x, y) of each direction; y grows downwards.
@@ -348,11 +348,8 @@ def caption(clip: Clip, rng: np.random.Generator | None = None, phrasing: str = 
 
 
 def text_vocabulary() -> dict[str, int]:
-    """The vocabulary of a word-level text encoder for this world (grammar.vocabulary): the
-    words that fill the forms' slots are taken from training captions of many clips."""
-    rng = np.random.default_rng(0)
-    filled = [caption(sample_clip(rng), rng, noisy=False) for _ in range(2000)]
-    return vocabulary(LEXICON, (*filled, *(f for forms in FORMS for f in forms.train)))
+    """The vocabulary of a word-level text encoder for this world (grammar.sampled_vocabulary)."""
+    return sampled_vocabulary(LEXICON, FORMS, sample_clip, caption)
 
 
 # --- rendering ------------------------------------------------------------------------------

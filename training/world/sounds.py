@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import lfilter
 
-from .grammar import Forms, Lexicon, Words, pick_form, rephrase, vocabulary
+from .grammar import Forms, Lexicon, Words, pick_form, rephrase, sampled_vocabulary
 
 SR = 16_000
 
@@ -455,12 +455,10 @@ def caption(scene: SoundScene, rng: np.random.Generator | None = None, phrasing:
 
 
 def text_vocabulary() -> dict[str, int]:
-    """The vocabulary of a word-level text encoder for this world (grammar.vocabulary): the
-    literal words of the event descriptions are taken from canonical captions of many scenes."""
-    rng = np.random.default_rng(0)
-    described = [caption(sample_scene(rng), rng, noisy=False) for _ in range(2000)]
-    numbers = [f"{k / 10:g}" for k in range(1, 101)] + list(NOTES)  # every length and note
-    return vocabulary(LEXICON, (*described, *numbers, *(f for forms in FORMS for f in forms.train)))
+    """The vocabulary of a word-level text encoder for this world (grammar.sampled_vocabulary):
+    every length a caption can state and every note name join the sampled captions."""
+    numbers = [f"{k / 10:g}" for k in range(1, 101)] + list(NOTES)
+    return sampled_vocabulary(LEXICON, FORMS, sample_scene, caption, numbers)
 
 
 # --- rendering ------------------------------------------------------------------------------
