@@ -44,6 +44,8 @@ class JointBlock(nn.Module):
         update: frozenset[str] | None = None,
         extra_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
         kv_out: list | None = None,
+        frames: int = 1,
+        per_frame: str = "",
     ) -> dict[str, torch.Tensor]:
         """xs: name -> (B, N_s, D); cs: name -> (B, D); cos/sin: (B or 1, N, 1, Dh/2), N = sum N_s.
 
@@ -52,6 +54,10 @@ class JointBlock(nn.Module):
         ``extra_kv``: keys and values (B, H, M, Dh) of tokens not computed here (kept from an
         earlier call, :mod:`dit.reuse`), attended after the N; ``mask`` then covers N + M.
         ``kv_out``: a list that receives this block's (k, v) of the N tokens.
+        ``frames`` > 1: stream ``per_frame`` holds (B F, N_s, D), one row per frame, the others
+        (B, N_s, D) (dit/temporal.py). Their keys and values join every frame's attention and
+        their update is the mean of the frames' (exact for one frame); their weights run once
+        per clip, not once per frame.
         """
         qs, ks, vs, mods, lens = [], [], [], {}, []
         start = 0
@@ -62,6 +68,8 @@ class JointBlock(nn.Module):
             b, n, d = x.shape
             qkv = layer.qkv(modulate(layer.norm1(x), shift, scale))  # (B, N_s, 3D)
             q, k, v = qkv.view(b, n, 3, layer.heads, d // layer.heads).unbind(2)
+            if frames > 1 and name != per_frame:  # (B, N_s, H, Dh) -> (B F, N_s, H, Dh)
+                q, k, v = (y.repeat_interleave(frames, 0) for y in (q, k, v))
             # Norm and rotate per stream, then concatenate: compiled, the norm and rotation of
             # each stream's q and k fuse into one pass over its projection (rotating after the
             # concat made inductor write the norms out and read them back: 4.3 vs 1.6 ms).
@@ -89,6 +97,8 @@ class JointBlock(nn.Module):
                 continue
             # Split before flattening: one copy per stream into (B, N_s, D), contiguous for the
             # projection (flatten-then-split would copy, then copy the strided split again).
+            if frames > 1 and name != per_frame:  # the mean of the frames' outputs
+                o_s = o_s.unflatten(0, (-1, frames)).mean(1)  # (B, H, N_s, Dh)
             o_s = o_s.transpose(1, 2).reshape(x.shape)  # (B, N_s, D)
             layer = self.streams[name]
             _, _, gate1, shift2, scale2, gate2 = mods[name]

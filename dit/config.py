@@ -110,6 +110,9 @@ class DiTConfig:
     qk_norm: bool = True
     eps: float = 1e-6
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes (codec, data, ...)
+    # The name of a stream of video frames to run factorised (dit/temporal.py): the joint
+    # blocks on each frame, a zero-initialised temporal attention after each. "" = none.
+    temporal: str = ""
 
     def __post_init__(self) -> None:
         streams = self.streams
@@ -161,6 +164,17 @@ class DiTConfig:
         object.__setattr__(self, "rope_dims", dims)
         if not isinstance(self.extra, dict):
             _fail("extra", self.extra, "use a dict")
+        if not isinstance(self.temporal, str):
+            _fail("temporal", self.temporal, "name a stream, or '' for none")
+        if self.temporal:
+            generated = [s.name for s in streams if s.head != "none"]
+            if generated != [self.temporal] or self.stream(self.temporal).discrete:
+                _fail(
+                    "temporal",
+                    self.temporal,
+                    f"name the one velocity stream of {generated} "
+                    "(a temporal model generates one stream of frames), or leave it ''",
+                )
 
     @property
     def head_dim(self) -> int:

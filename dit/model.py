@@ -21,6 +21,7 @@ from .layers import FinalLayer, TimestepEmbedder
 from .linear import Linear
 from .loading import check_safe_folder
 from .rope import rope_angles, rope_cos_sin
+from .temporal import TemporalLayer, frame_split, time_positions
 
 
 class DiT(ModelMixin, ConfigMixin):
@@ -43,13 +44,14 @@ class DiT(ModelMixin, ConfigMixin):
         qk_norm: bool = True,
         eps: float = 1e-6,
         extra: dict[str, Any] | None = None,
+        temporal: str = "",
     ) -> None:
         super().__init__()
         cfg = DiTConfig(
             streams=tuple(streams), width=width, depth=depth, heads=heads, mlp_ratio=mlp_ratio,
             pooled_dim=pooled_dim, freq_dim=freq_dim, rope_dims=tuple(rope_dims),
             rope_theta=rope_theta, rope_scales=tuple(rope_scales), qk_norm=qk_norm, eps=eps,
-            extra=dict(extra or {}),
+            extra=dict(extra or {}), temporal=temporal,
         )  # fmt: skip
         self.cfg = cfg
         self.gradient_checkpointing = False
@@ -64,6 +66,10 @@ class DiT(ModelMixin, ConfigMixin):
         )
         self.t_embed = TimestepEmbedder(cfg.freq_dim, width, cfg.pooled_dim)
         self.blocks = nn.ModuleList(JointBlock(cfg) for _ in range(depth))
+        # Factorised video (dit/temporal.py): one temporal layer after each joint block.
+        self.time_layers = nn.ModuleList(
+            TemporalLayer(cfg) for _ in range(depth if temporal else 0)
+        )
         self.heads_out = nn.ModuleDict(
             {s.name: FinalLayer(width, s.out_dim, eps) for s in cfg.streams if s.head != "none"}
         )
@@ -114,6 +120,25 @@ class DiT(ModelMixin, ConfigMixin):
         c = self.t_embed(t, pooled)  # (B, D)
         stream_t = stream_t or {}
         cs = {n: self.t_embed(stream_t[n], pooled) if n in stream_t else c for n in names}
+        masks = dict(masks or {})
+        video = cfg.temporal if cfg.temporal in xs else ""
+        frames = 1
+        if video:  # every frame a batch item of the joint blocks (dit/temporal.py)
+            if extra_kv is not None or kv_out is not None:
+                raise ValueError("kept keys and values (dit.reuse) are for masked models")
+            frames, spatial, times = frame_split(positions[video], video)
+            positions = {**positions, video: spatial}
+            clip_c = cs[video]  # (B, D): the temporal layers' modulation
+            xs = {**xs, video: xs[video].reshape(b * frames, -1, cfg.width)}  # (B F, S, D)
+            cs = {**cs, video: cs[video].repeat_interleave(frames, 0)}  # (B F, D)
+            masks = {n: m.reshape(b * frames, -1) if n == video else m.repeat_interleave(frames, 0)
+                     for n, m in masks.items()}  # attention rows: (B F, N_s)  # fmt: skip
+            if any(p.dim() == 3 for p in positions.values()):
+                raise ValueError(f"stream {video!r} is temporal: give every stream's "
+                                 "positions as one (N, 4) table")  # fmt: skip
+            t_angles = rope_angles(time_positions(times)[None], cfg.rope_dims, cfg.rope_theta,
+                                   cfg.rope_scales)  # fmt: skip
+            t_cos, t_sin = rope_cos_sin(t_angles, xs[video].dtype)  # (1, F, 1, Dh/2)
 
         pos = [positions[n] for n in names]
         if all(p.dim() == 2 for p in pos):  # shared by the batch: one table, not B copies
@@ -123,12 +148,13 @@ class DiT(ModelMixin, ConfigMixin):
         angles = rope_angles(pos, cfg.rope_dims, cfg.rope_theta, cfg.rope_scales)
         cos, sin = rope_cos_sin(angles, xs[names[0]].dtype)  # (B or 1, N, 1, Dh/2)
         mask = None
+        rows = xs[video].shape[0] if video else b  # attention rows: B, or B x frames
         if masks:
             mask = torch.cat(
                 [
                     masks[n]
                     if n in masks
-                    else torch.ones(xs[n].shape[:2], dtype=torch.bool, device=t.device)
+                    else torch.ones(rows, xs[n].shape[1], dtype=torch.bool, device=t.device)
                     for n in names
                 ],
                 dim=1,
@@ -139,12 +165,25 @@ class DiT(ModelMixin, ConfigMixin):
             mask = torch.cat([mask, mask.new_ones(mask.shape[0], m)], dim=1)  # (B, N + M)
 
         with_head = frozenset(n for n in names if n in self.heads_out)
+        checkpoint = self.gradient_checkpointing and torch.is_grad_enabled()
         for i, block in enumerate(self.blocks):
             update = with_head if i == len(self.blocks) - 1 else None
-            if self.gradient_checkpointing and torch.is_grad_enabled():
-                new = self._gradient_checkpointing_func(block, xs, cs, cos, sin, mask, update)
+            if checkpoint:
+                xs = self._gradient_checkpointing_func(
+                    block, xs, cs, cos, sin, mask, update, None, None, frames, video
+                )
             else:
                 extra = None if extra_kv is None else extra_kv[i]
-                new = block(xs, cs, cos, sin, mask, update, extra, kv_out)
-            xs = new
-        return {n: self.heads_out[n](xs[n], cs[n]) for n in names if n in with_head}
+                xs = block(xs, cs, cos, sin, mask, update, extra, kv_out, frames, video)
+            if video:
+                x = xs[video].view(b, frames, -1, cfg.width)  # (B, F, S, D)
+                layer = self.time_layers[i]
+                if checkpoint:
+                    x = self._gradient_checkpointing_func(layer, x, clip_c, t_cos, t_sin)
+                else:
+                    x = layer(x, clip_c, t_cos, t_sin)
+                xs = {**xs, video: x.view(b * frames, -1, cfg.width)}
+        out = {n: self.heads_out[n](xs[n], cs[n]) for n in names if n in with_head}
+        if video:
+            out[video] = out[video].reshape(b, -1, out[video].shape[-1])  # (B, F S, out)
+        return out

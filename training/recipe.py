@@ -25,6 +25,9 @@ class Recipe:
     seconds: float = 5.0  # audio, video: the longest training clip
     fps: float = 8.0  # video: training frame rate (frames = seconds x fps)
     tpatch: int = 2  # video: frames per tubelet
+    # video: run the trunk on each frame with a zero-initialised temporal attention after
+    # each block (dit/temporal.py), so `init` may be an image model of the same preset
+    temporal: bool = False
     codec: dict[str, Any] = field(default_factory=dict)  # audio: MelCodec settings
     patch: int = 4
     objective: str = "flow"  # flow | masked | tokenizer | distill | rewriter
@@ -51,6 +54,7 @@ class Recipe:
     gradient_checkpointing: bool = False
     checkpoint_every: int = 500
     sample_every: int = 500
+    export_every: int = 0  # also export the EMA model to RUN/exports/step_N (training.curve)
     seed: int = 0
     init: str = ""  # fine-tune: start from this model folder's weights (fresh optimiser)
     init_text_encoder: str = ""  # start only the text encoder from this model folder
@@ -126,6 +130,9 @@ class Recipe:
             if abs(frames - round(frames)) > 1e-6 or round(frames) % self.tpatch:
                 raise ValueError(f"recipe seconds x fps = {frames:g} frames: make it a whole "
                                  f"multiple of tpatch={self.tpatch}")  # fmt: skip
+        if self.temporal and (self.modality != "video" or self.tpatch != 1):
+            raise ValueError("recipe temporal=true is for video recipes with tpatch 1 (each "
+                             "frame a token grid, as an image model's)")  # fmt: skip
         if self.data == "folder" and not self.data_path:
             raise ValueError("recipe data=folder needs data_path: the folder of media + .txt")
 

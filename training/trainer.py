@@ -49,8 +49,19 @@ def build_models(recipe: Recipe) -> tuple[DiT, ByteTextEncoder]:
             *media.stream_configs(),
         ),
         pooled_dim=text_encoder.pooled_dim,
+        temporal=media.stream if recipe.temporal else "",
     )
     return DiT.from_dit_config(cfg), text_encoder
+
+
+def inflated(state: dict[str, torch.Tensor], model: DiT) -> dict[str, torch.Tensor]:
+    """An image model's weights for a temporal video ``model`` (dit/temporal.py): the image
+    stream's weights become the video stream's; the temporal layers keep their zero start."""
+    if not model.cfg.temporal or any(".video." in k or k.endswith(".video") for k in state):
+        return state
+    video = model.cfg.temporal
+    renamed = {k.replace(".image.", f".{video}."): v for k, v in state.items()}
+    return renamed | {k: v for k, v in model.state_dict().items() if k.startswith("time_layers.")}
 
 
 def init_weights(transformer: DiT | None, text_encoder: ByteTextEncoder, folder: str) -> None:
@@ -68,8 +79,11 @@ def init_weights(transformer: DiT | None, text_encoder: ByteTextEncoder, folder:
             ("transformer", transformer, DiT.from_pretrained(root / "transformer", **fp32))
         )
     for name, model, loaded in pairs:
+        state = loaded.state_dict()
+        if name == "transformer":
+            state = inflated(state, model)
         try:
-            model.load_state_dict(loaded.state_dict())
+            model.load_state_dict(state)
         except RuntimeError as e:
             raise ValueError(
                 f"recipe init={folder!r}: its {name} does not fit this recipe's "
@@ -262,6 +276,9 @@ def train(
             acc.print(f"--max-minutes {max_minutes} reached: stopping at step {step}")
         if step % recipe.checkpoint_every == 0 or step == end:
             save_checkpoint(acc, out, step)
+        if acc.is_main_process and recipe.export_every and step % recipe.export_every == 0:
+            with ema_weights(ema, params):
+                export(acc.unwrap_model(module), recipe, out / "exports" / f"step_{step:07d}")
         if acc.is_main_process and (step % recipe.sample_every == 0 or step == end):
             with ema_weights(ema, params):
                 write_samples(
@@ -338,6 +355,7 @@ def export(module: FlowObjective, recipe: Recipe, folder: Path) -> None:
             meta["strength"] = strength
         save_lora(module.transformer, folder, meta, half=recipe.export_half, strength=strength)
         return
+    folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f".tmp-{folder.name}")
     if tmp.exists():
         shutil.rmtree(tmp)
