@@ -133,13 +133,15 @@ class Studio:
         return next((n for n, p in self.loras.items() if str(p) == str(path) or n == path), None)
 
     def validate(self, request: Request) -> Request:
-        """Fill the model's defaults and check the request against model and server limits."""
+        """Fill the model's defaults and check the request against model and server limits.
+        Idempotent: a validated request (adapters as offered folders) validates to itself."""
         model = request.model or next(iter(self.models))
         loras = []
-        for name, scale in request.loras:
-            if name not in self.loras:
+        for given, scale in request.loras:
+            name = self.lora_name(given)
+            if name is None:
                 offered = sorted(self.loras) or "none"
-                raise RequestError(f"LoRA {name!r} is not offered here; choose from {offered}")
+                raise RequestError(f"LoRA {given!r} is not offered here; choose from {offered}")
             loras.append((str(self.loras[name]), scale))
         request = replace(request, model=model, loras=tuple(loras))
         return request.resolve(self.defaults_for(model), self.limits_for(model))

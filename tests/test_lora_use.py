@@ -5,6 +5,7 @@ applies them again."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -90,7 +91,12 @@ def test_app_offers_adapters_by_name_only(adapter, tmp_path):
     request = studio.validate(Request(prompt=PROMPT, loras=(("stripes", 0.5),)))
     assert request.loras == ((str(adapter), 0.5),)
     assert studio.lora_name(str(adapter)) == "stripes"
+    # validation is idempotent: the web handler validates, then the job runner again (a
+    # second pass once refused the offered folder it had itself put there)
+    assert studio.validate(request) == request
+    other = tmp_path / "elsewhere"
+    shutil.copytree(adapter, other)
     with pytest.raises(RequestError, match="not offered here"):
-        studio.validate(Request(prompt=PROMPT, loras=((str(adapter), 0.5),)))  # a path: refused
+        studio.validate(Request(prompt=PROMPT, loras=((str(other), 0.5),)))  # a path: refused
     with pytest.raises(FileNotFoundError, match="does not exist"):
         Studio(loras_dir=tmp_path / "missing")
