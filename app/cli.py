@@ -139,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--max-queue", type=int, default=64, help="waiting jobs before refusing")
     web.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
 
+    sub.add_parser("models", help="list the bundled models: modality, size, defaults")
     train = sub.add_parser("train", help="train a model from a recipe", add_help=False)
     train.add_argument("args", nargs=argparse.REMAINDER)
     return ap
@@ -300,6 +301,28 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def models_table() -> str:
+    """One row per bundled model, read from its model_index.json alone (no torch)."""
+    from pipelines.spec import ASSETS, ModelSpec, bundled_models
+
+    rows = [("model", "modality", "objective", "size", "MB", "defaults")]
+    for name in bundled_models():
+        folder = ASSETS / name
+        _, spec = ModelSpec.read(folder)
+        size = f"{spec.width} x {spec.height}" if spec.modality != "audio" else ""
+        if spec.seconds:
+            size = (size + ", " if size else "") + f"{spec.seconds:g} s"
+        if spec.fps:
+            size += f" at {spec.fps:g} fps"
+        mb = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6
+        d = spec.request_defaults()
+        defaults = f"{d['steps']} steps, guidance {d['guidance']:g}, {d['solver']}"
+        rows.append((name, spec.modality, spec.objective, size, f"{mb:.1f}", defaults))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in rows)  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()  # a third faster on CPU; see dit/runtime.py
     ap = build_parser()
@@ -312,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
         return evaluate(args)
     if args.command == "app":
         return serve(args)
+    if args.command == "models":
+        print(models_table())
+        return 0
     if args.command == "bench":
         from benchmarks.__main__ import main as bench_main
 

@@ -27,3 +27,18 @@ def test_console_script_is_installed():
         check=True,
     )
     assert "app.cli:main" in exe.stdout
+
+
+def test_help_and_models_answer_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom app.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "assert main(['models']) == 0\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "shapes-t2i" in done.stdout and "modality" in done.stdout
