@@ -90,3 +90,47 @@ def test_gradient_checkpointing_flag_trains_the_same_run(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+
+
+def _tiny(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "training", "tiny-test", "--out", str(out), "--steps", "6"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([*cmd, *extra], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_resume_refuses_a_crafted_pickle_without_running_it(tmp_path):
+    import pickle
+
+    out, marker = tmp_path / "run", tmp_path / "pwned"
+    assert _tiny(out, "--steps", "2").returncode == 0
+    newest = sorted((out / "checkpoints").glob("step_*"))[-1]
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    (newest / "custom_checkpoint_0.pkl").write_bytes(pickle.dumps(Evil()))
+    done = _tiny(out, "--resume")
+    assert done.returncode == 2, done.stderr
+    assert "never unpickles" in done.stderr and "custom_checkpoint_0.pkl" in done.stderr
+    assert not marker.exists()
+    assert "Traceback" not in done.stderr
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path):
+    straight, damaged = tmp_path / "straight", tmp_path / "damaged"
+    assert _tiny(straight).returncode == 0
+    assert _tiny(damaged, "--steps", "4").returncode == 0  # checkpoints at 2 and 4
+    newest = damaged / "checkpoints" / "step_0000004"
+    weights_file = newest / "model.safetensors"
+    weights_file.write_bytes(weights_file.read_bytes()[:1000])  # truncated
+    done = _tiny(damaged, "--resume")
+    assert done.returncode == 0, done.stderr
+    assert "skipping step_0000004" in done.stderr + done.stdout
+    assert "at step 2" in done.stderr + done.stdout
+    a, b = weights(straight / "model"), weights(damaged / "model")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # no pickles anywhere in what the trainer wrote
+    assert not [p for p in damaged.rglob("*") if p.suffix in (".pkl", ".bin", ".pt")]

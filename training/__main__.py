@@ -52,7 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_minutes is not None and args.max_minutes <= 0:
         print("dit-studio train: --max-minutes must be > 0", file=sys.stderr)
         return 2
-    folder = train(recipe, args.out, resume=args.resume, max_minutes=args.max_minutes)
+    from .checkpoint import CheckpointError
+
+    try:
+        folder = train(recipe, args.out, resume=args.resume, max_minutes=args.max_minutes)
+    except CheckpointError as e:  # a refused or unusable run folder: one line, no traceback
+        print(f"dit-studio train: {e}", file=sys.stderr)
+        return 2
     if int(os.environ.get("RANK", "0")) == 0:  # one line, however many processes
         print(f"model folder: {folder}")
     return 0

@@ -32,13 +32,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from conditioning.byte_encoder import ByteTextEncoder
 from conditioning.word_encoder import UNK, WordTextEncoder
 from dit.flow import interpolate, logit_normal_t
 from pipelines.registry import load_pipeline
 
+from . import checkpoint
 from .objective import FlowObjective, step_generator
 from .recipe import Recipe
 
@@ -308,34 +308,17 @@ def export(teacher_pipe, transformer, encoder, recipe: Recipe, folder: Path) -> 
 
 
 def save_checkpoint(root: Path, step: int, modules: dict, opt) -> None:
-    """``root`` as ``{name}.safetensors`` per module (None: skipped), the optimiser state and
-    the step, written to a temporary folder and renamed: a kill mid-save leaves the old one."""
-    tmp = root.with_name(f".tmp-{root.name}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    for name, module in modules.items():
-        if module is not None:
-            state = {k: v.contiguous() for k, v in module.state_dict().items()}
-            save_file(state, tmp / f"{name}.safetensors")
-    torch.save(opt.state_dict(), tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step}))
-    if root.exists():
-        shutil.rmtree(root)
-    os.replace(tmp, root)
+    """``modules`` (None: skipped), the optimiser and the step into ``root``, atomically and
+    without pickles (training/checkpoint.py)."""
+    checkpoint.write(root, step, modules, opt)
 
 
 def load_checkpoint(root: Path, modules: dict, opt) -> int:
     """What :func:`save_checkpoint` wrote, into ``modules`` and ``opt``; returns the step
     (0 with a message when there is no checkpoint)."""
-    if not (root / "state.json").is_file():
+    if not (root / checkpoint.STATE).is_file():
         print(f"--resume: no checkpoint in {root}, starting from step 0")
         return 0
-    for name, module in modules.items():
-        if module is not None:
-            module.load_state_dict(load_file(root / f"{name}.safetensors"))
-    # weights_only: optimiser state is tensors and numbers; nothing in the folder is executed.
-    opt.load_state_dict(torch.load(root / "optimizer.pt", weights_only=True))
-    step = json.loads((root / "state.json").read_text())["step"]
+    step = checkpoint.read(root, modules, opt)
     print(f"resumed from {root} at step {step}")
     return step

@@ -21,11 +21,10 @@ from tqdm.auto import tqdm
 from conditioning.fsq import FSQAutoencoder
 from conditioning.mel import MelCodec
 
+from . import checkpoint
 from .data import batch_indices, make_source
 from .recipe import Recipe
-from .trainer import open_loss_log
-
-STATE = "tokenizer_state.pt"
+from .trainer import CHECKPOINTS, open_loss_log
 
 
 def build_tokenizer(recipe: Recipe) -> FSQAutoencoder:
@@ -51,13 +50,9 @@ def train_tokenizer(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = F
     model = build_tokenizer(recipe)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     step = 0
-    state_path = out / STATE
-    if resume and state_path.is_file():
-        state = torch.load(state_path, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        step = state["step"]
-        print(f"resumed from {state_path} at step {step}")
+    if resume:  # training/checkpoint.py: safetensors + JSON, no pickles
+        step = checkpoint.resume(out / CHECKPOINTS,
+                                 lambda f: checkpoint.read(f, {"model": model}, opt))  # fmt: skip
     source = make_source(recipe)
     codec = MelCodec(**recipe.codec) if recipe.modality == "audio" else None
     deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
@@ -83,9 +78,10 @@ def train_tokenizer(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = F
                 end = step
         if step % recipe.checkpoint_every == 0 or step == end:
             log.flush()
-            tmp = state_path.with_name(f".tmp-{STATE}")
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, tmp)
-            os.replace(tmp, state_path)  # a kill mid-save leaves the previous checkpoint
+            # a kill mid-save leaves the previous checkpoint; the newest two stay
+            checkpoint.write(out / CHECKPOINTS / f"step_{step:07d}", step, {"model": model}, opt)
+            for old in checkpoint.complete(out / CHECKPOINTS)[2:]:
+                shutil.rmtree(old)
     bar.close()
     log.close()
     folder, tmp = out / "model", out / ".tmp-model"

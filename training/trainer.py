@@ -30,6 +30,7 @@ from pipelines.base import Pipeline
 from pipelines.lora import TARGETS, inject_lora, lora_config, save_lora
 from pipelines.registry import pipeline_class
 
+from . import checkpoint
 from .data import batch_indices, make_source
 from .media import media_of
 from .objective import FlowObjective, MaskedObjective, prior_items, step_generator
@@ -127,12 +128,6 @@ def open_loss_log(out: Path, step: int) -> TextIO:
     return path.open("a")
 
 
-def latest_checkpoint(out_dir: Path) -> Path | None:
-    """The newest *complete* checkpoint (incomplete ones are still named .tmp-*)."""
-    done = sorted((out_dir / CHECKPOINTS).glob("step_*"))
-    return done[-1] if done else None
-
-
 def train(
     recipe: Recipe,
     out_dir: str | os.PathLike,
@@ -201,16 +196,13 @@ def train(
     ema = EMAModel(params, decay=recipe.ema_decay, foreach=True)
     module, opt = acc.prepare(module, opt)
     ema.to(acc.device)
-    acc.register_for_checkpointing(ema)
 
     step = 0
-    ckpt = latest_checkpoint(out) if resume else None
-    if ckpt is not None:
-        acc.load_state(str(ckpt))
-        step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
-        acc.print(f"resumed from {ckpt} at step {step}")
-    elif resume:
-        acc.print(f"--resume: no checkpoint in {out / CHECKPOINTS}, starting from step 0")
+    if resume:  # the newest usable checkpoint (training/checkpoint.py: no pickles)
+        modules = {"model": acc.unwrap_model(module)}
+        step = checkpoint.resume(
+            out / CHECKPOINTS, lambda f: checkpoint.read(f, modules, opt, ema), acc.print
+        )
     if log_with:
         acc.init_trackers("train", config={k: str(v) for k, v in vars(recipe).items()})
 
@@ -275,7 +267,7 @@ def train(
             end = step
             acc.print(f"--max-minutes {max_minutes} reached: stopping at step {step}")
         if step % recipe.checkpoint_every == 0 or step == end:
-            save_checkpoint(acc, out, step)
+            save_checkpoint(acc, module, opt, ema, out, step)
         if acc.is_main_process and recipe.export_every and step % recipe.export_every == 0:
             with ema_weights(ema, params):
                 export(acc.unwrap_model(module), recipe, out / "exports" / f"step_{step:07d}")
@@ -305,21 +297,16 @@ def to_device(tree, device: torch.device):
     return tree_map(lambda x: x.to(device), tree)
 
 
-def save_checkpoint(acc: Accelerator, out: Path, step: int, keep: int = 2) -> None:
-    """accelerate state into a temporary folder, renamed once complete: a kill mid-save
-    leaves only a .tmp-* folder that resume ignores."""
+def save_checkpoint(acc: Accelerator, module, opt, ema, out: Path, step: int,
+                    keep: int = 2) -> None:  # fmt: skip
+    """A checkpoint of the main process's state (training/checkpoint.py), renamed once
+    complete: a kill mid-save leaves only a .tmp-* folder that resume ignores. The newest
+    ``keep`` stay, so a damaged newest one falls back to the one before."""
     root = out / CHECKPOINTS
-    tmp, final = root / f".tmp-step_{step:07d}", root / f"step_{step:07d}"
-    if acc.is_main_process and tmp.exists():
-        shutil.rmtree(tmp)
-    acc.wait_for_everyone()
-    acc.save_state(str(tmp))
     if acc.is_main_process:
-        (tmp / "trainer_state.json").write_text(json.dumps({"step": step}))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        for old in sorted(root.glob("step_*"))[:-keep]:  # only the newest `keep` stay
+        modules = {"model": acc.unwrap_model(module)}
+        checkpoint.write(root / f"step_{step:07d}", step, modules, opt, ema)
+        for old in checkpoint.complete(root)[keep:]:
             shutil.rmtree(old)
     acc.wait_for_everyone()
 
