@@ -27,6 +27,23 @@ def interpolate(noise: torch.Tensor, data: torch.Tensor, t: torch.Tensor) -> tor
     return (1 - t) * noise + t * data
 
 
+def frame_noise(
+    shape: tuple[int, ...], frames: int, share: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Gaussian noise (..., F S, D) whose F frames share ``share`` of their variance (PYoCo's
+    mixed noise prior, Ge et al. 2023): eps_f = sqrt(share) eps_common + sqrt(1 - share)
+    eps_f'. Every element stays N(0, 1); frames correlate by ``share``. An image model fed
+    it draws nearly the same picture in every frame, so a video fine-tune starts consistent.
+    ``share`` 0 is plain ``torch.randn`` (the same draws)."""
+    independent = torch.randn(shape, generator=generator)
+    if share == 0:
+        return independent
+    *lead, n, d = shape
+    common = torch.randn((*lead, 1, n // frames, d), generator=generator)
+    mixed = independent.unflatten(-2, (frames, n // frames))  # (..., F, S, D)
+    return (math.sqrt(share) * common + math.sqrt(1 - share) * mixed).flatten(-3, -2)
+
+
 def target_velocity(noise: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
     return data - noise
 

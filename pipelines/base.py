@@ -185,7 +185,7 @@ class Pipeline:
         for i in range(b):
             g = torch.Generator().manual_seed(request.seed + i)
             for lay in lays:
-                noise[lay.stream].append(torch.randn(lay.tokens, lay.dim, generator=g))
+                noise[lay.stream].append(self.noise(lay, g))
         x0 = {k: torch.stack(v).to(device) for k, v in noise.items()}  # name -> (B, N, dim)
         cond, uncond = self.text_conditions(prompts, request.negative_prompt)
         positions = {"text": text_positions(cond["text"].shape[1], device)}
@@ -210,6 +210,10 @@ class Pipeline:
         grid = time_grid(request.steps, shift=self.spec.shift)
         start = x0 if len(lays) > 1 else x0[lays[0].stream]
         return solve(velocity, start, grid, request.solver, callback)
+
+    def noise(self, lay: Layout, g: torch.Generator) -> torch.Tensor:
+        """One output's starting noise (N, dim) for a stream: the prior the model learnt."""
+        return torch.randn(lay.tokens, lay.dim, generator=g)
 
     def text_conditions(self, prompts: list[str], negative: str) -> tuple[dict, dict]:
         """The conditional and unconditional text inputs of a batch ({"text", "mask",

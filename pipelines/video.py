@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dit.flow import frame_noise
 from dit.tokens import unpatchify_video, video_positions
 
 from .base import Layout, Pipeline
@@ -49,6 +50,14 @@ class TextToVideoPipeline(Pipeline):
         f, h, w = self.grid(request)
         pos = video_positions(f * q, h, w, request.fps, q)
         return Layout(self.stream, f * h * w, self.spec.channels * q * p * p, pos)
+
+    def noise(self, lay: Layout, g: torch.Generator) -> torch.Tensor:
+        """Frames share ``frame_noise_share`` of their noise when the model was trained so."""
+        share = self.spec.extra.get("frame_noise_share", 0.0)
+        if lay.stream != self.stream or not share:
+            return super().noise(lay, g)
+        frames = len(torch.unique(lay.positions[:, 1]))
+        return frame_noise((lay.tokens, lay.dim), frames, share, g)
 
     def frames_of(self, x: torch.Tensor, request: Request) -> np.ndarray:
         """(B, N, D) video tokens -> (B, F, H, W, 3) uint8."""

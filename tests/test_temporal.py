@@ -95,3 +95,18 @@ def test_frame_layout_is_checked():
         video({"video": x}, {"video": shuffled}, t)
     with pytest.raises(ValueError, match="temporal"):
         DiTConfig.preset("tiny", streams=(StreamConfig("video", D_IN),), temporal="audio")
+
+
+def test_frame_noise_is_unit_gaussian_with_the_asked_correlation():
+    from dit.flow import frame_noise
+
+    g = torch.Generator().manual_seed(0)
+    plain = frame_noise((2, F * S, D_IN), F, 0.0, torch.Generator().manual_seed(0))
+    assert torch.equal(
+        plain, torch.randn((2, F * S, D_IN), generator=torch.Generator().manual_seed(0))
+    )
+    x = frame_noise((4000, F * S, 2), F, 0.8, g).unflatten(1, (F, S))  # (B, F, S, 2)
+    assert abs(x.var().item() - 1.0) < 0.02
+    corr = (x[:, 0] * x[:, 1]).mean().item()  # two frames, same place
+    assert abs(corr - 0.8) < 0.02
+    assert abs((x[:, 0, 0] * x[:, 0, 1]).mean().item()) < 0.02  # two places: independent

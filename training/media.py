@@ -12,7 +12,7 @@ import torch
 
 from conditioning.mel import MelCodec
 from dit import StreamConfig
-from dit.flow import logit_normal_t
+from dit.flow import frame_noise, logit_normal_t
 from dit.masked import random_mask, span_mask
 from dit.tokens import audio_positions, image_positions, patchify, patchify_video, video_positions
 from dit.tree import tree_map
@@ -105,12 +105,22 @@ class VideoMedia(Media):
         f, h, w = batch.shape[1], batch.shape[-2] // p, batch.shape[-1] // p
         return patchify_video(batch, p, q), video_positions(f, h, w, self.recipe.fps, q)
 
+    def draws(self, first, b: int, g: torch.Generator) -> tuple:
+        share = self.recipe.frame_noise_share
+        if not share:
+            return super().draws(first, b, g)
+        frames = round(self.recipe.seconds * self.recipe.fps)
+        return frame_noise((b, *first.shape[1:]), frames, share, g), self.times(b, g)
+
     def spec(self) -> ModelSpec:
         r = self.recipe
+        extra = {"data": r.data}
+        if r.frame_noise_share:
+            extra["frame_noise_share"] = r.frame_noise_share
         return ModelSpec(name=r.name, modality="video", objective=r.objective, channels=3,
                          patch=r.patch, width=r.size, height=r.size, seconds=r.seconds,
                          fps=r.fps, tpatch=r.tpatch, defaults=dict(r.defaults),
-                         extra={"data": r.data})  # fmt: skip
+                         extra=extra)  # fmt: skip
 
 
 class AudioVideoMedia(VideoMedia):

@@ -28,6 +28,9 @@ class Recipe:
     # video: run the trunk on each frame with a zero-initialised temporal attention after
     # each block (dit/temporal.py), so `init` may be an image model of the same preset
     temporal: bool = False
+    # video: share of the noise variance common to every frame (dit.flow.frame_noise), in
+    # training and in sampling (the export records it); 0 = independent frames
+    frame_noise_share: float = 0.0
     codec: dict[str, Any] = field(default_factory=dict)  # audio: MelCodec settings
     patch: int = 4
     objective: str = "flow"  # flow | masked | tokenizer | distill | rewriter
@@ -133,6 +136,12 @@ class Recipe:
         if self.temporal and (self.modality != "video" or self.tpatch != 1):
             raise ValueError("recipe temporal=true is for video recipes with tpatch 1 (each "
                              "frame a token grid, as an image model's)")  # fmt: skip
+        share = self.frame_noise_share
+        if not (isinstance(share, int | float) and 0 <= share < 1):
+            raise ValueError(f"recipe frame_noise_share={self.frame_noise_share!r}: a share of "
+                             "the noise variance, 0 <= share < 1")  # fmt: skip
+        if self.frame_noise_share and (self.modality != "video" or self.tpatch != 1):
+            raise ValueError("recipe frame_noise_share is for video recipes with tpatch 1")
         if self.data == "folder" and not self.data_path:
             raise ValueError("recipe data=folder needs data_path: the folder of media + .txt")
 
