@@ -154,6 +154,10 @@ def generate(args: argparse.Namespace) -> int:
     model = args.model
     if args.model == DEFAULT_MODEL and (args.audio or args.video):
         model = DEFAULT_AUDIO_MODEL if args.audio else DEFAULT_VIDEO_MODEL
+    if not args.prompt.strip():
+        print("dit-studio generate: the prompt is empty: say what to make, for example "
+              '"a small red circle on the left"', file=sys.stderr)  # fmt: skip
+        return 2
     if len(args.lora_scale) > len(args.lora):
         print("dit-studio generate: more --lora-scale than --lora: give one scale per adapter",
               file=sys.stderr)  # fmt: skip

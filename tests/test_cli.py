@@ -42,3 +42,11 @@ def test_help_and_models_answer_without_importing_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "shapes-t2i" in done.stdout and "modality" in done.stdout
+
+
+def test_an_empty_prompt_is_a_clear_error(capsys):
+    from app.cli import main
+
+    assert main(["generate", "  ", "--out", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert "prompt is empty" in err and "Traceback" not in err
