@@ -78,14 +78,23 @@ class Pipeline:
         _, spec = ModelSpec.read(folder)
         # torch_dtype at load (not .to afterwards): fp16 bundles compute in fp32 on the CPU.
         fp32 = {"torch_dtype": torch.float32}
-        transformer = DiT.from_pretrained(folder / "transformer", **fp32).to(device)
-        text_encoder = load_text_encoder(folder / "text_encoder", **fp32).to(device)
+
+        def part(name: str, loader):
+            try:
+                return loader(folder / name, **fp32).to(device)
+            except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
+                first = str(e).splitlines()[0] if str(e) else type(e).__name__
+                raise ValueError(f"model folder {folder}: {name}/ cannot be loaded ({first}); "
+                                 "restore it from the model's source") from None  # fmt: skip
+
+        transformer = part("transformer", DiT.from_pretrained)
+        text_encoder = part("text_encoder", load_text_encoder)
         tokenizer = None
         if spec.objective == "masked":
-            tokenizer = FSQAutoencoder.from_pretrained(folder / "tokenizer", **fp32).to(device)
+            tokenizer = part("tokenizer", FSQAutoencoder.from_pretrained)
         rewriter = None
         if (folder / "rewriter").is_dir():
-            rewriter = PromptRewriter.from_pretrained(folder / "rewriter", **fp32).to(device)
+            rewriter = part("rewriter", PromptRewriter.from_pretrained)
         return cls(transformer, text_encoder, spec, tokenizer, rewriter)
 
     def save_pretrained(self, folder: str | os.PathLike, half: bool = False) -> None:

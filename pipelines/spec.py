@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +63,14 @@ def resolve_tokenizer(name_or_path: str) -> Path:
 def resolve_model(name_or_path: str) -> Path:
     """A folder path as given, or the bundled model of that name."""
     path = Path(name_or_path)
-    if (path / INDEX).is_file():
-        return path
-    if (ASSETS / name_or_path / INDEX).is_file():
-        return ASSETS / name_or_path
+    try:
+        if (path / INDEX).is_file():
+            return path
+        if (ASSETS / name_or_path / INDEX).is_file():
+            return ASSETS / name_or_path
+    except OSError as e:  # a name too long for the file system, a folder we may not read
+        raise RequestError(f"model {name_or_path[:80]!r}...: {e.strerror}; give a bundled "
+                           "model name or a model folder's path") from None  # fmt: skip
     raise RequestError(
         f"model {name_or_path!r} is neither a model folder nor a bundled model; "
         f"bundled: {bundled_models() or 'none installed'}"
@@ -149,10 +153,23 @@ class ModelSpec:
                 f"{folder} is not a studio model folder (no {INDEX}); give a bundled model name "
                 "or a folder written by `dit-studio train`"
             )
-        index = json.loads(path.read_text())
-        if "studio" not in index:
-            raise ValueError(f"{path} has no 'studio' section: not a dit-studio model folder")
-        return index.get("_class_name", ""), cls(**index["studio"])
+        try:
+            index = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path} is not readable JSON ({e}): restore it from the "
+                             "model's source") from None  # fmt: skip
+        studio = index.get("studio") if isinstance(index, dict) else None
+        if not isinstance(studio, dict):
+            raise ValueError(f"{path} has no 'studio' section (an object): not a dit-studio "
+                             "model folder")  # fmt: skip
+        known = {f.name for f in fields(cls)}
+        if set(studio) - known:
+            raise ValueError(f"{path}: unknown keys {sorted(set(studio) - known)} in its "
+                             f"'studio' section; known: {sorted(known)}")  # fmt: skip
+        try:
+            return str(index.get("_class_name", "")), cls(**studio)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: its 'studio' section is invalid ({e})") from None
 
 
 FUNCTION_WORDS = {"<pad>", "a", "an", "the", "of", "on", "at", "in", "to"}

@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from app.cli import main
 
 
@@ -50,3 +52,56 @@ def test_an_empty_prompt_is_a_clear_error(capsys):
     assert main(["generate", "  ", "--out", "unused"]) == 2
     err = capsys.readouterr().err
     assert "prompt is empty" in err and "Traceback" not in err
+
+
+def _damage(folder, case):
+    import json
+
+    index = folder / "model_index.json"
+    weights = next((folder / "transformer").glob("*.safetensors"))
+    if case == "unknown key":
+        d = json.loads(index.read_text())
+        d["studio"]["bogus"] = 1
+        index.write_text(json.dumps(d))
+    elif case == "studio is a list":
+        d = json.loads(index.read_text())
+        d["studio"] = [1, 2]
+        index.write_text(json.dumps(d))
+    elif case == "malformed index":
+        index.write_text('{"studio": ')
+    elif case == "malformed config":
+        (folder / "transformer" / "config.json").write_text('{"depth": ')
+    elif case == "truncated weights":
+        weights.write_bytes(weights.read_bytes()[:1000])
+    elif case == "empty weights":
+        weights.write_bytes(b"")
+    return {"unknown key": "model_index.json", "studio is a list": "model_index.json",
+            "malformed index": "model_index.json", "malformed config": "config.json",
+            "truncated weights": ".safetensors", "empty weights": ".safetensors"}[case]  # fmt: skip
+
+
+CASES = ["unknown key", "studio is a list", "malformed index", "malformed config",
+         "truncated weights", "empty weights"]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_bad_model_folder_is_one_line_naming_the_file(case, tmp_path, capsys):
+    import shutil
+
+    from app.cli import main
+    from pipelines.spec import ASSETS
+
+    folder = tmp_path / "model"
+    shutil.copytree(ASSETS / "digits-t2i", folder)
+    name = _damage(folder, case)
+    assert main(["generate", "the digit 3", "--model", str(folder), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and name in err and "Traceback" not in err, err
+
+
+def test_an_overlong_model_name_is_one_line(tmp_path, capsys):
+    from app.cli import main
+
+    assert main(["generate", "a red circle", "--model", "x" * 5000, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "too long" in err, err
