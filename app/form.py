@@ -52,6 +52,16 @@ def parse_loras(text: str | None) -> tuple[tuple[str, float], ...]:
     return tuple(pairs)
 
 
+def _seed(value: Any) -> int | None:
+    """The seed field: a whole number >= 0, or -1 for a random one (AUTOMATIC1111's)."""
+    seed = _whole("seed", value)
+    if seed == -1:
+        return None
+    if seed < 0:
+        raise RequestError(f"seed={seed}: use a whole number >= 0, or -1 for a random seed")
+    return seed
+
+
 def form_request(values: dict[str, Any]) -> Request:
     """The form's values -> a Request (not yet resolved against the model)."""
     if values["seed"] is None and not values["random_seed"]:
@@ -69,7 +79,7 @@ def form_request(values: dict[str, Any]) -> Request:
         audio_guidance=number_or_none("audio_guidance"),
         prompt=values["prompt"] or "",
         negative_prompt=values["negative_prompt"] or "",
-        seed=None if values["random_seed"] else _whole("seed", values["seed"]),
+        seed=None if values["random_seed"] else _seed(values["seed"]),
         steps=_whole("steps", values["steps"]),
         guidance=float(values["guidance"]) if values["guidance"] is not None else math.nan,
         solver=values["solver"],

@@ -135,7 +135,7 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
             words = gr.Markdown(studio.words_for(first), elem_id=f"{tab.key}-words")
             c["negative_prompt"] = gr.Textbox(label="Negative prompt", lines=1)
             with gr.Row():
-                c["seed"] = gr.Number(label="Seed", value=0, precision=0, minimum=0)
+                c["seed"] = gr.Number(label="Seed", value=0, precision=0, info="-1: random")
                 c["random_seed"] = gr.Checkbox(label="random", value=True)
             with gr.Accordion("Settings", open=True):
                 c["steps"] = gr.Slider(1, lim.max_steps, value=dft["steps"], step=1, label="Steps")
