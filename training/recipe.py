@@ -60,6 +60,7 @@ class Recipe:
     export_every: int = 0  # also export the EMA model to RUN/exports/step_N (training.curve)
     seed: int = 0
     init: str = ""  # fine-tune: start from this model folder's weights (fresh optimiser)
+    init_lr_scale: float = 1.0  # the lr share of the weights `init` gave (new ones: 1)
     init_text_encoder: str = ""  # start only the text encoder from this model folder
     sample_prompts: tuple[str, ...] = ()
     defaults: dict[str, Any] = field(default_factory=dict)  # request defaults of the export

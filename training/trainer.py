@@ -92,6 +92,18 @@ def init_weights(transformer: DiT | None, text_encoder: ByteTextEncoder, folder:
             ) from None
 
 
+def param_groups(module, params: list, recipe: Recipe) -> list[dict]:
+    """One group, or with ``init_lr_scale`` two: the weights an ``init`` folder gave at
+    that share of the lr (fine-tune gently what works), the new ones (temporal layers) at
+    the full lr."""
+    if not recipe.init or recipe.init_lr_scale == 1.0:
+        return [{"params": params, "scale": 1.0}]
+    new = {id(p) for n, p in module.named_parameters() if ".time_layers." in f".{n}"}
+    fresh = [p for p in params if id(p) in new]
+    loaded = [p for p in params if id(p) not in new]
+    return [{"params": fresh, "scale": 1.0}, {"params": loaded, "scale": recipe.init_lr_scale}]
+
+
 def add_lora(transformer: DiT, text_encoder: ByteTextEncoder, recipe: Recipe) -> None:
     """Freeze the base (transformer and text encoder) and inject the recipe's LoRA, the
     only weights left trainable."""
@@ -191,8 +203,8 @@ def train(
         module = FlowObjective(transformer, text_encoder, tuple(media.streams))
     # Only what trains is optimised and averaged: everything, or a LoRA's weights alone.
     params = [p for p in module.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=recipe.lr, betas=(0.9, 0.99),
-                            weight_decay=recipe.weight_decay)  # fmt: skip
+    opt = torch.optim.AdamW(param_groups(module, params, recipe), lr=recipe.lr,
+                            betas=(0.9, 0.99), weight_decay=recipe.weight_decay)  # fmt: skip
     ema = EMAModel(params, decay=recipe.ema_decay, foreach=True)
     module, opt = acc.prepare(module, opt)
     ema.to(acc.device)
@@ -218,7 +230,7 @@ def train(
     while step < end:
         lr = recipe.lr_at(step)
         for group in opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("scale", 1.0)
         idx = batch_indices(source, recipe.seed, step, recipe.batch_size)
         # Every draw is made for the whole global batch, then sliced: N processes make the
         # run one process makes (up to float summation order), and a resumed run the same.
