@@ -149,6 +149,8 @@ class Request:
         d = self.duration
         if not _is_number(d) or not _finite(d) or d <= 0:
             raise RequestError(f"duration={d!r} is invalid: give seconds > 0")
+        if d < MIN_SECONDS:  # shorter would be an empty or one-token clip
+            raise RequestError(f"duration={d:g} s is too short: ask for at least {MIN_SECONDS} s")
         if d > limits.max_seconds:
             raise RequestError(
                 f"duration={d} s is beyond this model's limit of {limits.max_seconds} s: "
@@ -184,6 +186,7 @@ class Request:
 
 
 MAX_LORAS = 8
+MIN_SECONDS = 0.1  # the shortest clip a request may ask for
 
 
 def _lora_pairs(value: Any) -> tuple[tuple[str, float], ...]:

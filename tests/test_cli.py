@@ -105,3 +105,12 @@ def test_an_overlong_model_name_is_one_line(tmp_path, capsys):
     assert main(["generate", "a red circle", "--model", "x" * 5000, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "too long" in err, err
+
+
+def test_a_too_short_duration_is_refused(tmp_path, capsys):
+    from app.cli import main
+
+    args = ["generate", "a bell", "--audio", "--duration", "1e-9", "--out", str(tmp_path)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "too short" in err and not list(tmp_path.iterdir())
