@@ -376,6 +376,9 @@ def _side_update(lim, value: int) -> dict:
     return gr.update(minimum=lo, maximum=lim.max_side, step=lim.multiple, value=value)
 
 
+MAX_UPLOAD = "20mb"
+
+
 def launch(
     studio: Studio,
     host: str,
@@ -394,6 +397,7 @@ def launch(
         share=share,
         css=CSS,
         allowed_paths=[str(studio.outputs_dir.resolve())],
+        max_file_size=MAX_UPLOAD,  # uploads are replays of the studio's own small files
         prevent_thread_lock=True,
         footer_links=["api"],
     )

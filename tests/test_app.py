@@ -169,3 +169,19 @@ def test_api_names_are_stable_with_every_bundled_modality():
         names
     )
     assert names.index("generate") < names.index("generate_audio")
+
+
+def test_uploads_over_the_limit_are_refused(server):
+    import urllib.error
+    import urllib.request
+
+    url, _, _ = server
+    boundary = "xxboundaryxx"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; "
+            f"filename=\"big.png\"\r\nContent-Type: image/png\r\n\r\n").encode()  # fmt: skip
+    body += b"\0" * (21 * 1024 * 1024) + f"\r\n--{boundary}--\r\n".encode()
+    kind = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    req = urllib.request.Request(f"{url.rstrip('/')}/gradio_api/upload", data=body, headers=kind)
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=60)
+    assert e.value.code in (400, 413)
