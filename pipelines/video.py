@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from dit.flow import frame_noise
+from dit.temporal import frame_split
 from dit.tokens import unpatchify_video, video_positions
 
 from .base import Layout, Pipeline
@@ -56,7 +57,7 @@ class TextToVideoPipeline(Pipeline):
         share = self.spec.extra.get("frame_noise_share", 0.0)
         if lay.stream != self.stream or not share:
             return super().noise(lay, g)
-        frames = len(torch.unique(lay.positions[:, 1]))
+        frames = frame_split(lay.positions, lay.stream)[0]  # the core's own frame count
         return frame_noise((lay.tokens, lay.dim), frames, share, g)
 
     def frames_of(self, x: torch.Tensor, request: Request) -> np.ndarray:
