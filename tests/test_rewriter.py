@@ -75,6 +75,29 @@ def test_rewriter_resume_equals_uninterrupted(tmp_path):
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_a_longer_run_continues_a_trained_rewriter(digits_rewriter, tmp_path):
+    _, folder = digits_rewriter
+    from training.rewriter import start_from
+
+    model = build(_digits_recipe())
+    start_from(model, str(folder))
+    trained = PromptRewriter.from_pretrained(folder / "rewriter")
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), trained.state_dict().values(), strict=True)
+    )
+    wider = build(_digits_recipe(text_encoder={"width": 48, "depth": 2, "heads": 2, "out_len": 4}))
+    with pytest.raises(ValueError, match="another vocabulary or shape"):
+        start_from(wider, str(folder))
+    with pytest.raises(ValueError, match="has no rewriter"):
+        start_from(model, "sounds-t2a")  # a model folder without one
+    # Training on from it: step 0 of the new run is the trained rewriter, not a fresh one.
+    out = train_rewriter(_digits_recipe(steps=1, lr=1e-9, warmup=1, init_rewriter=str(folder)),
+                         tmp_path / "long")  # fmt: skip
+    again = PromptRewriter.from_pretrained(out / "rewriter").eval()
+    assert again.rewrite(["the number 7"]) == ["a handwritten seven"]
+
+
 def test_rewriter_vocabulary_covers_heldout_forms_as_known():
     model = build(_digits_recipe())
     assert model.knows("can you draw a 7") and not model.knows("a teal 7")

@@ -59,6 +59,8 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     # Only the newest two checkpoints are kept.
     kept = sorted(p.name for p in (tmp_path / "straight" / "checkpoints").iterdir())
     assert kept == ["step_0000022", f"step_00000{STEPS}"]
+    # No pickles anywhere in what the trainer wrote.
+    assert not [p for p in tmp_path.rglob("*") if p.suffix in (".pkl", ".bin", ".pt")]
     # The run moved away from its initialisation (the comparison is not of two copies of it).
     from training.recipe import Recipe
     from training.trainer import build_models
@@ -92,45 +94,84 @@ def test_gradient_checkpointing_flag_trains_the_same_run(tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
 
 
-def _tiny(out: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "training", "tiny-test", "--out", str(out), "--steps", "6"]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([*cmd, *extra], env=env, capture_output=True, text=True, timeout=300)
+def _checkpoints(root: Path, steps: tuple[int, ...]) -> dict[int, torch.Tensor]:
+    """Checkpoints of a small module and its optimiser at ``steps`` under ``root``; returns
+    each step's weight so a test can tell which one was loaded."""
+    from training import checkpoint
+
+    saved = {}
+    for step in steps:
+        torch.manual_seed(step)
+        model = torch.nn.Linear(4, 3)
+        opt = torch.optim.AdamW(model.parameters())
+        model(torch.randn(2, 4)).sum().backward()
+        opt.step()
+        checkpoint.write(root / f"step_{step:07d}", step, {"model": model}, opt)
+        saved[step] = model.weight.detach().clone()
+    return saved
+
+
+def _loader(model: torch.nn.Module):
+    from training import checkpoint
+
+    opt = torch.optim.AdamW(model.parameters())
+    return lambda folder: checkpoint.read(folder, {"model": model}, opt)
+
+
+class _Evil:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
 
 
 def test_resume_refuses_a_crafted_pickle_without_running_it(tmp_path):
     import pickle
 
-    out, marker = tmp_path / "run", tmp_path / "pwned"
-    assert _tiny(out, "--steps", "2").returncode == 0
-    newest = sorted((out / "checkpoints").glob("step_*"))[-1]
+    from training import checkpoint
 
-    class Evil:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
-    (newest / "custom_checkpoint_0.pkl").write_bytes(pickle.dumps(Evil()))
-    done = _tiny(out, "--resume")
-    assert done.returncode == 2, done.stderr
-    assert "never unpickles" in done.stderr and "custom_checkpoint_0.pkl" in done.stderr
+    root, marker = tmp_path / "checkpoints", tmp_path / "pwned"
+    _checkpoints(root, (2, 4))
+    (root / "step_0000004" / "custom_checkpoint_0.pkl").write_bytes(pickle.dumps(_Evil(marker)))
+    said = []
+    try:
+        checkpoint.resume(root, _loader(torch.nn.Linear(4, 3)), said.append)
+        raise AssertionError("a pickle in the newest checkpoint was not refused")
+    except checkpoint.CheckpointError as e:
+        assert "never unpickles" in str(e) and "custom_checkpoint_0.pkl" in str(e)
+    assert not said  # refused outright, not skipped in favour of step 2
     assert not marker.exists()
-    assert "Traceback" not in done.stderr
+
+
+def test_the_cli_reports_a_refused_run_folder_in_one_line(tmp_path, capsys):
+    import pickle
+
+    from training.__main__ import main
+
+    out, marker = tmp_path / "run", tmp_path / "pwned"
+    _checkpoints(out / "checkpoints", (2,))
+    (out / "checkpoints" / "step_0000002" / "x.pkl").write_bytes(pickle.dumps(_Evil(marker)))
+    assert main(["tiny-test", "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "never unpickles" in err and "x.pkl" in err and "\n" not in err
+    assert "Traceback" not in err and not marker.exists()
 
 
 def test_a_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path):
-    straight, damaged = tmp_path / "straight", tmp_path / "damaged"
-    assert _tiny(straight).returncode == 0
-    assert _tiny(damaged, "--steps", "4").returncode == 0  # checkpoints at 2 and 4
-    newest = damaged / "checkpoints" / "step_0000004"
-    weights_file = newest / "model.safetensors"
-    weights_file.write_bytes(weights_file.read_bytes()[:1000])  # truncated
-    done = _tiny(damaged, "--resume")
-    assert done.returncode == 0, done.stderr
-    assert "skipping step_0000004" in done.stderr + done.stdout
-    assert "at step 2" in done.stderr + done.stdout
-    a, b = weights(straight / "model"), weights(damaged / "model")
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
-    # no pickles anywhere in what the trainer wrote
-    assert not [p for p in damaged.rglob("*") if p.suffix in (".pkl", ".bin", ".pt")]
+    from training import checkpoint
+
+    root = tmp_path / "checkpoints"
+    saved = _checkpoints(root, (2, 4))
+    weights_file = root / "step_0000004" / "model.safetensors"
+    weights_file.write_bytes(weights_file.read_bytes()[:100])  # truncated
+    model, said = torch.nn.Linear(4, 3), []
+    assert checkpoint.resume(root, _loader(model), said.append) == 2
+    assert "skipping step_0000004" in said[0] and "at step 2" in said[-1]
+    assert torch.equal(model.weight, saved[2])
+    (root / "step_0000002" / "state.json").unlink()  # incomplete too: nothing usable is left
+    try:
+        checkpoint.resume(root, _loader(model), said.append)
+        raise AssertionError("resumed from damaged checkpoints")
+    except checkpoint.CheckpointError as e:
+        assert "new run folder" in str(e)

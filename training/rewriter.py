@@ -68,6 +68,22 @@ def build(recipe: Recipe) -> PromptRewriter:
     return PromptRewriter(vocab=vocab, out_words=list(out), known=known, **config)
 
 
+def start_from(model: PromptRewriter, folder: str) -> None:
+    """Load the weights of ``folder``'s rewriter/ into ``model`` (a longer run continuing a
+    trained rewriter); its vocabularies must be the ones this recipe builds."""
+    from pipelines.spec import resolve_model
+
+    path = resolve_model(folder) / "rewriter"
+    if not path.is_dir():
+        raise ValueError(f"recipe init_rewriter={folder!r}: {path} has no rewriter/ to continue")
+    old = PromptRewriter.from_pretrained(path)
+    if any(old.config.get(k) != v for k, v in model.config.items() if not k.startswith("_")):
+        raise ValueError(f"recipe init_rewriter={folder!r}: its rewriter has another vocabulary "
+                         "or shape than this recipe's; train it from scratch (init_rewriter "
+                         '"")')  # fmt: skip
+    model.load_state_dict(old.state_dict())
+
+
 def pairs(
     recipe: Recipe,
     rewriter: PromptRewriter,
@@ -115,6 +131,8 @@ def train_rewriter(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = Fa
     deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
     torch.manual_seed(recipe.seed)
     model = build(recipe).train()
+    if recipe.init_rewriter and not resume:
+        start_from(model, recipe.init_rewriter)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     step = 0
     ckpt = out / CHECKPOINT
