@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--fps", type=float, help="video models: frame rate (default: training's)")
     ev.add_argument("--phrasing", nargs="+", choices=("canonical", "train", "heldout"),
                     default=["canonical", "train", "heldout"],
-                    help="image models: which phrasings of the world's caption grammar to score "
+                    help="shapes, digits and motion models: which phrasings of the world's caption "
+                    "grammar to score "
                     "(default all three, side by side on the same scenes and seeds)")  # fmt: skip
 
     batch = sub.add_parser(
@@ -210,40 +211,10 @@ def evaluate(args: argparse.Namespace) -> int:
 
     try:
         pipe = load_pipeline(args.model)
-        data = pipe.spec.extra.get("data")
-        if data == "bounce":
-            from training.eval_audiovideo import evaluate_audiovideo
+        from training.evaluate import evaluate as score
 
-            scores = evaluate_audiovideo(pipe, n=args.prompts, steps=args.steps,
-                                         solver=args.solver, guidance=args.guidance,
-                                         fps=args.fps)  # fmt: skip
-        elif data == "motion":
-            from training.eval_motion import evaluate_motion
-
-            scores = evaluate_motion(pipe, n=args.prompts, steps=args.steps, solver=args.solver,
-                                     guidance=args.guidance, fps=args.fps)  # fmt: skip
-        elif data == "sounds":
-            from training.eval_sounds import evaluate_sounds
-
-            scores = evaluate_sounds(pipe, n=args.prompts, steps=args.steps, solver=args.solver,
-                                     guidance=args.guidance)  # fmt: skip
-        elif data == "digits":
-            from training.eval_digits import evaluate_digits
-
-            scores = evaluate_digits(
-                pipe,
-                n_per_digit=max(1, args.prompts // 10),
-                steps=args.steps,
-                solver=args.solver,
-                guidance=args.guidance,
-                phrasings=tuple(args.phrasing),
-            )
-        else:
-            from training.eval_shapes import evaluate_shapes
-
-            scores = evaluate_shapes(pipe, n=args.prompts, steps=args.steps, solver=args.solver,
-                                     guidance=args.guidance,
-                                     phrasings=tuple(args.phrasing))  # fmt: skip
+        scores = score(pipe, args.prompts, tuple(args.phrasing), steps=args.steps,
+                       solver=args.solver, guidance=args.guidance, fps=args.fps)  # fmt: skip
     except (RequestError, FileNotFoundError, ValueError) as e:
         print(f"dit-studio eval: {e}", file=sys.stderr)
         return 2
@@ -262,7 +233,7 @@ def evaluate(args: argparse.Namespace) -> int:
 def score_table(scores: dict, phrasings: tuple[str, ...]) -> str:
     """A markdown table; keys "<phrasing> <metric>" become one row per metric with a column
     per phrasing (then "real" and anything else as rows of their own)."""
-    columns = [c for c in (*phrasings, "real") if any(k.startswith(f"{c} ") for k in scores)]
+    columns = [c for c in ("gen", *phrasings, "real") if any(k.startswith(f"{c} ") for k in scores)]
     rows: dict[str, dict[str, object]] = {}
     for k, v in scores.items():
         col = next((c for c in columns if k.startswith(f"{c} ")), "")

@@ -266,3 +266,16 @@ def test_change_colour_is_scored_by_quarters():
 def test_summarise_motion_skips_none():
     results = [{"direction": True, "growth": None}, {"direction": False, "growth": True}]
     assert summarise_motion(results) == {"direction": 50.0, "growth": 100.0}
+
+
+def test_canonical_phrasing_captions_the_same_clips_canonically():
+    from training.world.motion import MotionDataset, caption
+
+    free, canonical = MotionDataset(12, seed=3), MotionDataset(12, seed=3, phrasing="canonical")
+    for i in range(12):
+        a, b = free[i], canonical[i]
+        assert a["clip"] == b["clip"] and torch.equal(a["video"], b["video"])
+        assert b["caption"] == caption(b["clip"])
+    assert any(free[i]["caption"] != canonical[i]["caption"] for i in range(12))
+    with pytest.raises(ValueError, match="phrasing='held'"):
+        MotionDataset(2, phrasing="held")

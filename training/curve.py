@@ -3,7 +3,8 @@ same held-out prompts and seeds, one row per export.
 
     python -m training.curve RUN [--prompts 64] [--phrasing canonical heldout]
 
-Shapes and digits models (what ``dit-studio eval`` scores); a row's samples are step x batch.
+Any world's models (what ``dit-studio eval`` scores, through ``training.evaluate``); a row's
+samples are step x batch.
 """
 
 from __future__ import annotations
@@ -28,22 +29,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from pipelines.registry import load_pipeline
 
+    from .evaluate import evaluate
+
     rows = []
     for folder in exports:
         step = int(folder.name.split("_")[1])
         pipe = load_pipeline(str(folder))
-        if pipe.spec.extra.get("data") == "digits":
-            from .eval_digits import evaluate_digits
-
-            scores = evaluate_digits(pipe, max(1, args.prompts // 10),
-                                     phrasings=tuple(args.phrasing))  # fmt: skip
-        else:
-            from .eval_shapes import evaluate_shapes
-
-            scores = evaluate_shapes(pipe, args.prompts, phrasings=tuple(args.phrasing))
+        scores = evaluate(pipe, args.prompts, tuple(args.phrasing))
         rows.append((step, scores))
         print(json.dumps({"step": step, **scores}), flush=True)
-    keys = [k for k in rows[0][1] if not k.startswith("real") and k not in ("prompts",
+    keys = [k for k in rows[0][1] if not k.startswith("real") and k not in ("prompts", "fps",
             "unseen combinations", "classifier accuracy on held-out real %")]  # fmt: skip
     print("| step | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 1) + "|")

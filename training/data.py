@@ -51,10 +51,11 @@ class _WorldSource(Source):
 
 
 class ShapesSource(_WorldSource):
-    def __init__(self, n: int, seed: int, size: int, split: str = "train") -> None:
+    def __init__(self, n: int, seed: int, size: int, split: str = "train",
+                 phrasing: str = "train") -> None:  # fmt: skip
         from training.world.shapes import ShapesDataset
 
-        self.ds = ShapesDataset(n, seed=seed, size=size, split=split)
+        self.ds = ShapesDataset(n, seed=seed, size=size, split=split, phrasing=phrasing)
         self.cache: dict[int, tuple[torch.Tensor, str]] = {}
 
 
@@ -85,10 +86,11 @@ class SoundsSource(Source):
     """The procedural sound world as mel tokens: items are (tokens (N, frames_per_token *
     n_mels), caption), encoded once and cached; buckets hold clips of one token count."""
 
-    def __init__(self, n: int, seed: int, seconds: float, codec, split: str = "train") -> None:
+    def __init__(self, n: int, seed: int, seconds: float, codec, split: str = "train",
+                 phrasing: str = "train") -> None:  # fmt: skip
         from training.world.sounds import SoundsDataset
 
-        self.ds = SoundsDataset(n, seed=seed, split=split, max_duration=seconds)
+        self.ds = SoundsDataset(n, seed=seed, split=split, max_duration=seconds, phrasing=phrasing)
         self.codec = codec
         self.cache: dict[int, tuple[torch.Tensor, str]] = {}
         lengths = np.array([codec.tokens_for(self.ds.scene(i).duration) for i in range(n)])
@@ -114,10 +116,12 @@ class MotionSource(_WorldSource):
 
     field = "video"
 
-    def __init__(self, n: int, seed: int, size: int, seconds: float, fps: float) -> None:
+    def __init__(self, n: int, seed: int, size: int, seconds: float, fps: float,
+                 phrasing: str = "train") -> None:  # fmt: skip
         from training.world.motion import MotionDataset
 
-        self.ds = MotionDataset(n, seed=seed, size=size, frames=round(seconds * fps), fps=fps)
+        self.ds = MotionDataset(n, seed=seed, size=size, frames=round(seconds * fps), fps=fps,
+                                phrasing=phrasing)  # fmt: skip
         self.cache: dict[int, tuple[torch.Tensor, str]] = {}
 
 
@@ -125,10 +129,12 @@ class AudioVideoSource(Source):
     """The audio+video world: items are ({"video": (F, 3, H, W) in [-1, 1], "audio": mel tokens
     (N, D)}, caption) of one duration, made once and cached."""
 
-    def __init__(self, n: int, seed: int, size: int, seconds: float, fps: float, codec) -> None:
+    def __init__(self, n: int, seed: int, size: int, seconds: float, fps: float, codec,
+                 phrasing: str = "train") -> None:  # fmt: skip
         from training.world.audiovideo import AVDataset
 
-        self.ds = AVDataset(n, seed=seed, size=size, seconds=seconds, fps=fps, split="train")
+        self.ds = AVDataset(n, seed=seed, size=size, seconds=seconds, fps=fps, split="train",
+                            phrasing=phrasing)  # fmt: skip
         self.codec, self.seconds = codec, seconds
         self.cache: dict[int, tuple[dict[str, torch.Tensor], str]] = {}
 
@@ -278,16 +284,18 @@ def make_source(recipe) -> Source:
         raise ValueError(f"recipe data_split={recipe.data_split!r}: only the shapes and sounds "
                          "worlds have held-out splits; use 'train'")  # fmt: skip
     if recipe.data == "shapes":
-        return ShapesSource(recipe.data_size, recipe.seed, recipe.size, recipe.data_split)
+        return ShapesSource(recipe.data_size, recipe.seed, recipe.size, recipe.data_split,
+                            recipe.phrasing)  # fmt: skip
     if recipe.data == "digits":
         return DigitsSource(recipe.size, recipe.seed)
     if recipe.data == "motion":
-        return MotionSource(recipe.data_size, recipe.seed, recipe.size, recipe.seconds, recipe.fps)
+        return MotionSource(recipe.data_size, recipe.seed, recipe.size, recipe.seconds, recipe.fps,
+                            recipe.phrasing)  # fmt: skip
     if recipe.data == "bounce":
         from conditioning.mel import MelCodec
 
         return AudioVideoSource(recipe.data_size, recipe.seed, recipe.size, recipe.seconds,
-                                recipe.fps, MelCodec(**recipe.codec))  # fmt: skip
+                                recipe.fps, MelCodec(**recipe.codec), recipe.phrasing)  # fmt: skip
     if recipe.modality == "audio":
         from conditioning.mel import MelCodec
 
@@ -295,7 +303,7 @@ def make_source(recipe) -> Source:
         if recipe.data == "folder":
             return AudioFolderSource(recipe.data_path, codec, recipe.seconds)
         return SoundsSource(recipe.data_size, recipe.seed, recipe.seconds, codec,
-                            recipe.data_split)  # fmt: skip
+                            recipe.data_split, recipe.phrasing)  # fmt: skip
     return FolderSource(recipe.data_path, recipe.size, recipe.patch)
 
 

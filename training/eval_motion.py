@@ -13,6 +13,7 @@ import numpy as np
 
 from pipelines.video import TextToVideoPipeline
 
+from .world.grammar import PHRASINGS, check_phrasing
 from .world.motion import caption, render_clip, sample_clip
 from .world.score_motion import KEYS, score_clip
 from .world.summary import summarise
@@ -20,10 +21,16 @@ from .world.summary import summarise
 EVAL_SEED = 4321  # training draws clips from seed 0 by index; evaluation from its own stream
 
 
-def eval_clips(n: int, split: str, seconds: float, seed: int = EVAL_SEED):
-    rng = np.random.default_rng([seed, ("train", "heldout").index(split)])
+def eval_clips(n: int, split: str, seconds: float, seed: int = EVAL_SEED,
+               phrasing: str = "train"):  # fmt: skip
+    """``n`` clips of ``split`` and their captions in ``phrasing``: the same clips for every
+    phrasing (the captions draw from a stream of their own)."""
+    check_phrasing(phrasing)
+    stream = [seed, ("train", "heldout").index(split)]
+    rng = np.random.default_rng(stream)
     clips = [sample_clip(rng, split, seconds=seconds) for _ in range(n)]
-    return clips, [caption(c, rng) for c in clips]
+    words = np.random.default_rng([*stream, PHRASINGS.index(phrasing)])
+    return clips, [caption(c, words, phrasing) for c in clips]
 
 
 def evaluate_motion(
@@ -35,23 +42,27 @@ def evaluate_motion(
     fps: float | None = None,
     batch: int = 16,
     seed: int = 0,
+    phrasings: tuple[str, ...] = ("train",),
 ) -> dict[str, float]:
     """Percent right per attribute on ``n`` held-out clips and ``n`` fresh clips of the
-    training split's combinations (and on real renders of both), at ``fps``."""
+    training split's combinations (and on real renders of both), at ``fps``, per phrasing of
+    the captions (the same clips and seeds in each). Keys ``"<phrasing> <pairs>: <metric>"``
+    (``"gen ..."`` with one phrasing) and ``"real <pairs>: <metric>"``."""
     spec = pipe.spec
     fps = fps or spec.fps
     frames = round(spec.seconds * fps)
     out: dict[str, float] = {"prompts": n, "fps": fps}
     for split, label in (("heldout", "unseen pairs"), ("train", "seen pairs")):
-        clips, prompts = eval_clips(n, split, spec.seconds)
-        videos = pipe.generate_many(prompts, seed=seed, batch=batch, desc=f"eval {label}",
-                                    steps=steps, guidance=guidance, solver=solver,
-                                    duration=spec.seconds, fps=fps)  # fmt: skip
-        gen = summarise([score_clip(v, c, fps) for v, c in zip(videos, clips, strict=True)])
+        for phrasing in phrasings:
+            clips, prompts = eval_clips(n, split, spec.seconds, phrasing=phrasing)
+            videos = pipe.generate_many(prompts, seed=seed, batch=batch,
+                                        desc=f"eval {label}, {phrasing}", steps=steps,
+                                        guidance=guidance, solver=solver,
+                                        duration=spec.seconds, fps=fps)  # fmt: skip
+            gen = summarise([score_clip(v, c, fps) for v, c in zip(videos, clips, strict=True)])
+            col = "gen" if len(phrasings) == 1 else phrasing
+            out.update({f"{col} {label}: {k}": gen[k] for k in KEYS if k in gen})
         real = summarise([score_clip(render_clip(c, frames, fps, spec.width), c, fps)
                           for c in clips])  # fmt: skip
-        for k in KEYS:
-            if k in gen:
-                out[f"{label}: gen {k}"] = gen[k]
-                out[f"{label}: real {k}"] = real[k]
+        out.update({f"real {label}: {k}": real[k] for k in KEYS if k in real})
     return out

@@ -21,6 +21,9 @@ class Recipe:
     # train | heldout | all (half each). Tokenizers, which see no captions, train on "all": a
     # codec must represent every scene; the held-out test is of the text-to-media model.
     data_split: str = "train"
+    # the world's captions: "train" (free phrasings of the grammar, read by the model itself) or
+    # "canonical" (one caption per item; free phrasing then goes through a rewriter recipe)
+    phrasing: str = "train"
     size: int = 32  # training image side
     seconds: float = 5.0  # audio, video: the longest training clip
     fps: float = 8.0  # video: training frame rate (frames = seconds x fps)
@@ -98,6 +101,8 @@ class Recipe:
         if self.objective == "masked" and not self.tokenizer:
             raise ValueError("recipe objective=masked needs tokenizer: the FSQ tokenizer folder "
                              "(trained by a recipe with objective 'tokenizer')")  # fmt: skip
+        if self.phrasing not in ("train", "canonical"):
+            raise ValueError(f"recipe phrasing={self.phrasing!r}: use 'train' or 'canonical'")
         if self.data_split not in ("train", "heldout", "all"):
             raise ValueError(f"recipe data_split={self.data_split!r}: use train, heldout or all")
         if self.data_split != "train" and self.objective != "tokenizer":

@@ -423,8 +423,9 @@ class AVDataset(WorldDataset):
         seconds: float = DEFAULT_SECONDS,
         fps: float = DEFAULT_FPS,
         split: str = "train",
+        phrasing: str = "train",
     ) -> None:
-        super().__init__(n, seed, split)
+        super().__init__(n, seed, split, phrasing)
         if round(seconds * fps) < 1:
             raise ValueError(f"seconds={seconds}, fps={fps}: not one frame")
         self.size, self.seconds, self.fps = size, seconds, fps
@@ -433,5 +434,5 @@ class AVDataset(WorldDataset):
         scene = sample_scene(rng, self.split, self.seconds)
         pixels = render_video(scene, round(self.seconds * self.fps), self.fps, self.size)
         wave = render_audio(scene, self.seconds)
-        return {"video": to_tensor(pixels), "wave": wave, "caption": caption(scene, rng),
-                "scene": scene}  # fmt: skip
+        text = caption(scene, rng, self.phrasing)
+        return {"video": to_tensor(pixels), "wave": wave, "caption": text, "scene": scene}

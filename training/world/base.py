@@ -14,10 +14,15 @@ class WorldDataset(Dataset):
     """n items regenerated exactly from (seed, index): nothing is stored on disk. A world says
     how one item is made from its generator (``make``)."""
 
-    def __init__(self, n: int, seed: int = 0, split: str = "train") -> None:
+    def __init__(self, n: int, seed: int = 0, split: str = "train", phrasing: str = "train"):
+        """``phrasing``: the captions' (``grammar.PHRASINGS``): "train" for a model that reads
+        free phrasing itself, "canonical" for one that reads it through a rewriter."""
+        from .grammar import check_phrasing
+
         if split not in SPLITS:
             raise ValueError(f"split={split!r}; choose one of {SPLITS}")
-        self.n, self.seed, self.split = n, seed, split
+        check_phrasing(phrasing)
+        self.n, self.seed, self.split, self.phrasing = n, seed, split, phrasing
 
     def __len__(self) -> int:
         return self.n

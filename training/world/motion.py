@@ -389,14 +389,15 @@ class MotionDataset(WorldDataset):
         frames: int = DEFAULT_FRAMES,
         fps: float = DEFAULT_FPS,
         split: str = "train",
+        phrasing: str = "train",
     ) -> None:
-        super().__init__(n, seed, split)
+        super().__init__(n, seed, split, phrasing)
         self.size, self.frames, self.fps = size, frames, fps
 
     def make(self, rng: np.random.Generator) -> dict:
         clip = sample_clip(rng, self.split, seconds=self.frames / self.fps)
         video = to_tensor(render_clip(clip, self.frames, self.fps, self.size))  # (F, 3, H, W)
-        return {"video": video, "caption": caption(clip, rng), "clip": clip}
+        return {"video": video, "caption": caption(clip, rng, self.phrasing), "clip": clip}
 
 
 def collate(batch: list[dict]) -> dict:

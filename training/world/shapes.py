@@ -489,14 +489,15 @@ def coverage(shape: str, g: Geometry, size: int = 32, supersample: int = 4) -> n
 class ShapesDataset(WorldDataset):
     """n scenes regenerated exactly from (seed, index): nothing is stored on disk."""
 
-    def __init__(self, n: int, seed: int = 0, size: int = 32, split: str = "train") -> None:
-        super().__init__(n, seed, split)
+    def __init__(self, n: int, seed: int = 0, size: int = 32, split: str = "train",
+                 phrasing: str = "train") -> None:  # fmt: skip
+        super().__init__(n, seed, split, phrasing)
         self.size = size
 
     def make(self, rng: np.random.Generator) -> dict:
         scene = sample_scene(rng, self.split)
         image = to_tensor(render(scene, self.size))  # (3, H, W) in [-1, 1]
-        return {"image": image, "caption": caption(scene, rng), "scene": scene}
+        return {"image": image, "caption": caption(scene, rng, self.phrasing), "scene": scene}
 
 
 def collate(batch: list[dict]) -> dict:

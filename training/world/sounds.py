@@ -23,7 +23,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import lfilter
 
-from .grammar import Forms, Lexicon, Words, pick_form, rephrase, sampled_vocabulary
+from .grammar import (
+    Forms,
+    Lexicon,
+    Words,
+    check_phrasing,
+    pick_form,
+    rephrase,
+    sampled_vocabulary,
+)
 
 SR = 16_000
 
@@ -598,11 +606,14 @@ class SoundsDataset:
     """
 
     def __init__(
-        self, n: int, seed: int = 0, split: str = "train", max_duration: float = 5.0
-    ) -> None:
+        self, n: int, seed: int = 0, split: str = "train", max_duration: float = 5.0,
+        phrasing: str = "train",
+    ) -> None:  # fmt: skip
         if split not in SPLITS:
             raise ValueError(f"split={split!r}; choose one of {SPLITS}")
+        check_phrasing(phrasing)
         self.n, self.seed, self.split, self.max_duration = n, seed, split, max_duration
+        self.phrasing = phrasing
 
     def __len__(self) -> int:
         return self.n
@@ -619,4 +630,5 @@ class SoundsDataset:
 
     def __getitem__(self, index: int) -> dict:
         scene, rng = self._draw(index)
-        return {"wave": render(scene), "caption": caption(scene, rng), "scene": scene}
+        return {"wave": render(scene), "caption": caption(scene, rng, self.phrasing),
+                "scene": scene}  # fmt: skip
