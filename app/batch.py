@@ -66,7 +66,9 @@ def parse_jobs(path: str | os.PathLike) -> tuple[list[Job], list[BadLine]]:
     specs: dict[str, ModelSpec] = {}
     seen: dict[str, int] = {}
     with open(path, encoding="utf-8", errors="surrogateescape") as f:
-        lines = f.read().splitlines()
+        # JSON Lines ends lines at "\n" only: splitlines() would also split a prompt holding
+        # U+2028 or a control character, both valid inside a JSON string
+        lines = [line.removesuffix("\r") for line in f.read().split("\n")]
     for number, text in enumerate(lines, start=1):
         if not text.strip() or text.lstrip().startswith("#"):
             continue

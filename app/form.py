@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pipelines.request import Request, RequestError
+from pipelines.request import Request, RequestError, _finite, _is_number, _lora_pairs
 
 FORM = (
     "model",
@@ -38,8 +38,20 @@ def _whole(name: str, value: Any) -> int:
     raise RequestError(f"{name}={value!r} is invalid: use a whole number")
 
 
+def _number(name: str, value: Any) -> float:
+    """A number box's value (gradio_client may send text) -> float, or a RequestError."""
+    if isinstance(value, bool):
+        raise RequestError(f"{name}={value!r} is invalid: use a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise RequestError(f"{name}={value!r} is invalid: use a number") from None
+
+
 def parse_loras(text: str | None) -> tuple[tuple[str, float], ...]:
     """ "teal:0.8, other" -> (("teal", 0.8), ("other", 1.0)): names the studio offers."""
+    if text is not None and not isinstance(text, str):
+        raise RequestError(f"loras={text!r}: write name:scale pairs as text, e.g. teal:0.8")
     pairs = []
     for item in (text or "").replace("\n", ",").split(","):
         if not item.strip():
@@ -71,7 +83,7 @@ def form_request(values: dict[str, Any]) -> Request:
         return None if values.get(name) is None else _whole(name, values[name])
 
     def number_or_none(name: str) -> float | None:
-        return None if values.get(name) is None else float(values[name])
+        return None if values.get(name) is None else _number(name, values[name])
 
     return Request(
         duration=number_or_none("duration"),
@@ -81,7 +93,7 @@ def form_request(values: dict[str, Any]) -> Request:
         negative_prompt=values["negative_prompt"] or "",
         seed=None if values["random_seed"] else _seed(values["seed"]),
         steps=_whole("steps", values["steps"]),
-        guidance=float(values["guidance"]) if values["guidance"] is not None else math.nan,
+        guidance=number_or_none("guidance") if values["guidance"] is not None else math.nan,
         solver=values["solver"],
         width=whole_or_none("width"),
         height=whole_or_none("height"),
@@ -89,3 +101,33 @@ def form_request(values: dict[str, Any]) -> Request:
         model=values["model"],
         loras=parse_loras(values.get("loras")),
     )
+
+
+WHOLE = ("seed", "steps", "width", "height", "num_outputs")
+NUMBER = ("guidance", "duration", "fps", "audio_guidance")
+TEXT = ("model", "prompt", "negative_prompt", "solver")
+
+
+def replayed(settings: Any) -> tuple[dict[str, Any], tuple[tuple[str, float], ...]]:
+    """A studio file's settings (untrusted: anyone can edit a PNG's text chunk) -> the form's
+    values it holds and its (adapter, scale) pairs; a value of the wrong kind is a
+    :class:`RequestError` naming the field, never a formatting error later."""
+    if not isinstance(settings, dict):
+        raise RequestError("the file's settings are not a JSON object")
+    values: dict[str, Any] = {}
+    for k in (*WHOLE, *NUMBER, *TEXT):
+        v = settings.get(k)
+        if v is None:
+            continue
+        if k in WHOLE and (not isinstance(v, int) or isinstance(v, bool)):
+            raise RequestError(f"{k}={v!r} in the file is not a whole number")
+        if k in NUMBER and (not _is_number(v) or not _finite(v)):
+            raise RequestError(f"{k}={v!r} in the file is not a finite number")
+        if k in TEXT and not isinstance(v, str):
+            raise RequestError(f"{k}={v!r} in the file is not text")
+        values[k] = v
+    loras = _lora_pairs(settings.get("loras") or ())
+    for path, scale in loras:
+        if not isinstance(path, str) or not _is_number(scale) or not _finite(scale):
+            raise RequestError(f"LoRA {path!r}: scale={scale!r} in the file is not a number")
+    return values, loras

@@ -19,7 +19,7 @@ import numpy as np
 from pipelines.outputs import read_settings
 from pipelines.request import RequestError
 
-from .form import FORM, form_request
+from .form import FORM, form_request, replayed
 from .studio import Done, Progress, Studio
 
 CSS = ".dit-media img { image-rendering: pixelated; }"
@@ -327,21 +327,25 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
     c["model"].change(studio.words_for, c["model"], words, api_visibility="private")
 
     def fill(settings: dict[str, Any]) -> list[Any]:
-        model = settings.get("model")
+        try:
+            given, loras = replayed(settings)
+        except RequestError as e:
+            raise gr.Error(f"cannot replay this file: {e}", print_exception=False) from None
         if settings.get("modality", tab.modality) != tab.modality:
             raise gr.Error(f"that file is {settings.get('modality')}; drop it on its own tab",
                            print_exception=False)  # fmt: skip
+        model = given.get("model")
         if model not in studio.models:
             gr.Warning(f"model {model!r} is not offered here; keeping the current model")
             model = gr.skip()
         values = {"model": model, "random_seed": False, "num_outputs": 1}
-        names = [(studio.lora_name(p), scale) for p, scale in settings.get("loras") or ()]
+        names = [(studio.lora_name(p), scale) for p, scale in loras]
         if any(n is None for n, _ in names):
             gr.Warning("that file used a LoRA this studio does not offer; it is left out")
         values["loras"] = ", ".join(f"{n}:{scale:g}" for n, scale in names if n is not None)
         for k in FORM:
             if k not in values:
-                values[k] = settings.get(k, gr.skip())
+                values[k] = given.get(k, gr.skip())
         return [values[k] for k in FORM]
 
     def on_select(evt: gr.SelectData) -> int:
