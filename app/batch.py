@@ -10,8 +10,11 @@ same bytes.
 
 Exactly once: every output is written atomically (temporary file, fsync, rename), and only
 then is the job's manifest record appended (one JSON line: id, line, output paths with their
-SHA-256, settings). A rerun skips every job whose record is there and whose files still hash
-to it; a job killed mid-way is made again, over the same names, with the same bytes.
+SHA-256, settings, and a digest of the resolved request). A rerun skips every job whose record
+for the same request is there and whose files still hash to it; a job killed mid-way is made
+again, over the same names, with the same bytes. A job edited under an explicit ``id`` is a new
+request: it is made again, its earlier files kept under their names and the new ones beside
+them (``ID-00-1.png``), as ``generate`` never overwrites.
 
 Many processes: ``accelerate launch --num_processes N -m app.cli batch ...`` shards the pending
 jobs by rank; each process appends to its own manifest part, and the first merges the parts
@@ -145,13 +148,20 @@ def _records(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def merge_manifest(out: Path) -> dict[str, dict[str, Any]]:
+def request_digest(request: Request) -> str:
+    """What a record is of: the resolved request (seed included), hashed."""
+    text = json.dumps(request.to_dict(), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def merge_manifest(out: Path) -> dict[tuple[str, str | None], dict[str, Any]]:
     """Fold every process's part into ``manifest.jsonl`` (atomically), drop the parts; returns
-    id -> record."""
+    (id, request digest) -> record (records of older manifests have no digest: None)."""
     from pipelines.outputs import atomic_write_bytes
 
     parts = sorted(out.glob(PART.format(rank="*")))
-    records = {r["id"]: r for p in [out / MANIFEST, *parts] for r in _records(p)}
+    records = {(r["id"], r.get("request")): r for p in [out / MANIFEST, *parts]
+               for r in _records(p)}  # fmt: skip
     ordered = sorted(records.values(), key=lambda r: (r.get("line", 0), r["id"]))
     text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered)
     if parts or (out / MANIFEST).exists() or records:
@@ -189,20 +199,41 @@ def clean_temporaries(out: Path) -> int:
 # --- running ---------------------------------------------------------------------------------
 
 
-def run_job(pipe, job: Job, out: Path, callback=None) -> dict[str, Any]:
-    """Make one job's outputs, write each atomically; returns its manifest record."""
+def done_and_kept(job: Job, records: dict, out: Path) -> tuple[bool, frozenset[str]]:
+    """Whether ``job`` is done (a record of its request with every file intact; a record with
+    no digest, from an older manifest, counts as its request), and the files of its id's
+    records for other requests (an edited job's earlier outputs, never written over)."""
+    digest = request_digest(job.request)
+    mine = [r for (i, d), r in records.items() if i == job.id and d in (digest, None)]
+    kept = {f["path"] for (i, d), r in records.items() if i == job.id and d not in (digest, None)
+            for f in r.get("outputs", [])}  # fmt: skip
+    return any(is_done(r, out) for r in mine), frozenset(kept)
+
+
+def _name(job: Job, index: int, suffix: str, kept: frozenset[str]) -> str:
+    name, n = f"{job.id}-{index:02d}{suffix}", 0
+    while name in kept:
+        n += 1
+        name = f"{job.id}-{index:02d}-{n}{suffix}"
+    return name
+
+
+def run_job(pipe, job: Job, out: Path, callback=None, kept: frozenset[str] = frozenset()
+            ) -> dict[str, Any]:  # fmt: skip
+    """Make one job's outputs, write each atomically (never over a name in ``kept``); returns
+    its manifest record."""
     from pipelines.outputs import atomic_write_bytes
 
     outputs = pipe(job.request, callback=callback)
     files, settings = [], []
     for o in outputs:
         data = pipe.encode_file(o.media, o.settings)
-        name = f"{job.id}-{o.settings['index']:02d}{o.suffix}"
+        name = _name(job, o.settings["index"], o.suffix, kept)
         atomic_write_bytes(out / name, data)
         files.append({"path": name, "sha256": hashlib.sha256(data).hexdigest()})
         settings.append(o.settings)
     return {"id": job.id, "line": job.line, "model": job.request.model, "outputs": files,
-            "settings": settings}  # fmt: skip
+            "settings": settings, "request": request_digest(job.request)}  # fmt: skip
 
 
 def run_batch(jobs_file: str, out_dir: str, device: str | None = None, quiet: bool = False) -> int:
@@ -227,8 +258,9 @@ def run_batch(jobs_file: str, out_dir: str, device: str | None = None, quiet: bo
         clean_temporaries(out)
         merge_manifest(out)  # a crashed multi-process run leaves parts: fold them in first
     state.wait_for_everyone()
-    records = {r["id"]: r for r in _records(out / MANIFEST)}
-    pending = [j for j in jobs if not is_done(records.get(j.id), out)]
+    records = {(r["id"], r.get("request")): r for r in _records(out / MANIFEST)}
+    state_of = {j.id: done_and_kept(j, records, out) for j in jobs}
+    pending = [j for j in jobs if not state_of[j.id][0]]
     mine = pending[rank::world]
     if state.is_main_process:
         print(f"{len(jobs)} job(s), {len(jobs) - len(pending)} already done, {len(pending)} to "
@@ -246,7 +278,8 @@ def run_batch(jobs_file: str, out_dir: str, device: str | None = None, quiet: bo
             with tqdm(total=job.request.steps, unit="step", leave=False, disable=not show,
                       desc=job.id) as steps:  # fmt: skip
                 try:
-                    record = run_job(pipes[model], job, out, callback=lambda s: steps.update(1))
+                    record = run_job(pipes[model], job, out, callback=lambda s: steps.update(1),
+                                     kept=state_of[job.id][1])  # fmt: skip
                 except ValueError as e:  # e.g. a LoRA made for another model: this job only
                     failed += 1
                     print(f"{jobs_file}:{job.line}: {e}", file=sys.stderr)
@@ -257,6 +290,6 @@ def run_batch(jobs_file: str, out_dir: str, device: str | None = None, quiet: bo
     state.wait_for_everyone()
     if state.is_main_process:
         records = merge_manifest(out)
-        made = sum(is_done(records.get(j.id), out) for j in jobs)
+        made = sum(done_and_kept(j, records, out)[0] for j in jobs)
         print(f"done: {made}/{len(jobs)} job(s) in {out / MANIFEST}")
     return 1 if bad or failed else 0

@@ -155,3 +155,22 @@ def test_huge_numbers_and_overlong_paths_are_bad_lines_not_crashes(tmp_path):
     jobs, bad = parse_jobs(path)
     assert [b.line for b in bad] == [1, 2, 3, 4] and len(jobs) == 1
     assert jobs[-1].request.prompt == "a red circle"
+
+
+def test_an_edited_job_with_its_id_runs_again_beside_its_old_files(tmp_path, capsys):
+    jobs, out = tmp_path / "jobs.jsonl", tmp_path / "out"
+    line = {"prompt": "a small red circle", "steps": 1, "seed": 1, "id": "red"}
+    jobs.write_text(json.dumps(line) + "\n")
+    args = ["batch", str(jobs), "--out", str(out), "--quiet"]
+    assert cli(args) == 0
+    first = (out / "red-00.png").read_bytes()
+    assert cli(args) == 0 and "1 already done" in capsys.readouterr().out  # unchanged: skipped
+    jobs.write_text(json.dumps({**line, "prompt": "a large blue square"}) + "\n")
+    assert cli(args) == 0 and " 0 already done" in capsys.readouterr().out  # edited: made again
+    assert (out / "red-00.png").read_bytes() == first  # the old output is kept
+    assert (out / "red-00-1.png").read_bytes() != first
+    assert cli(args) == 0 and "1 already done" in capsys.readouterr().out
+    records = [json.loads(t) for t in (out / MANIFEST).read_text().splitlines()]
+    assert [r["outputs"][0]["path"] for r in records] == ["red-00.png", "red-00-1.png"]
+    jobs.write_text(json.dumps(line) + "\n")  # edited back: its first record still holds
+    assert cli(args) == 0 and "1 already done" in capsys.readouterr().out
