@@ -142,7 +142,11 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
                 c["guidance"] = gr.Slider(
                     0, 15, value=dft["guidance"], step=0.5, label="Guidance (1 = off)"
                 )
-                c["solver"] = gr.Dropdown(list(lim.solvers), value=dft["solver"], label="Solver")
+                # Every solver of the tab's models: an API call's value is checked against the
+                # choices the page was built with, so a masked model's must be among them; the
+                # model's own list comes with a model change, and the request says which fit.
+                solvers = [*dict.fromkeys(s for m in models for s in studio.limits_for(m).solvers)]
+                c["solver"] = gr.Dropdown(solvers, value=dft["solver"], label="Solver")
                 # What a modality lacks stays None: a State, not an API parameter either.
                 if lim.max_seconds:  # timed media: seconds
                     c["duration"] = gr.Slider(0.1, lim.max_seconds, value=dft["duration"],

@@ -121,6 +121,13 @@ def test_api_returns_the_cli_bytes_and_survives_bad_requests(server, tmp_path):
     assert proc.poll() is None  # still serving
     _, files, status, _ = client.predict(**{**FORM, "num_outputs": 1}, api_name="/generate")
     assert "Done" in status and len(files) == 1
+    # the tab's masked model through the same endpoint, with its own solver
+    masked = {**FORM, "model": "shapes-t2i-masked", "solver": "maskgit", "steps": 4,
+              "num_outputs": 1}  # fmt: skip
+    _, files, status, _ = client.predict(**masked, api_name="/generate")
+    assert "Done" in status and len(files) == 1
+    with pytest.raises(AppError, match="solver='heun' is unknown: choose one of"):
+        client.predict(**{**masked, "solver": "heun"}, api_name="/generate")
 
 
 def test_load_16_clients_x_5_requests_all_served_with_queue_positions(server):
