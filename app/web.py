@@ -15,11 +15,13 @@ from typing import Any
 
 import gradio as gr
 import numpy as np
+from starlette.middleware import Middleware
 
 from pipelines.outputs import read_settings
 from pipelines.request import RequestError
 
 from .form import FORM, form_request, replayed
+from .page_guard import HideApiInfoWhenLoggedOut
 from .studio import Done, Progress, Studio
 
 CSS = ".dit-media img { image-rendering: pixelated; }"
@@ -408,6 +410,8 @@ def launch(
         max_file_size=MAX_UPLOAD,  # uploads are replays of the studio's own small files
         prevent_thread_lock=True,
         footer_links=["api"],
+        # the login page of an --auth server must not embed the API description
+        app_kwargs={"middleware": [Middleware(HideApiInfoWhenLoggedOut)]} if auth else None,
     )
     studio.warm_up()  # torch + the first model load while the page is already served
     print(f"DiT Studio on http://{host}:{port} (Ctrl+C stops it)", flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,10 @@ def test_auth_is_required_when_asked(tmp_path):
     with running_app(tmp_path / "outputs", "--auth", "ada:secret") as (url, _, _):
         with pytest.raises(Exception):  # noqa: B017 (gradio_client raises several kinds)
             Client(url, verbose=False)
+        # the login page carries no API description (Gradio embeds one; app/page_guard.py)
+        page = urllib.request.urlopen(url, timeout=30).read()
+        assert b'"auth_required":true' in page.replace(b" ", b"")
+        assert b"window.gradio_api_info = null;" in page and b"/generate" not in page
         client = Client(url, auth=("ada", "secret"), verbose=False)
         _, files, status, _ = client.predict(**{**FORM, "num_outputs": 1, "steps": 1},
                                              api_name="/generate")  # fmt: skip
