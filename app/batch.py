@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.request import Request, RequestError
-from pipelines.spec import DEFAULT_MODEL, DEFAULT_MODELS, ModelSpec, resolve_model
+from pipelines.spec import DEFAULT_MODEL, DEFAULT_MODELS, ModelSpec, resolve_lora, resolve_model
 
 MANIFEST = "manifest.jsonl"
 PART = "manifest.part-{rank}.jsonl"
@@ -68,7 +68,7 @@ def parse_jobs(path: str | os.PathLike) -> tuple[list[Job], list[BadLine]]:
     bad: list[BadLine] = []
     specs: dict[str, ModelSpec] = {}
     seen: dict[str, int] = {}
-    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
         # JSON Lines ends lines at "\n" only: splitlines() would also split a prompt holding
         # U+2028 or a control character, both valid inside a JSON string
         lines = [line.removesuffix("\r") for line in f.read().split("\n")]
@@ -119,6 +119,8 @@ def _parse_line(text: str, number: int, specs: dict[str, ModelSpec], seen: dict[
     if request.seed is None:
         request = replace(request, seed=_seed_of(job_id))
     request = replace(request, model=model).resolve(spec.request_defaults(), spec.request_limits())
+    for path, _ in request.loras:  # a missing adapter is this line's fault, found before any job
+        resolve_lora(path)
     return Job(job_id, number, request)
 
 

@@ -17,7 +17,7 @@ import gradio as gr
 import numpy as np
 from starlette.middleware import Middleware
 
-from pipelines.outputs import read_settings
+from pipelines.replay import read_settings
 from pipelines.request import RequestError
 
 from .form import FORM, form_request, replayed

@@ -3,7 +3,7 @@
 Two encoders implement it: :class:`~conditioning.byte_encoder.ByteTextEncoder` (a small
 transformer over UTF-8 bytes, trained with the DiT) and
 :class:`~conditioning.hf_encoder.HFTextEncoder` (a frozen Hugging Face encoder from a local
-folder). :func:`load_text_encoder` picks the right one for a folder.
+folder). ``conditioning.encoders.load_text_encoder`` picks the right one for a folder.
 
 Shared rules, so a pipeline never needs to know which encoder it holds:
 
@@ -18,13 +18,11 @@ Shared rules, so a pipeline never needs to know which encoder it holds:
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -101,45 +99,4 @@ def warn_truncated(index: int, length: int, kept: int, limit: int, unit: str) ->
         f"max_length={limit} {unit}",
         UserWarning,
         stacklevel=level,
-    )
-
-
-def load_text_encoder(
-    path_or_config: str | os.PathLike | dict[str, Any], **kwargs: Any
-) -> TextEncoder:
-    """The right encoder for a folder or config, returned as a :class:`TextEncoder`.
-
-    path_or_config: a folder written by ``ByteTextEncoder.save_pretrained`` (its config names
-    ``_class_name``); a local Hugging Face text-encoder folder (config with ``model_type``, or a
-    diffusers pipeline folder with ``text_encoder/`` and ``tokenizer/``); or a dict of
-    ``ByteTextEncoder`` config values, which builds a fresh, untrained byte encoder.
-    kwargs go to ``ByteTextEncoder.from_pretrained`` or ``HFTextEncoder.from_folder``.
-    """
-    # Imported here: both encoders import this module, and transformers is slow to import.
-    from .byte_encoder import ByteTextEncoder
-    from .word_encoder import WordTextEncoder
-
-    if isinstance(path_or_config, dict):
-        name = path_or_config.get("_class_name", ByteTextEncoder.__name__)
-        if name != ByteTextEncoder.__name__:
-            raise ValueError(f"a config dict must describe a ByteTextEncoder, not {name!r}")
-        return ByteTextEncoder.from_config(path_or_config)
-    folder = Path(path_or_config)
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"text encoder folder {str(folder)!r} does not exist; give a local folder "
-            "(the studio never downloads weights)"
-        )
-    config_file = folder / "config.json"
-    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-    for cls in (ByteTextEncoder, WordTextEncoder):
-        if config.get("_class_name") == cls.__name__:
-            return cls.from_pretrained(folder, **kwargs)
-    if "model_type" in config or (folder / "text_encoder").is_dir():
-        from .hf_encoder import HFTextEncoder
-
-        return HFTextEncoder.from_folder(folder, **kwargs)
-    raise ValueError(
-        f"{folder} is not a text encoder folder: its config.json names neither a _class_name "
-        f"of {[ByteTextEncoder.__name__, WordTextEncoder.__name__]} nor a transformers model_type"
     )

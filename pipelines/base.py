@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from conditioning.byte_encoder import ByteTextEncoder
+from conditioning.encoders import load_text_encoder
 from conditioning.fsq import FSQAutoencoder
 from conditioning.rewriter import PromptRewriter
-from conditioning.text import load_text_encoder
 from dit import DiT
 from dit.callbacks import StepCallback
 from dit.flow import solve, time_grid

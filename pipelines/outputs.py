@@ -163,21 +163,3 @@ def read_wav(source: str | os.PathLike | bytes) -> tuple[np.ndarray, int, dict[s
     if samples is None or not rate:
         raise ValueError("WAV file has no fmt or data chunk")
     return samples, rate, settings
-
-
-def read_settings(path: str | os.PathLike) -> dict[str, Any]:
-    """The settings any studio file carries (PNG, WAV or MP4), for replay."""
-    with open(path, "rb") as f:
-        head = f.read(12)
-    if head[4:8] == b"ftyp":  # an ISO media file; MP4 code lives in pipelines/mp4.py
-        from pipelines.mp4 import read_mp4_settings
-
-        return read_mp4_settings(path)
-    if head[:4] == b"RIFF":
-        settings = read_wav(path)[2]
-        if not settings:
-            raise ValueError(
-                "this WAV carries no dit-studio settings (was it written by the studio?)"
-            )
-        return settings
-    return read_png_settings(path)

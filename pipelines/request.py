@@ -208,8 +208,8 @@ def _lora_pairs(value: Any) -> tuple[tuple[str, float], ...]:
 
 
 def _validate_loras(loras: Any) -> None:
-    from .spec import resolve_lora  # spec imports this module: import at call time
-
+    """Their shape and scales; whether each adapter exists is for whoever loads it (the file
+    system stays out of validation: ``spec.resolve_lora``)."""
     if not isinstance(loras, tuple):
         raise RequestError(f"loras={loras!r}: give (path, scale) pairs")
     if len(loras) > MAX_LORAS:
@@ -217,7 +217,6 @@ def _validate_loras(loras: Any) -> None:
     for path, scale in loras:
         if not isinstance(path, str):
             raise RequestError(f"LoRA {path!r}: give an adapter folder or a bundled name")
-        resolve_lora(path)
         if not _is_number(scale) or not _finite(scale) or abs(scale) > 4:
             raise RequestError(f"LoRA {path}: scale={scale!r}; use a number from -4 to 4")
 

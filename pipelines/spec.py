@@ -38,10 +38,14 @@ def bundled_loras() -> list[str]:
 def resolve_lora(name_or_path: str) -> Path:
     """An adapter folder as given, or the bundled adapter of that name (``assets/loras``)."""
     path = Path(name_or_path)
-    if (path / LORA_CONFIG).is_file():
-        return path
-    if (ASSETS / "loras" / name_or_path / LORA_CONFIG).is_file():
-        return ASSETS / "loras" / name_or_path
+    try:
+        if (path / LORA_CONFIG).is_file():
+            return path
+        if (ASSETS / "loras" / name_or_path / LORA_CONFIG).is_file():
+            return ASSETS / "loras" / name_or_path
+    except OSError as e:  # a name too long for the file system, a folder we may not read
+        raise RequestError(f"LoRA {name_or_path[:80]!r}...: {e.strerror}; give a bundled "
+                           "adapter name or an adapter folder's path") from None  # fmt: skip
     raise RequestError(
         f"LoRA {name_or_path!r} is neither an adapter folder (with {LORA_CONFIG}) nor a bundled "
         f"adapter; bundled: {bundled_loras() or 'none installed'}"

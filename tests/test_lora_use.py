@@ -14,8 +14,8 @@ from PIL import Image
 
 from app.cli import main as cli
 from pipelines.lora import inject_lora, lora_config, remove_loras, save_lora
-from pipelines.outputs import read_settings
 from pipelines.registry import load_pipeline
+from pipelines.replay import read_settings
 from pipelines.request import Request, RequestError
 
 PROMPT = "a large blue square in the centre"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipelines.mp4 import mp4_bytes, parse_ffmetadata, probe_mp4, read_mp4, write_mp4
-from pipelines.outputs import read_settings
+from pipelines.replay import read_settings
 
 FPS, RATE, SCALE = 8, 16_000, 4
 ONSET = 0.5  # s: the tone starts here, silence before

@@ -12,7 +12,7 @@ from conditioning.byte_encoder import ByteTextEncoder
 from dit import DiT, DiTConfig, StreamConfig
 from dit.tokens import patchify_video, unpatchify_video, video_positions
 from pipelines.mp4 import probe_mp4, read_mp4
-from pipelines.outputs import read_settings
+from pipelines.replay import read_settings
 from pipelines.request import Request, RequestError
 from pipelines.spec import ModelSpec
 from pipelines.video import TextToVideoPipeline

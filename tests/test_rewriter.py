@@ -7,8 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conditioning.encoders import load_text_encoder
 from conditioning.rewriter import PromptRewriter
-from conditioning.text import load_text_encoder
 from conditioning.word_encoder import NULL, UNK, WordTextEncoder
 from training.recipe import Recipe
 from training.rewriter import build, exact_match, train_rewriter

@@ -18,8 +18,9 @@ from transformers import (
 )
 
 from conditioning.byte_encoder import NULL, ByteTextEncoder
+from conditioning.encoders import load_text_encoder
 from conditioning.hf_encoder import HFTextEncoder
-from conditioning.text import TextEncoder, load_text_encoder
+from conditioning.text import TextEncoder
 
 PROMPTS = ["a cat", "一只猫在垫子上", "🐱 on a mat 🎉", "a dog"]
 

@@ -20,12 +20,14 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 from safetensors.torch import load_file, save_file
 
 STATE = "state.json"
+CHECKPOINTS = "checkpoints"  # a run folder's checkpoint folders (step_*), newest two kept
+LOSS_LOG = "loss.jsonl"
 PICKLES = (".pkl", ".pt", ".pth", ".bin", ".pickle", ".ckpt")
 
 
@@ -147,3 +149,21 @@ def resume(root: Path, load: Callable[[Path], int], say: Callable[[str], None] =
         return step
     raise CheckpointError(f"--resume: no usable checkpoint in {root} (all damaged; see above): "
                           "start a new run folder")  # fmt: skip
+
+
+def open_loss_log(out: Path, step: int) -> TextIO:
+    """``out/loss.jsonl`` (one line per step: global-batch loss, lr), opened to append after
+    ``step``: lines from a killed run's steps past its last checkpoint are dropped, so a
+    resumed run's log is the log of one uninterrupted run."""
+    path = out / LOSS_LOG
+    kept = []
+    if step > 0 and path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] <= step:
+                    kept.append(line + "\n")
+            except (json.JSONDecodeError, KeyError, TypeError):
+                break  # a line cut by the kill: everything after it is gone too
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(kept))
+    return path.open("a")

@@ -24,8 +24,9 @@ SHORT = ("motion-t2v", "sounds-t2a", "bounce-t2av", "sounds-t2a-masked", "shapes
 
 
 def run(recipes: list[str], out: Path, minutes: float, batch_scale: int, prompts: int) -> dict:
-    from app.cli import main as cli
+    from pipelines.registry import load_pipeline
 
+    from .evaluate import evaluate
     from .recipe import Recipe
     from .trainer import train
 
@@ -42,13 +43,8 @@ def run(recipes: list[str], out: Path, minutes: float, batch_scale: int, prompts
         log = (run_dir / "loss.jsonl").read_text().splitlines()
         entry = {"folder": str(folder), "steps": len(log), "batch": recipe.batch_size,
                  "train_minutes": round((time.monotonic() - tic) / 60, 2)}  # fmt: skip
-        table = out / f"{name}-eval.md"
-        with table.open("w") as f:
-            import contextlib
-
-            with contextlib.redirect_stdout(f):
-                entry["eval_exit"] = cli(["eval", str(folder), "--prompts", str(prompts)])
-        entry["eval"] = str(table)
+        # the phrasings people type (the model's rewriter, if any, serves it as it would)
+        entry["scores"] = evaluate(load_pipeline(str(folder)), prompts, ("train",))
         scores[name] = entry
         (out / "scores.json").write_text(json.dumps(scores, indent=2))
     return scores

@@ -22,9 +22,9 @@ from conditioning.fsq import FSQAutoencoder
 from conditioning.mel import MelCodec
 
 from . import checkpoint
+from .checkpoint import CHECKPOINTS, open_loss_log
 from .data import batch_indices, make_source
 from .recipe import Recipe
-from .trainer import CHECKPOINTS, open_loss_log
 
 
 def build_tokenizer(recipe: Recipe) -> FSQAutoencoder:

@@ -14,7 +14,6 @@ import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TextIO
 
 import numpy as np
 import torch
@@ -31,13 +30,11 @@ from pipelines.lora import TARGETS, inject_lora, lora_config, save_lora
 from pipelines.registry import pipeline_class
 
 from . import checkpoint
+from .checkpoint import CHECKPOINTS, open_loss_log
 from .data import batch_indices, make_source
 from .media import media_of
 from .objective import FlowObjective, MaskedObjective, prior_items, step_generator
 from .recipe import Recipe
-
-CHECKPOINTS = "checkpoints"
-LOSS_LOG = "loss.jsonl"
 
 
 def build_models(recipe: Recipe) -> tuple[DiT, ByteTextEncoder]:
@@ -69,7 +66,7 @@ def init_weights(transformer: DiT | None, text_encoder: ByteTextEncoder, folder:
     """Copy a model folder's weights into freshly built models (a fine-tune's start; with
     ``transformer=None`` the text encoder alone); the shapes must match the recipe's, or the
     error says which differ."""
-    from conditioning.text import load_text_encoder
+    from conditioning.encoders import load_text_encoder
     from pipelines.spec import resolve_model
 
     root = resolve_model(folder)
@@ -120,24 +117,6 @@ def base_model_name(recipe: Recipe) -> str:
     from pipelines.spec import ModelSpec, resolve_model
 
     return ModelSpec.read(resolve_model(recipe.init))[1].name
-
-
-def open_loss_log(out: Path, step: int) -> TextIO:
-    """``out/loss.jsonl`` (one line per step: global-batch loss, lr), opened to append after
-    ``step``: lines from a killed run's steps past its last checkpoint are dropped, so a
-    resumed run's log is the log of one uninterrupted run."""
-    path = out / LOSS_LOG
-    kept = []
-    if step > 0 and path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                if json.loads(line)["step"] <= step:
-                    kept.append(line + "\n")
-            except (json.JSONDecodeError, KeyError, TypeError):
-                break  # a line cut by the kill: everything after it is gone too
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(kept))
-    return path.open("a")
 
 
 def train(
