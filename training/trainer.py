@@ -12,8 +12,10 @@ import json
 import os
 import shutil
 import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -119,32 +121,17 @@ def base_model_name(recipe: Recipe) -> str:
     return ModelSpec.read(resolve_model(recipe.init))[1].name
 
 
-def train(
-    recipe: Recipe,
-    out_dir: str | os.PathLike,
-    resume: bool = False,
-    max_minutes: float | None = None,
-) -> Path:
-    """Train ``recipe`` into ``out_dir``; returns the exported model folder.
+def _other_trainer(objective: str) -> Callable[..., Path] | None:
+    """The trainer of an objective that is not a DiT's flow or masked loss (None for those)."""
+    from importlib import import_module
 
-    ``max_minutes`` ends the run early, at a step boundary, with a checkpoint, samples and an
-    export; ``--resume`` continues it later. Without lr decay that is exactly the run the recipe
-    would make with ``steps`` set to the printed step count.
-    """
-    if recipe.objective == "tokenizer":
-        from .tokenizer import train_tokenizer
+    where = {"tokenizer": ("tokenizer", "train_tokenizer"), "rewriter": ("rewriter",
+             "train_rewriter"), "distill": ("distill", "distill")}.get(objective)  # fmt: skip
+    return getattr(import_module(f"training.{where[0]}"), where[1]) if where else None
 
-        return train_tokenizer(recipe, out_dir, resume, max_minutes)
-    if recipe.objective == "rewriter":
-        from .rewriter import train_rewriter
 
-        return train_rewriter(recipe, out_dir, resume, max_minutes)
-    if recipe.objective == "distill":
-        from .distill import distill
-
-        return distill(recipe, out_dir, resume, max_minutes)
-    out = Path(out_dir)
-    deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
+def _accelerator(recipe: Recipe, out: Path) -> tuple[Accelerator, int, str | None]:
+    """The Accelerator of a run, its micro-batch per process, and its tracker (if any)."""
     log_with = "tensorboard" if _has_tensorboard() else None
     # bf16/fp16 autocast pays on a GPU; on the CPU it is slower than fp32, so it is off there.
     precision = recipe.mixed_precision if torch.cuda.is_available() else "no"
@@ -165,6 +152,11 @@ def train(
     if acc.device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # fp32 weights, TF32 tensor-core GEMMs
         torch.backends.cudnn.allow_tf32 = True
+    return acc, micro, log_with
+
+
+def _objective(recipe: Recipe) -> tuple[torch.nn.Module, Any]:
+    """The models of ``recipe`` (initialised, adapted) inside its objective, and its media."""
     torch.manual_seed(recipe.seed)  # identical initial weights on every process
     transformer, text_encoder = build_models(recipe)
     if recipe.init:
@@ -177,9 +169,95 @@ def train(
         transformer.enable_gradient_checkpointing()  # diffusers' hook; dit/model.py uses it
     media = media_of(recipe)
     if recipe.objective == "masked":
-        module = MaskedObjective(transformer, text_encoder, media.stream)
-    else:
-        module = FlowObjective(transformer, text_encoder, tuple(media.streams))
+        return MaskedObjective(transformer, text_encoder, media.stream), media
+    return FlowObjective(transformer, text_encoder, tuple(media.streams)), media
+
+
+def _step_loss(run: _Run, step: int) -> torch.Tensor:
+    """One optimiser step over this process's share of the global batch of ``step``; returns
+    that share's loss. Every draw is made for the whole global batch, then sliced: N processes
+    make the run one process makes (up to float summation order), and a resumed run the same."""
+    recipe, acc, media, source = run.recipe, run.acc, run.media, run.source
+    idx = batch_indices(source, recipe.seed, step, recipe.batch_size)
+    g, b = step_generator(recipe, step), recipe.batch_size
+    drop = (torch.rand(b, generator=g) < recipe.caption_dropout).tolist()
+    first = media.tokens(stack([source.item(int(idx[0]))[0]]))[0]  # (1, N, D) per stream
+    # one bucket: one shape (per stream); flow: (noise, t), masked: (mask,)
+    draws_all = media.draws(first, b, g)
+    slots = np.arange(b).reshape(acc.num_processes, recipe.grad_accum, run.micro)
+    step_loss = torch.zeros((), device=acc.device)  # this process's share of the batch
+    for pos in slots[acc.process_index]:
+        items, captions = zip(*(source.item(int(i)) for i in idx[pos]), strict=True)
+        data, positions = media.tokens(stack(items))  # (B, N, D), (N, 4) per stream
+        captions = ["" if drop[p] else c for c, p in zip(captions, pos, strict=True)]
+        draws = [tree_map(lambda x: x[pos].to(acc.device), d) for d in draws_all]
+        data, positions = to_device(data, acc.device), to_device(positions, acc.device)
+        prior = None
+        if run.prior_source is not None:
+            x_p, captions_p, t_p = prior_items(run.prior_source, media, recipe, step, pos,
+                                               data.shape)  # fmt: skip
+            prior = (x_p.to(acc.device), captions_p, t_p.to(acc.device), run.prior_weight)
+        with acc.accumulate(run.module):
+            loss = run.module(data, positions, captions, *draws, prior=prior)
+            step_loss += loss.detach() / recipe.grad_accum
+            acc.backward(loss)
+            if acc.sync_gradients:
+                acc.clip_grad_norm_(run.params, 1.0)
+            run.opt.step()
+            run.opt.zero_grad(set_to_none=True)
+    run.ema.step(run.params)
+    return step_loss
+
+
+@dataclass
+class _Run:
+    """What a flow or masked run holds from step to step."""
+
+    recipe: Recipe
+    acc: Accelerator
+    micro: int
+    media: Any
+    module: torch.nn.Module
+    params: list[torch.nn.Parameter]
+    opt: torch.optim.Optimizer
+    ema: EMAModel
+    source: Any
+    prior_source: Any
+    prior_weight: float
+
+    def write(self, out: Path, step: int, end: int) -> None:
+        """The checkpoint, export and samples due at ``step``."""
+        recipe, acc = self.recipe, self.acc
+        if step % recipe.checkpoint_every == 0 or step == end:
+            save_checkpoint(acc, self.module, self.opt, self.ema, out, step)
+        if acc.is_main_process and recipe.export_every and step % recipe.export_every == 0:
+            with ema_weights(self.ema, self.params):
+                export(acc.unwrap_model(self.module), recipe, out / "exports" / f"step_{step:07d}")
+        if acc.is_main_process and (step % recipe.sample_every == 0 or step == end):
+            with ema_weights(self.ema, self.params):
+                write_samples(acc.unwrap_model(self.module), recipe,
+                              out / "samples" / f"step_{step:07d}.png")  # fmt: skip
+
+
+def train(
+    recipe: Recipe,
+    out_dir: str | os.PathLike,
+    resume: bool = False,
+    max_minutes: float | None = None,
+) -> Path:
+    """Train ``recipe`` into ``out_dir``; returns the exported model folder.
+
+    ``max_minutes`` ends the run early, at a step boundary, with a checkpoint, samples and an
+    export; ``--resume`` continues it later. Without lr decay that is exactly the run the recipe
+    would make with ``steps`` set to the printed step count.
+    """
+    other = _other_trainer(recipe.objective)
+    if other is not None:
+        return other(recipe, out_dir, resume, max_minutes)
+    out = Path(out_dir)
+    deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
+    acc, micro, log_with = _accelerator(recipe, out)
+    module, media = _objective(recipe)
     # Only what trains is optimised and averaged: everything, or a LoRA's weights alone.
     params = [p for p in module.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(param_groups(module, params, recipe), lr=recipe.lr,
@@ -196,11 +274,11 @@ def train(
         )
     if log_with:
         acc.init_trackers("train", config={k: str(v) for k, v in vars(recipe).items()})
-
-    source = make_source(recipe)
     prior_weight = float(recipe.lora.get("prior", 0.0))
     prior_source = make_source(replace(recipe, data=recipe.lora["prior_data"],
                                        lora={})) if prior_weight else None  # fmt: skip
+    run = _Run(recipe, acc, micro, media, module, params, opt, ema, make_source(recipe),
+               prior_source, prior_weight)  # fmt: skip
     loss_log = open_loss_log(out, step) if acc.is_main_process else None
     end = min(recipe.steps, recipe.stop_at) if recipe.stop_at > 0 else recipe.steps
     bar = tqdm(total=end, initial=step, disable=not acc.is_local_main_process,
@@ -210,36 +288,7 @@ def train(
         lr = recipe.lr_at(step)
         for group in opt.param_groups:
             group["lr"] = lr * group.get("scale", 1.0)
-        idx = batch_indices(source, recipe.seed, step, recipe.batch_size)
-        # Every draw is made for the whole global batch, then sliced: N processes make the
-        # run one process makes (up to float summation order), and a resumed run the same.
-        g, b = step_generator(recipe, step), recipe.batch_size
-        drop = (torch.rand(b, generator=g) < recipe.caption_dropout).tolist()
-        first = media.tokens(stack([source.item(int(idx[0]))[0]]))[0]  # (1, N, D) per stream
-        # one bucket: one shape (per stream); flow: (noise, t), masked: (mask,)
-        draws_all = media.draws(first, b, g)
-        slots = np.arange(b).reshape(acc.num_processes, recipe.grad_accum, micro)
-        step_loss = torch.zeros((), device=acc.device)  # this process's share of the batch
-        for pos in slots[acc.process_index]:
-            items, captions = zip(*(source.item(int(i)) for i in idx[pos]), strict=True)
-            data, positions = media.tokens(stack(items))  # (B, N, D), (N, 4) per stream
-            captions = ["" if drop[p] else c for c, p in zip(captions, pos, strict=True)]
-            draws = [tree_map(lambda x: x[pos].to(acc.device), d) for d in draws_all]
-            data, positions = to_device(data, acc.device), to_device(positions, acc.device)
-            prior = None
-            if prior_source is not None:
-                x_p, captions_p, t_p = prior_items(prior_source, media, recipe, step, pos,
-                                                   data.shape)  # fmt: skip
-                prior = (x_p.to(acc.device), captions_p, t_p.to(acc.device), prior_weight)
-            with acc.accumulate(module):
-                loss = module(data, positions, captions, *draws, prior=prior)
-                step_loss += loss.detach() / recipe.grad_accum
-                acc.backward(loss)
-                if acc.sync_gradients:
-                    acc.clip_grad_norm_(params, 1.0)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-        ema.step(params)
+        step_loss = _step_loss(run, step)
         step += 1
         seen += recipe.batch_size
         # The loss of the whole global batch (equal shares per process): the curve one
@@ -257,16 +306,7 @@ def train(
         if deadline is not None and step % 10 == 0 and _out_of_time(acc, deadline):
             end = step
             acc.print(f"--max-minutes {max_minutes} reached: stopping at step {step}")
-        if step % recipe.checkpoint_every == 0 or step == end:
-            save_checkpoint(acc, module, opt, ema, out, step)
-        if acc.is_main_process and recipe.export_every and step % recipe.export_every == 0:
-            with ema_weights(ema, params):
-                export(acc.unwrap_model(module), recipe, out / "exports" / f"step_{step:07d}")
-        if acc.is_main_process and (step % recipe.sample_every == 0 or step == end):
-            with ema_weights(ema, params):
-                write_samples(
-                    acc.unwrap_model(module), recipe, out / "samples" / f"step_{step:07d}.png"
-                )
+        run.write(out, step, end)
     bar.close()
     if loss_log is not None:
         loss_log.close()
