@@ -120,62 +120,42 @@ def build_demo(studio: Studio) -> gr.Blocks:
     return demo
 
 
+@dataclass
+class _Page:
+    """One tab's components: the form (``form``, keyed as ``FORM``) and what shows results."""
+
+    form: dict[str, Any]
+    words: gr.Markdown
+    run: gr.Button
+    stop: gr.Button
+    replay: gr.File
+    gallery: gr.Gallery
+    result: Any
+    status: gr.Markdown
+    files: gr.File
+    history: gr.State
+    selected: gr.State
+    history_view: gr.Gallery
+    reuse: gr.Button
+
+    def outputs(self) -> list[Any]:
+        return [self.gallery, *([self.result] if self.result else []), self.files, self.status,
+                self.history_view, self.history]  # fmt: skip
+
+    def updates(self, shown=None, res=None, paths=None, text=None, view=None, past=None) -> list:
+        """One value per output, gr.skip() for those left as they are."""
+        keep = gr.skip()
+        vals = [keep if shown is None else shown]
+        if self.result is not None:
+            vals.append(keep if res is None else res)
+        return vals + [keep if v is None else v for v in (paths, text, view, past)]
+
+
 def build_tab(studio: Studio, tab: TabSpec) -> None:
     models = studio.models_for(tab.modality)
-    first = models[0]
-    lim, dft = studio.limits_for(first), studio.defaults_for(first)
     with gr.Row():
         with gr.Column(scale=2):
-            c: dict[str, gr.components.Component] = {}
-            c["model"] = gr.Dropdown(models, value=first, label="Model")
-            c["prompt"] = gr.Textbox(
-                label="Prompt",
-                placeholder=tab.placeholder,
-                lines=2,
-                elem_id=f"{tab.key}-prompt",
-            )
-            words = gr.Markdown(studio.words_for(first), elem_id=f"{tab.key}-words")
-            c["negative_prompt"] = gr.Textbox(label="Negative prompt", lines=1)
-            with gr.Row():
-                c["seed"] = gr.Number(label="Seed", value=0, precision=0, info="-1: random")
-                c["random_seed"] = gr.Checkbox(label="random", value=True)
-            with gr.Accordion("Settings", open=True):
-                c["steps"] = gr.Slider(1, lim.max_steps, value=dft["steps"], step=1, label="Steps")
-                c["guidance"] = gr.Slider(
-                    0, 15, value=dft["guidance"], step=0.5, label="Guidance (1 = off)"
-                )
-                # Every solver of the tab's models: an API call's value is checked against the
-                # choices the page was built with, so a masked model's must be among them; the
-                # model's own list comes with a model change, and the request says which fit.
-                solvers = [*dict.fromkeys(s for m in models for s in studio.limits_for(m).solvers)]
-                c["solver"] = gr.Dropdown(solvers, value=dft["solver"], label="Solver")
-                # What a modality lacks stays None: a State, not an API parameter either.
-                if lim.max_seconds:  # timed media: seconds
-                    c["duration"] = gr.Slider(0.1, lim.max_seconds, value=dft["duration"],
-                                              step=0.1, label="Duration (s)")  # fmt: skip
-                else:
-                    c["duration"] = gr.State(None)
-                if lim.max_side:
-                    c["width"] = _side_slider("Width", lim, dft["width"])
-                    c["height"] = _side_slider("Height", lim, dft["height"])
-                else:
-                    c["width"], c["height"] = gr.State(None), gr.State(None)
-                if lim.max_fps:  # video: any frame rate; duration x fps whole tubelets
-                    c["fps"] = gr.Slider(1, lim.max_fps, value=dft["fps"], step=1, label="FPS")
-                else:
-                    c["fps"] = gr.State(None)
-                if tab.modality == "audio+video":  # LTX-2's per-modality guidance
-                    c["audio_guidance"] = gr.Slider(0, 15, value=dft["guidance"], step=0.5,
-                                                    label="Audio guidance")  # fmt: skip
-                else:
-                    c["audio_guidance"] = gr.State(None)
-                c["num_outputs"] = gr.Slider(1, lim.max_outputs, value=1, step=1, label="Outputs")
-                c["loras"] = gr.Textbox(
-                    label="LoRAs (name:scale, comma-separated)",
-                    value="",
-                    placeholder=", ".join(f"{n}:1.0" for n in studio.loras) or "none offered",
-                    info=f"offered: {', '.join(studio.loras) or 'none (see --loras-dir)'}",
-                )
+            form, words = _form(studio, tab, models)
             with gr.Row():
                 run = gr.Button("Generate", variant="primary", elem_id=f"{tab.key}-generate")
                 stop = gr.Button("Cancel", variant="stop", elem_id=f"{tab.key}-cancel")
@@ -189,65 +169,87 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
             result = tab.result() if tab.result else None
             status = gr.Markdown("Ready.", elem_id=f"{tab.key}-status")
             files = gr.File(label="Download", file_count="multiple", interactive=False)
-            history = gr.State([])
-            selected = gr.State(None)
+            history, selected = gr.State([]), gr.State(None)
             history_view = _gallery("History (this session)", columns=8, height=200)
             reuse = gr.Button("Use these settings", size="sm")
+    page = _Page(form, words, run, stop, replay, gallery, result, status, files, history,
+                 selected, history_view, reuse)  # fmt: skip
+    _wire_generate(studio, tab, page)
+    _wire_model_change(studio, page)
+    _wire_replay(studio, tab, page)
 
-    form = [c[k] for k in FORM]
 
-    outputs = [gallery, *([result] if result else []), files, status, history_view, history]
-
-    def updates(shown=None, res=None, paths=None, text=None, view=None, past=None) -> list:
-        """One value per output, gr.skip() for those left as they are."""
-        keep = gr.skip()
-        vals = [keep if shown is None else shown]
-        if result is not None:
-            vals.append(keep if res is None else res)
-        return vals + [keep if v is None else v for v in (paths, text, view, past)]
-
-    def generate(
-        model,
-        prompt,
-        negative_prompt,
-        seed,
-        random_seed,
-        steps,
-        guidance,
-        solver,
-        width,
-        height,
-        num_outputs,
-        duration,
-        fps,
-        audio_guidance,
-        loras,
-        past,
-        request: gr.Request,
-        progress=gr.Progress(),  # noqa: B008 (how Gradio injects a progress tracker)
-    ):
-        values = dict(
-            model=model,
-            prompt=prompt,
-            negative_prompt=negative_prompt,
-            seed=seed,
-            random_seed=random_seed,
-            steps=steps,
-            guidance=guidance,
-            solver=solver,
-            width=width,
-            height=height,
-            num_outputs=num_outputs,
-            duration=duration,
-            fps=fps,
-            audio_guidance=audio_guidance,
-            loras=loras,
+def _form(studio: Studio, tab: TabSpec, models: list[str]) -> tuple[dict[str, Any], gr.Markdown]:
+    """The form's components (keyed as ``FORM``), at the first model's defaults, and the
+    Markdown listing that model's words."""
+    first = models[0]
+    c: dict[str, Any] = {}
+    c["model"] = gr.Dropdown(models, value=first, label="Model")
+    c["prompt"] = gr.Textbox(label="Prompt", placeholder=tab.placeholder, lines=2,
+                             elem_id=f"{tab.key}-prompt")  # fmt: skip
+    words = gr.Markdown(studio.words_for(first), elem_id=f"{tab.key}-words")
+    c["negative_prompt"] = gr.Textbox(label="Negative prompt", lines=1)
+    with gr.Row():
+        c["seed"] = gr.Number(label="Seed", value=0, precision=0, info="-1: random")
+        c["random_seed"] = gr.Checkbox(label="random", value=True)
+    with gr.Accordion("Settings", open=True):
+        c |= _settings(studio, tab, models)
+        c["num_outputs"] = gr.Slider(1, studio.limits_for(first).max_outputs, value=1, step=1,
+                                     label="Outputs")  # fmt: skip
+        c["loras"] = gr.Textbox(
+            label="LoRAs (name:scale, comma-separated)",
+            value="",
+            placeholder=", ".join(f"{n}:1.0" for n in studio.loras) or "none offered",
+            info=f"offered: {', '.join(studio.loras) or 'none (see --loras-dir)'}",
         )
+    return c, words
+
+
+def _settings(studio: Studio, tab: TabSpec, models: list[str]) -> dict[str, Any]:
+    """Steps, guidance, solver and the media's own settings; what a modality lacks stays None
+    (a State, not an API parameter either)."""
+    lim, dft = studio.limits_for(models[0]), studio.defaults_for(models[0])
+    c: dict[str, Any] = {}
+    c["steps"] = gr.Slider(1, lim.max_steps, value=dft["steps"], step=1, label="Steps")
+    c["guidance"] = gr.Slider(0, 15, value=dft["guidance"], step=0.5, label="Guidance (1 = off)")
+    # Every solver of the tab's models: an API call's value is checked against the choices
+    # the page was built with, so a masked model's must be among them; the model's own list
+    # comes with a model change, and the request says which fit.
+    solvers = [*dict.fromkeys(s for m in models for s in studio.limits_for(m).solvers)]
+    c["solver"] = gr.Dropdown(solvers, value=dft["solver"], label="Solver")
+    none = gr.State
+    c["duration"] = gr.Slider(0.1, lim.max_seconds, value=dft["duration"], step=0.1,
+                              label="Duration (s)") if lim.max_seconds else none(None)  # fmt: skip
+    if lim.max_side:
+        c["width"] = _side_slider("Width", lim, dft["width"])
+        c["height"] = _side_slider("Height", lim, dft["height"])
+    else:
+        c["width"], c["height"] = none(None), none(None)
+    # video: any frame rate; duration x fps whole tubelets
+    c["fps"] = gr.Slider(1, lim.max_fps, value=dft["fps"], step=1,
+                         label="FPS") if lim.max_fps else none(None)  # fmt: skip
+    # LTX-2's per-modality guidance
+    c["audio_guidance"] = gr.Slider(0, 15, value=dft["guidance"], step=0.5,
+                                    label="Audio guidance") if (
+        tab.modality == "audio+video") else none(None)  # fmt: skip
+    return c
+
+
+def _generator(studio: Studio, tab: TabSpec, page: _Page) -> Callable:
+    """The Generate handler. Its parameters are the form's fields by name (the API's
+    parameter names), then the history."""
+
+    def generate(model, prompt, negative_prompt, seed, random_seed, steps, guidance, solver,
+                 width, height, num_outputs, duration, fps, audio_guidance, loras, past,
+                 request: gr.Request, progress=gr.Progress()):  # noqa: B008 (Gradio's injection)
+        values = dict(zip(FORM, (model, prompt, negative_prompt, seed, random_seed, steps,
+                                 guidance, solver, width, height, num_outputs, duration, fps,
+                                 audio_guidance, loras), strict=True))  # fmt: skip
         try:
             req = studio.validate(form_request(values))
         except (RequestError, FileNotFoundError, ValueError) as e:
             raise gr.Error(str(e), print_exception=False) from None
-        yield updates(text=f"Queued → running (seed {req.seed})…", past=past)
+        yield page.updates(text=f"Queued → running (seed {req.seed})…", past=past)
         session = request.session_hash if request is not None else ""
         last: list[np.ndarray] = []
         for item in studio.run(req, session=session):
@@ -256,35 +258,45 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
                 if item.preview is not None:
                     last = item.preview
                     text = f"Step {item.step}/{item.total}"
-                    yield updates(shown=tab.show_preview(item.preview), text=text, past=past)
+                    yield page.updates(shown=tab.show_preview(item.preview), text=text, past=past)
             elif isinstance(item, Done):
-                thumbs = tab.show_done(item.paths, last)
-                past = past + [
-                    {"path": str(p), "settings": s, "thumb": th}
-                    for p, s, th in zip(item.paths, item.settings, thumbs, strict=True)
-                ]
-                text = f"Done in {item.seconds:.1f} s: {', '.join(p.name for p in item.paths)}"
-                view = [(h["thumb"], h["settings"]["prompt"][:40]) for h in reversed(past)]
-                paths = [str(p) for p in item.paths]
-                res = tab.show_result(item.paths) if tab.show_result else None
-                yield updates(thumbs, res, paths, text, view, past)
+                yield _finished(tab, page, item, last, past)
                 return
-        yield updates(text="Cancelled.", past=past)
+        yield page.updates(text="Cancelled.", past=past)
 
-    job = run.click(
+    return generate
+
+
+def _finished(tab: TabSpec, page: _Page, item: Done, last: list[np.ndarray], past: list) -> list:
+    """The page's updates when a request is done: results, files, status and history."""
+    thumbs = tab.show_done(item.paths, last)
+    past = past + [
+        {"path": str(p), "settings": s, "thumb": th}
+        for p, s, th in zip(item.paths, item.settings, thumbs, strict=True)
+    ]
+    text = f"Done in {item.seconds:.1f} s: {', '.join(p.name for p in item.paths)}"
+    view = [(h["thumb"], h["settings"]["prompt"][:40]) for h in reversed(past)]
+    paths = [str(p) for p in item.paths]
+    res = tab.show_result(item.paths) if tab.show_result else None
+    return page.updates(thumbs, res, paths, text, view, past)
+
+
+def _wire_generate(studio: Studio, tab: TabSpec, page: _Page) -> None:
+    generate, inputs = _generator(studio, tab, page), [*(page.form[k] for k in FORM), page.history]
+    job = page.run.click(
         generate,
-        [*form, history],
-        outputs,
+        inputs,
+        page.outputs(),
         api_name="generate" if tab.modality == "image" else f"generate_{tab.key}",
-        show_progress_on=[status],
+        show_progress_on=[page.status],
     )
-    c["prompt"].submit(
+    page.form["prompt"].submit(
         generate,
-        [*form, history],
-        outputs,
+        inputs,
+        page.outputs(),
         api_name=f"submit_{tab.key}",  # a name of its own: never takes "generate"
         api_visibility="private",
-        show_progress_on=[status],
+        show_progress_on=[page.status],
     )
 
     def cancel(request: gr.Request) -> str:
@@ -292,7 +304,16 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
         n = studio.cancel(request.session_hash, wait=60) if request is not None else 0
         return "Cancelled." if n else "Nothing is running."
 
-    stop.click(cancel, None, status, cancels=[job], api_visibility="private", queue=False)
+    page.stop.click(cancel, None, page.status, cancels=[job], api_visibility="private",
+                    queue=False)  # fmt: skip
+
+
+MODEL_SETTINGS = ("steps", "guidance", "solver", "width", "height", "duration", "fps",
+                  "num_outputs")  # fmt: skip
+
+
+def _wire_model_change(studio: Studio, page: _Page) -> None:
+    """A new model: its limits and defaults in the settings, its words under the prompt."""
 
     def on_model(model: str):
         lim, dft = studio.limits_for(model), studio.defaults_for(model)
@@ -311,26 +332,15 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
             gr.update(maximum=lim.max_outputs),
         )
 
-    c["model"].change(
-        on_model,
-        c["model"],
-        [
-            c[k]
-            for k in (
-                "steps",
-                "guidance",
-                "solver",
-                "width",
-                "height",
-                "duration",
-                "fps",
-                "num_outputs",
-            )
-        ],
-        api_visibility="private",
-    )
+    model = page.form["model"]
+    model.change(on_model, model, [page.form[k] for k in MODEL_SETTINGS],
+                 api_visibility="private")  # fmt: skip
+    model.change(studio.words_for, model, page.words, api_visibility="private")
 
-    c["model"].change(studio.words_for, c["model"], words, api_visibility="private")
+
+def _wire_replay(studio: Studio, tab: TabSpec, page: _Page) -> None:
+    """A dropped file, or a history item, back into the form."""
+    form = [page.form[k] for k in FORM]
 
     def fill(settings: dict[str, Any]) -> list[Any]:
         try:
@@ -371,9 +381,10 @@ def build_tab(studio: Studio, tab: TabSpec) -> None:
         except Exception as e:  # any unreadable or foreign file: say so in the page
             raise gr.Error(f"cannot replay this file: {e}", print_exception=False) from None
 
-    history_view.select(on_select, None, selected, api_visibility="private")
-    reuse.click(reuse_selected, [history, selected], form, api_visibility="private")
-    replay.upload(on_replay, replay, form, api_name=f"read_settings_{tab.key}")
+    page.history_view.select(on_select, None, page.selected, api_visibility="private")
+    page.reuse.click(reuse_selected, [page.history, page.selected], form,
+                     api_visibility="private")  # fmt: skip
+    page.replay.upload(on_replay, page.replay, form, api_name=f"read_settings_{tab.key}")
 
 
 def _side_slider(label: str, lim, value: int) -> gr.Slider:
