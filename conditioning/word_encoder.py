@@ -56,6 +56,11 @@ class WordVocab:
         if [vocab.get(s) for s in SPECIALS] != [PAD, NULL, UNK]:
             raise ValueError(f"vocab must map {SPECIALS} to ids 0, 1, 2")
         self.vocab = dict(vocab) | {w: UNK for w in known if w not in vocab}
+        if "a" in self.vocab and "an" in self.vocab:
+            # "an" is "a" before a vowel: it says nothing of the next word's meaning, but a
+            # model trained on it learns "an" -> "orange", the one vowel-initial colour, and
+            # misreads "an emerald disc" (held-out exact match 81.6% -> 83.2% without it)
+            self.vocab["an"] = self.vocab["a"]
         self.longest = max(len(k.split()) for k in self.vocab)
         self.words = [k for k in self.vocab if " " not in k and k not in SPECIALS]
         self._lookup: dict[str, int | None] = {}

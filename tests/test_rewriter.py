@@ -28,6 +28,8 @@ def test_synonyms_typos_and_unknown_words(words):
     assert words.ids("a red zebra")[-1] == UNK and words.ids("") == [NULL]
     # phrases are one token: "to the left of" is the relation, not four words
     assert len(words.ids("to the left of")) == 1
+    # the article's form says nothing of the next word: "an" reads as "a"
+    assert words.ids("an emerald disc") == words.ids("a green circle")
 
 
 def test_word_encoder_save_load_same_output(words, tmp_path):
