@@ -86,10 +86,14 @@ class PromptRewriter(ModelMixin, ConfigMixin):
         rows = [self.words.ids(p, self.max_length, i) for i, p in enumerate(prompts)]
         return self.words.pad(rows, self.device)
 
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """ids, mask: (B, L). Returns logits (B, out_len, len(out_words))."""
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor,
+                offset: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """ids, mask: (B, L); offset: (B,) first position of each row (training shifts rows so
+        every position embedding learns every place in a prompt; 0 when rewriting). Returns
+        logits (B, out_len, len(out_words))."""
         b, n = ids.shape
-        x = self.embed(ids) + self.pos[:n]  # (B, L, D)
+        at = torch.arange(n, device=ids.device)[None] + (0 if offset is None else offset[:, None])
+        x = self.embed(ids) + self.pos[at.clamp(max=self.max_length - 1)]  # (B, L, D)
         q = self.queries.expand(b, -1, -1)  # (B, Q, D)
         h = torch.cat([x, q], 1)  # (B, L + Q, D)
         m = torch.cat([mask, mask.new_ones(b, self.out_len)], 1)  # (B, L + Q)

@@ -118,3 +118,24 @@ def test_pipeline_reads_through_the_rewriter(digits_rewriter):
     assert np.array_equal(a.media, b.media)  # its own captions: exactly the model as it was
     c = rewritten("draw a 7 please", seed=3)[0]
     assert c.settings["revised_prompt"] == canonical and np.array_equal(c.media, a.media)
+
+
+def test_position_jitter_shifts_rows_inside_the_window():
+    from training.rewriter import offsets, with_unknown
+
+    model = build(_digits_recipe())
+    rows = [model.words.ids(p, model.max_length) for p in ("the number 7", "a handwritten 3")]
+    rng = np.random.default_rng(0)
+    longer = with_unknown(rows * 50, rng, most=8)
+    assert max(len(r) - len(rows[i % 2]) for i, r in enumerate(longer)) > 3  # up to 8 inserted
+    shift = offsets(longer, model.max_length, rng)
+    assert all(
+        0 <= s <= model.max_length - len(r) for s, r in zip(shift.tolist(), longer, strict=True)
+    )
+    assert len(set(shift.tolist())) > 5
+    ids, mask = model.words.pad(rows, model.device)
+    zero = torch.zeros(len(rows), dtype=torch.long)
+    assert torch.equal(model(ids, mask), model(ids, mask, zero))  # rewriting: no shift
+    assert not torch.allclose(model(ids, mask), model(ids, mask, zero + 3))
+    with pytest.raises(ValueError, match="position_jitter"):
+        _digits_recipe(rewriter={"jitter": True})

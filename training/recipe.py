@@ -78,6 +78,9 @@ class Recipe:
     # velocities from paraphrases; {"transformer_lr": 0} keeps the transformer frozen, above 0
     # it trains its text side ({"train": "text"}) or all of it ({"train": "all"}).
     distill: dict[str, Any] = field(default_factory=dict)
+    # objective "rewriter" (training/rewriter.py): {"position_jitter": true} shifts each prompt's
+    # positions at random; {"unk_insert": k} inserts 1-k unknown words (default 3)
+    rewriter: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "steps", "size", "patch", "checkpoint_every", "grad_accum",
@@ -98,6 +101,9 @@ class Recipe:
             "train", "text") not in ("text", "all"):
             raise ValueError(f"recipe distill={self.distill!r}: give transformer_lr (>= 0) and "
                              "train ('text' or 'all')")  # fmt: skip
+        if set(self.rewriter) - {"position_jitter", "unk_insert"}:
+            raise ValueError(f"recipe rewriter={self.rewriter!r}: known keys are position_jitter "
+                             "(true/false) and unk_insert (a count >= 1)")  # fmt: skip
         if self.objective == "masked" and not self.tokenizer:
             raise ValueError("recipe objective=masked needs tokenizer: the FSQ tokenizer folder "
                              "(trained by a recipe with objective 'tokenizer')")  # fmt: skip

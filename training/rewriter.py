@@ -109,18 +109,29 @@ UNK_PROMPTS = 0.5  # share of prompts given unknown words: people write words a 
 UNK_WORDS = 0.15  # in those, each word becomes <unk> this often, and 1-3 are inserted
 
 
-def with_unknown(rows: list[list[int]], rng: np.random.Generator) -> list[list[int]]:
-    """Token rows with ``<unk>`` put in and put over words, so that the rewriter learns to read
-    past words it does not know (the held-out forms are full of them)."""
+def with_unknown(rows: list[list[int]], rng: np.random.Generator, most: int = 3
+                 ) -> list[list[int]]:  # fmt: skip
+    """Token rows with ``<unk>`` put in and put over words (1 to ``most`` inserted), so that
+    the rewriter learns to read past words it does not know (the held-out forms are full of
+    them, and longer than the training forms)."""
     out = []
     for r in rows:
         if rng.random() < UNK_PROMPTS:
             r = [UNK if rng.random() < UNK_WORDS else t for t in r]
-            for _ in range(int(rng.integers(1, 4))):
+            for _ in range(int(rng.integers(1, most + 1))):
                 k = int(rng.integers(len(r) + 1))
                 r = [*r[:k], UNK, *r[k:]]
         out.append(r)
     return out
+
+
+def offsets(rows: list[list[int]], max_length: int, rng: np.random.Generator) -> torch.Tensor:
+    """(B,) random first positions, each row still inside ``max_length``: every position
+    embedding then learns every place in a prompt, and a held-out form longer than any
+    training form finds its late words at trained positions (randomised positional encodings,
+    Ruoss et al. 2023)."""
+    room = [max(0, max_length - len(r)) for r in rows]
+    return torch.tensor([int(rng.integers(k + 1)) for k in room])
 
 
 def train_rewriter(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = False,
@@ -147,7 +158,10 @@ def train_rewriter(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = Fa
         prompts, targets = pairs(recipe, model, step)
         rows = [model.words.ids(p, model.max_length) for p in prompts]
         aug = np.random.default_rng([recipe.seed, step, 12])
-        logits = model(*model.words.pad(with_unknown(rows, aug), model.device))  # (B, Q, V)
+        rows = with_unknown(rows, aug, int(recipe.rewriter.get("unk_insert", 3)))
+        shift = offsets(rows, model.max_length, aug) if recipe.rewriter.get("position_jitter") \
+            else None  # fmt: skip
+        logits = model(*model.words.pad(rows, model.device), shift)  # (B, Q, V)
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
         opt.zero_grad(set_to_none=True)
         loss.backward()
