@@ -175,3 +175,26 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path):
         raise AssertionError("resumed from damaged checkpoints")
     except checkpoint.CheckpointError as e:
         assert "new run folder" in str(e)
+
+
+def test_a_run_resumed_past_a_damaged_checkpoint_ends_at_the_uninterrupted_weights(
+    tmp_path, capsys
+):
+    from dataclasses import replace
+
+    from training.recipe import Recipe
+    from training.trainer import train
+
+    recipe = replace(Recipe.load("tiny-test"), steps=6)
+    straight = train(recipe, tmp_path / "straight")
+    train(replace(recipe, stop_at=4), tmp_path / "damaged")  # checkpoints at 2 and 4, "killed"
+    newest = tmp_path / "damaged" / "checkpoints" / "step_0000004" / "model.safetensors"
+    newest.write_bytes(newest.read_bytes()[:1000])  # truncated
+    capsys.readouterr()
+    resumed = train(recipe, tmp_path / "damaged", resume=True)
+    said = capsys.readouterr().out
+    assert "skipping step_0000004" in said and "at step 2" in said  # not a restart from 0
+    a, b = weights(straight), weights(resumed)
+    assert a.keys() == b.keys() and len(a) > 10
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
