@@ -87,6 +87,44 @@ class DiT(ModelMixin, ConfigMixin):
     def mask_id(self, stream: str) -> int:
         return self.cfg.stream(stream).codebook_size
 
+    def _fold_frames(self, video: str, b: int, xs: dict, cs: dict, masks: dict,
+                     positions: dict) -> tuple:  # fmt: skip
+        """A temporal stream's frames as batch items of the joint blocks: (frames, xs, cs,
+        masks, positions, (cos, sin) of the temporal layers' time rotation)."""
+        cfg = self.cfg
+        frames, spatial, times = frame_split(positions[video], video)
+        positions = {**positions, video: spatial}
+        xs = {**xs, video: xs[video].reshape(b * frames, -1, cfg.width)}  # (B F, S, D)
+        cs = {**cs, video: cs[video].repeat_interleave(frames, 0)}  # (B F, D)
+        masks = {n: m.reshape(b * frames, -1) if n == video else m.repeat_interleave(frames, 0)
+                 for n, m in masks.items()}  # attention rows: (B F, N_s)  # fmt: skip
+        if any(p.dim() == 3 for p in positions.values()):
+            raise ValueError(f"stream {video!r} is temporal: give every stream's "
+                             "positions as one (N, 4) table")  # fmt: skip
+        t_angles = rope_angles(time_positions(times)[None], cfg.rope_dims, cfg.rope_theta,
+                               cfg.rope_scales)  # fmt: skip
+        return frames, xs, cs, masks, positions, rope_cos_sin(t_angles, xs[video].dtype)
+
+    def _joint_rope_and_mask(self, names: list[str], xs: dict, positions: dict, masks: dict,
+                             video: str, b: int, device) -> tuple:  # fmt: skip
+        """The joint attention's rotation (cos, sin: (B or 1, N, 1, Dh/2)) over every stream's
+        positions, and its key mask (rows, N) bool, or None when nothing is padded."""
+        cfg = self.cfg
+        pos = [positions[n] for n in names]
+        if all(p.dim() == 2 for p in pos):  # shared by the batch: one table, not B copies
+            pos = torch.cat(pos, dim=0)[None]  # (1, N, 4)
+        else:
+            pos = torch.cat([p.expand(b, -1, -1) for p in pos], dim=1)  # (B, N, 4)
+        angles = rope_angles(pos, cfg.rope_dims, cfg.rope_theta, cfg.rope_scales)
+        cos, sin = rope_cos_sin(angles, xs[names[0]].dtype)  # (B or 1, N, 1, Dh/2)
+        if not masks:
+            return cos, sin, None
+        rows = xs[video].shape[0] if video else b  # attention rows: B, or B x frames
+        mask = torch.cat([masks[n] if n in masks else
+                          torch.ones(rows, xs[n].shape[1], dtype=torch.bool, device=device)
+                          for n in names], dim=1)  # (rows, N) bool  # fmt: skip
+        return cos, sin, mask
+
     def forward(
         self,
         tokens: dict[str, torch.Tensor],
@@ -126,40 +164,10 @@ class DiT(ModelMixin, ConfigMixin):
         if video:  # every frame a batch item of the joint blocks (dit/temporal.py)
             if extra_kv is not None or kv_out is not None:
                 raise ValueError("kept keys and values (dit.reuse) are for masked models")
-            frames, spatial, times = frame_split(positions[video], video)
-            positions = {**positions, video: spatial}
             clip_c = cs[video]  # (B, D): the temporal layers' modulation
-            xs = {**xs, video: xs[video].reshape(b * frames, -1, cfg.width)}  # (B F, S, D)
-            cs = {**cs, video: cs[video].repeat_interleave(frames, 0)}  # (B F, D)
-            masks = {n: m.reshape(b * frames, -1) if n == video else m.repeat_interleave(frames, 0)
-                     for n, m in masks.items()}  # attention rows: (B F, N_s)  # fmt: skip
-            if any(p.dim() == 3 for p in positions.values()):
-                raise ValueError(f"stream {video!r} is temporal: give every stream's "
-                                 "positions as one (N, 4) table")  # fmt: skip
-            t_angles = rope_angles(time_positions(times)[None], cfg.rope_dims, cfg.rope_theta,
-                                   cfg.rope_scales)  # fmt: skip
-            t_cos, t_sin = rope_cos_sin(t_angles, xs[video].dtype)  # (1, F, 1, Dh/2)
-
-        pos = [positions[n] for n in names]
-        if all(p.dim() == 2 for p in pos):  # shared by the batch: one table, not B copies
-            pos = torch.cat(pos, dim=0)[None]  # (1, N, 4)
-        else:
-            pos = torch.cat([p.expand(b, -1, -1) for p in pos], dim=1)  # (B, N, 4)
-        angles = rope_angles(pos, cfg.rope_dims, cfg.rope_theta, cfg.rope_scales)
-        cos, sin = rope_cos_sin(angles, xs[names[0]].dtype)  # (B or 1, N, 1, Dh/2)
-        mask = None
-        rows = xs[video].shape[0] if video else b  # attention rows: B, or B x frames
-        if masks:
-            mask = torch.cat(
-                [
-                    masks[n]
-                    if n in masks
-                    else torch.ones(rows, xs[n].shape[1], dtype=torch.bool, device=t.device)
-                    for n in names
-                ],
-                dim=1,
-            )  # (B, N) bool
-
+            frames, xs, cs, masks, positions, (t_cos, t_sin) = self._fold_frames(
+                video, b, xs, cs, masks, positions)  # fmt: skip
+        cos, sin, mask = self._joint_rope_and_mask(names, xs, positions, masks, video, b, t.device)
         if extra_kv is not None and mask is not None:  # the kept tokens are all real
             m = extra_kv[0][0].shape[2]
             mask = torch.cat([mask, mask.new_ones(mask.shape[0], m)], dim=1)  # (B, N + M)
