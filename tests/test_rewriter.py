@@ -139,3 +139,25 @@ def test_position_jitter_shifts_rows_inside_the_window():
     assert not torch.allclose(model(ids, mask), model(ids, mask, zero + 3))
     with pytest.raises(ValueError, match="position_jitter"):
         _digits_recipe(rewriter={"jitter": True})
+
+
+def test_distillation_trains_the_student_and_resumes_exactly(tmp_path):
+    from training.distill import distill
+
+    recipe = Recipe.load("shapes-t2i-words", steps=4, batch_size=4, checkpoint_every=2,
+                         data_size=64, warmup=1,
+                         text_encoder={"kind": "word", "width": 128, "depth": 1, "heads": 2,
+                                       "max_length": 48})  # fmt: skip
+    a = distill(recipe, tmp_path / "a")
+    distill(Recipe.load("shapes-t2i-words", **{**recipe.__dict__, "stop_at": 2}), tmp_path / "b")
+    b = distill(recipe, tmp_path / "b", resume=True)
+    wa, wb = (load_file(f / "text_encoder" / "diffusion_pytorch_model.safetensors") for f in (a, b))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    ta = load_file(a / "transformer" / "diffusion_pytorch_model.safetensors")
+    from pipelines.spec import resolve_model
+
+    t0 = load_file(
+        resolve_model("shapes-t2i") / "transformer" / "diffusion_pytorch_model.safetensors"
+    )
+    assert any(not torch.equal(ta[k], t0[k]) for k in ta if "text" in k)  # its text side trained
+    assert len((tmp_path / "a" / "loss.jsonl").read_text().splitlines()) == 4

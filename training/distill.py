@@ -169,6 +169,42 @@ def encode(encoder, captions: list[str], rng: np.random.Generator, train: bool):
     return TextEmbeddings(tokens, mask, pooled)
 
 
+def _student_transformer(teacher_dit, recipe: Recipe, transformer_lr: float
+                         ) -> tuple[torch.nn.Module, list[torch.nn.Parameter]]:  # fmt: skip
+    """The transformer the student runs (the teacher's, frozen, or a copy whose text side or
+    all of it trains) and the parameters that train."""
+    if transformer_lr <= 0:
+        return teacher_dit, []
+    student_dit = copy.deepcopy(teacher_dit).train()
+    trained = [p for n, p in student_dit.named_parameters()
+               if recipe.distill.get("train", "text") == "all" or is_text_side(n)]  # fmt: skip
+    student_dit.requires_grad_(False)
+    for p in trained:
+        p.requires_grad_(True)
+    return student_dit, trained
+
+
+def _loss(recipe: Recipe, step: int, rng, pairs, teacher, student, encoder
+          ) -> tuple[torch.Tensor, int]:  # fmt: skip
+    """One step's distillation loss: the student's velocity on a training phrasing against the
+    teacher's on the canonical caption of the same item, at the same noisy point; and the
+    batch size."""
+    idx = rng.integers(pairs.n, size=recipe.batch_size)
+    media, truths = zip(*(pairs.item(int(i)) for i in idx), strict=True)
+    texts = [pairs.captions(t, rng) for t in truths]
+    drop = rng.random(recipe.batch_size) < recipe.caption_dropout
+    student_captions = ["" if d else s for (s, _), d in zip(texts, drop, strict=True)]
+    teacher_captions = ["" if d else c for (_, c), d in zip(texts, drop, strict=True)]
+    g = step_generator(recipe, step)
+    x, positions = patchify_batch(torch.stack(media), recipe.patch)
+    noise, t = torch.randn(x.shape, generator=g), logit_normal_t(len(x), generator=g)
+    x_t = interpolate(noise, x, t)
+    with torch.no_grad():
+        target = teacher.velocity(x_t, positions, teacher.text_encoder.encode(teacher_captions), t)
+    pred = student.velocity(x_t, positions, encode(encoder, student_captions, rng, True), t)
+    return (pred - target).pow(2).mean(), len(x)
+
+
 def distill(
     recipe: Recipe,
     out_dir: str | os.PathLike,
@@ -187,18 +223,7 @@ def distill(
         ("image",),
     )
     transformer_lr = float(recipe.distill.get("transformer_lr", 0.0))
-    student_dit = teacher_pipe.transformer
-    trained: list[torch.nn.Parameter] = []
-    if transformer_lr > 0:
-        student_dit = copy.deepcopy(teacher_pipe.transformer).train()
-        trained = [
-            p
-            for n, p in student_dit.named_parameters()
-            if recipe.distill.get("train", "text") == "all" or is_text_side(n)
-        ]
-        student_dit.requires_grad_(False)
-        for p in trained:
-            p.requires_grad_(True)
+    student_dit, trained = _student_transformer(teacher_pipe.transformer, recipe, transformer_lr)
     torch.manual_seed(recipe.seed)
     encoder = build_student_encoder(recipe).train()
     student = FlowObjective(student_dit, encoder, ("image",))
@@ -224,7 +249,6 @@ def distill(
         idx = rng.integers(pairs.n, size=2000)
         legacy = [pairs.legacy(pairs.item(int(i))[1], rng) for i in idx]
         init_from_teacher(encoder, teacher.text_encoder, legacy)
-    p = recipe.patch
     log = (out / "loss.jsonl").open("a")
     tic, seen, start = time.perf_counter(), 0, step
     while step < recipe.steps:
@@ -232,28 +256,13 @@ def distill(
         for group in opt.param_groups:
             group["lr"] = lr * group["scale"]
         rng = np.random.default_rng([recipe.seed, step, 7])
-        idx = rng.integers(pairs.n, size=recipe.batch_size)
-        media, truths = zip(*(pairs.item(int(i)) for i in idx), strict=True)
-        texts = [pairs.captions(t, rng) for t in truths]
-        drop = rng.random(recipe.batch_size) < recipe.caption_dropout
-        student_captions = ["" if d else s for (s, _), d in zip(texts, drop, strict=True)]
-        teacher_captions = ["" if d else c for (_, c), d in zip(texts, drop, strict=True)]
-        g = step_generator(recipe, step)
-        x, positions = patchify_batch(torch.stack(media), p)
-        noise, t = torch.randn(x.shape, generator=g), logit_normal_t(len(x), generator=g)
-        x_t = interpolate(noise, x, t)
-        with torch.no_grad():
-            target = teacher.velocity(
-                x_t, positions, teacher.text_encoder.encode(teacher_captions), t
-            )
-        pred = student.velocity(x_t, positions, encode(encoder, student_captions, rng, True), t)
-        loss = (pred - target).pow(2).mean()
+        loss, n = _loss(recipe, step, rng, pairs, teacher, student, encoder)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([q for gr in groups for q in gr["params"]], 1.0)
         opt.step()
         step += 1
-        seen += len(x)
+        seen += n
         log.write(json.dumps({"step": step, "loss": loss.item(), "lr": lr}) + "\n")
         if step % 10 == 0:
             log.flush()
