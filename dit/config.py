@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 HEADS = ("none", "velocity", "logits")
+MLP_ACTS = ("gelu", "gelu_tanh")  # exact GELU; the tanh form (SD3, FLUX.1)
 
 # Rotary axes, in the order of the last dim of every position-id tensor. Time is in seconds on
 # one axis shared by every stream, so an audio token and a video frame at the same instant get
@@ -113,6 +114,19 @@ class DiTConfig:
     # The name of a stream of video frames to run factorised (dit/temporal.py): the joint
     # blocks on each frame, a zero-initialised temporal attention after each. "" = none.
     temporal: str = ""
+    # --- options for imported architectures (dit/from_diffusers.py); defaults = off ---------
+    mlp_act: str = "gelu"  # the MLPs' GELU: exact ("gelu") or the tanh form ("gelu_tanh")
+    # Side M of an absolute (M*M, width) position table added to every generated stream's
+    # tokens, centre-cropped to their (y, x) grid (SD3's cropped sin-cos PatchEmbed); 0 = none.
+    pos_table: int = 0
+    # Blocks in which each generated stream also attends among its own tokens with a second
+    # set of weights, from the same norm (SD3.5 Medium's MMDiT-X "dual attention").
+    dual_attention: tuple[int, ...] = ()
+    # Single-stream blocks after the joint ones (FLUX.1): every stream's tokens through one
+    # set of weights, attention and MLP in parallel from one modulated norm.
+    single_depth: int = 0
+    # A guidance-strength input embedded like the time and added to it (FLUX.1 dev).
+    guidance_embed: bool = False
 
     def __post_init__(self) -> None:
         streams = self.streams
@@ -159,9 +173,23 @@ class DiTConfig:
         dims = tuple(self.rope_dims) or _even_split(head_dim, n_axes)
         if len(dims) != n_axes or not all(_is_int(d) and d >= 0 and d % 2 == 0 for d in dims):
             _fail("rope_dims", self.rope_dims, f"give {n_axes} even integers, one per {ROPE_AXES}")
-        if sum(dims) != head_dim:
-            _fail("rope_dims", dims, f"must sum to the head dim width/heads={head_dim}")
+        if sum(dims) not in (0, head_dim):
+            _fail("rope_dims", dims, f"must sum to the head dim width/heads={head_dim} (or be "
+                  "all 0: no rotary positions, as in SD3)")
         object.__setattr__(self, "rope_dims", dims)
+        if self.mlp_act not in MLP_ACTS:
+            _fail("mlp_act", self.mlp_act, f"choose one of {MLP_ACTS}")
+        if not _is_int(self.pos_table) or not 0 <= self.pos_table <= 4096:
+            _fail("pos_table", self.pos_table, "give the table's side (0 = none, at most 4096)")
+        dual = tuple(self.dual_attention)
+        if not all(_is_int(i) and 0 <= i < self.depth for i in dual) or len(set(dual)) < len(dual):
+            _fail("dual_attention", self.dual_attention,
+                  f"give distinct block indices in [0, depth={self.depth})")
+        object.__setattr__(self, "dual_attention", dual)
+        if not _is_int(self.single_depth) or not 0 <= self.single_depth <= 1 << 16:
+            _fail("single_depth", self.single_depth, "use an integer >= 0")
+        if not isinstance(self.guidance_embed, bool):
+            _fail("guidance_embed", self.guidance_embed, "use True or False")
         if not isinstance(self.extra, dict):
             _fail("extra", self.extra, "use a dict")
         if not isinstance(self.temporal, str):
@@ -175,6 +203,9 @@ class DiTConfig:
                     f"name the one velocity stream of {generated} "
                     "(a temporal model generates one stream of frames), or leave it ''",
                 )
+            if self.dual_attention or self.single_depth:
+                _fail("temporal", self.temporal, "a temporal model has neither dual attention "
+                      "nor single-stream blocks; leave it '' or drop those")
 
     @property
     def head_dim(self) -> int:
@@ -202,6 +233,7 @@ class DiTConfig:
         d["streams"] = [asdict(s) for s in self.streams]
         d["rope_dims"] = list(self.rope_dims)
         d["rope_scales"] = list(self.rope_scales)
+        d["dual_attention"] = list(self.dual_attention)
         return d
 
     def replace(self, **changes: Any) -> DiTConfig:

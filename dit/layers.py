@@ -51,6 +51,10 @@ class Modulation(nn.Module):
     def forward(self, c: torch.Tensor) -> list[torch.Tensor]:
         return self.linear(nn.functional.silu(c))[:, None].chunk(self.n, dim=-1)
 
+    def per_token(self, c: torch.Tensor) -> list[torch.Tensor]:
+        """(B, N, D) conditions, one per token -> n chunks of (B, N, D)."""
+        return self.linear(nn.functional.silu(c)).chunk(self.n, dim=-1)
+
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """x * (1 + scale) + shift in one pass over x (addcmul) rather than two."""
@@ -58,16 +62,19 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 
 
 class MLP(nn.Module):
-    def __init__(self, width: int, hidden: int) -> None:
+    """fc2(GELU(fc1(x))); ``approximate="tanh"`` for the tanh GELU (SD3, FLUX.1)."""
+
+    def __init__(self, width: int, hidden: int, approximate: str = "none") -> None:
         super().__init__()
         self.fc1 = Linear(width, hidden)
         self.fc2 = Linear(hidden, width)
+        self.approximate = approximate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if isinstance(self.fc1, Linear):  # fc1 and GELU in one call (dit/linear.py)
-            return self.fc2(linear(x, self.fc1.weight, self.fc1.bias, gelu=True))
+            return self.fc2(linear(x, self.fc1.weight, self.fc1.bias, True, self.approximate))
         # An adapter (peft's LoRA) wraps fc1: its update must be added before the GELU.
-        return self.fc2(nn.functional.gelu(self.fc1(x)))
+        return self.fc2(nn.functional.gelu(self.fc1(x), approximate=self.approximate))
 
 
 class FinalLayer(nn.Module):

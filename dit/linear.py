@@ -107,9 +107,13 @@ def _packed(weight: torch.Tensor, rows: int) -> torch.Tensor:
 EAGER_MIN_ROWS = 512
 
 
-def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gelu: bool):
-    # "none" selects the exact (erf) GELU, as F.gelu's default does.
-    attr, algorithm = ("gelu", "none") if gelu else ("none", "")
+GELUS = ("none", "tanh")  # F.gelu's ``approximate``: exact (erf), or the tanh form (SD3, FLUX)
+
+
+def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gelu: bool,
+            approximate: str = "none"):  # fmt: skip
+    # oneDNN's GELU algorithms carry F.gelu's names: "none" is exact (erf), "tanh" the tanh form.
+    attr, algorithm = ("gelu", approximate) if gelu else ("none", "")
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, attr, [], algorithm)
 
 
@@ -117,28 +121,33 @@ def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ge
 # expect to have packed the weight themselves and reject an op they did not place.
 @torch.library.custom_op("dit::onednn_linear", mutates_args=())
 def _onednn_linear(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gelu: bool
-) -> torch.Tensor:
-    return _onednn(x, _packed(weight, x.numel() // x.shape[-1]), bias, gelu)
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gelu: bool,
+    approximate: str = "none",
+) -> torch.Tensor:  # fmt: skip
+    return _onednn(x, _packed(weight, x.numel() // x.shape[-1]), bias, gelu, approximate)
 
 
 @_onednn_linear.register_fake
-def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gelu: bool):
+def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gelu: bool,
+      approximate: str = "none"):  # fmt: skip
     return x.new_empty((*x.shape[:-1], weight.shape[0]))
 
 
 def linear(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False
-) -> torch.Tensor:
-    """(..., K) @ (N, K)^T + (N,)  ->  (..., N); then the exact GELU if ``gelu`` (on oneDNN,
-    in the GEMM's epilogue: one pass over the output fewer)."""
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False,
+    approximate: str = "none",
+) -> torch.Tensor:  # fmt: skip
+    """(..., K) @ (N, K)^T + (N,)  ->  (..., N); then the GELU if ``gelu`` (exact, or the tanh
+    form with ``approximate="tanh"``; on oneDNN in the GEMM's epilogue: one pass fewer)."""
+    if approximate not in GELUS:
+        raise ValueError(f"approximate={approximate!r}: choose one of {GELUS}")
     if uses_onednn(x, weight):
         if torch.compiler.is_compiling():
-            return _onednn_linear(x, weight, bias, gelu)
+            return _onednn_linear(x, weight, bias, gelu, approximate)
         if x.numel() >= EAGER_MIN_ROWS * x.shape[-1]:
-            return _onednn(x, weight, bias, gelu)
+            return _onednn(x, weight, bias, gelu, approximate)
     y = F.linear(x, weight, bias)
-    return F.gelu(y) if gelu else y
+    return F.gelu(y, approximate=approximate) if gelu else y
 
 
 class Linear(nn.Linear):

@@ -15,7 +15,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from .block import JointBlock
+from .block import JointBlock, SingleBlock
 from .config import DiTConfig
 from .layers import FinalLayer, TimestepEmbedder
 from .linear import Linear
@@ -45,13 +45,20 @@ class DiT(ModelMixin, ConfigMixin):
         eps: float = 1e-6,
         extra: dict[str, Any] | None = None,
         temporal: str = "",
+        mlp_act: str = "gelu",
+        pos_table: int = 0,
+        dual_attention: list[int] = (),
+        single_depth: int = 0,
+        guidance_embed: bool = False,
     ) -> None:
         super().__init__()
         cfg = DiTConfig(
             streams=tuple(streams), width=width, depth=depth, heads=heads, mlp_ratio=mlp_ratio,
             pooled_dim=pooled_dim, freq_dim=freq_dim, rope_dims=tuple(rope_dims),
             rope_theta=rope_theta, rope_scales=tuple(rope_scales), qk_norm=qk_norm, eps=eps,
-            extra=dict(extra or {}), temporal=temporal,
+            extra=dict(extra or {}), temporal=temporal, mlp_act=mlp_act, pos_table=pos_table,
+            dual_attention=tuple(dual_attention), single_depth=single_depth,
+            guidance_embed=guidance_embed,
         )  # fmt: skip
         self.cfg = cfg
         self.gradient_checkpointing = False
@@ -65,7 +72,12 @@ class DiT(ModelMixin, ConfigMixin):
             }
         )
         self.t_embed = TimestepEmbedder(cfg.freq_dim, width, cfg.pooled_dim)
-        self.blocks = nn.ModuleList(JointBlock(cfg) for _ in range(depth))
+        # FLUX.1 dev: the guidance strength, embedded like the time and added to it.
+        self.g_embed = TimestepEmbedder(cfg.freq_dim, width, 0) if guidance_embed else None
+        if pos_table:  # SD3: absolute positions, read from the checkpoint (not trained here)
+            self.register_buffer("abs_pos", torch.zeros(1, pos_table * pos_table, width))
+        self.blocks = nn.ModuleList(JointBlock(cfg, i) for i in range(depth))
+        self.single_blocks = nn.ModuleList(SingleBlock(cfg) for _ in range(single_depth))
         # Factorised video (dit/temporal.py): one temporal layer after each joint block.
         self.time_layers = nn.ModuleList(
             TemporalLayer(cfg) for _ in range(depth if temporal else 0)
@@ -110,13 +122,15 @@ class DiT(ModelMixin, ConfigMixin):
         """The joint attention's rotation (cos, sin: (B or 1, N, 1, Dh/2)) over every stream's
         positions, and its key mask (rows, N) bool, or None when nothing is padded."""
         cfg = self.cfg
-        pos = [positions[n] for n in names]
-        if all(p.dim() == 2 for p in pos):  # shared by the batch: one table, not B copies
-            pos = torch.cat(pos, dim=0)[None]  # (1, N, 4)
-        else:
-            pos = torch.cat([p.expand(b, -1, -1) for p in pos], dim=1)  # (B, N, 4)
-        angles = rope_angles(pos, cfg.rope_dims, cfg.rope_theta, cfg.rope_scales)
-        cos, sin = rope_cos_sin(angles, xs[names[0]].dtype)  # (B or 1, N, 1, Dh/2)
+        cos = sin = None  # no rotary positions (SD3)
+        if sum(cfg.rope_dims):
+            pos = [positions[n] for n in names]
+            if all(p.dim() == 2 for p in pos):  # shared by the batch: one table, not B copies
+                pos = torch.cat(pos, dim=0)[None]  # (1, N, 4)
+            else:
+                pos = torch.cat([p.expand(b, -1, -1) for p in pos], dim=1)  # (B, N, 4)
+            angles = rope_angles(pos, cfg.rope_dims, cfg.rope_theta, cfg.rope_scales)
+            cos, sin = rope_cos_sin(angles, xs[names[0]].dtype)  # (B or 1, N, 1, Dh/2)
         if not masks:
             return cos, sin, None
         rows = xs[video].shape[0] if video else b  # attention rows: B, or B x frames
@@ -124,6 +138,37 @@ class DiT(ModelMixin, ConfigMixin):
                           torch.ones(rows, xs[n].shape[1], dtype=torch.bool, device=device)
                           for n in names], dim=1)  # (rows, N) bool  # fmt: skip
         return cos, sin, mask
+
+    def _table_rows(self, pos: torch.Tensor) -> torch.Tensor:
+        """Rows of the absolute table for (N, 4) or (B, N, 4) positions: the M x M grid
+        centre-cropped to the tokens' (y, x) extent, as SD3's ``cropped_pos_embed``."""
+        side = self.cfg.pos_table
+        y, x = pos[..., 2].long(), pos[..., 3].long()
+        h, w = int(y.max()) + 1, int(x.max()) + 1
+        if h > side or w > side:
+            raise ValueError(f"a grid of {h} x {w} patches is larger than this model's "
+                             f"position table ({side} x {side}): ask for a smaller "
+                             "size")  # fmt: skip
+        rows = (y + (side - h) // 2) * side + x + (side - w) // 2  # (N,) or (B, N)
+        return self.abs_pos[0, rows].to(self.embed[next(iter(self.heads_out))].weight.dtype)
+
+    def _single_blocks(self, xs: dict, cs: dict, c: torch.Tensor, cos, sin, mask,
+                       checkpoint: bool) -> dict:  # fmt: skip
+        """Every stream's tokens, concatenated in ``xs`` order, through the single-stream
+        blocks (FLUX.1); each stream's modulation is its own condition (one shared tensor when
+        no stream has its own time)."""
+        names = list(xs)
+        lens = [xs[n].shape[1] for n in names]
+        x = torch.cat([xs[n] for n in names], dim=1)  # (B, N, D)
+        cc = c if all(cs[n] is c for n in names) else torch.cat(
+            [cs[n][:, None].expand(-1, k, -1) for n, k in zip(names, lens, strict=True)], 1
+        )  # (B, D) or (B, N, D)
+        for block in self.single_blocks:
+            if checkpoint:
+                x = self._gradient_checkpointing_func(block, x, cc, cos, sin, mask)
+            else:
+                x = block(x, cc, cos, sin, mask)
+        return dict(zip(names, x.split(lens, dim=1), strict=True))
 
     def forward(
         self,
@@ -135,6 +180,7 @@ class DiT(ModelMixin, ConfigMixin):
         stream_t: dict[str, torch.Tensor] | None = None,
         extra_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
         kv_out: list | None = None,
+        guidance: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Run the streams given in ``tokens`` (any subset of the configured ones).
 
@@ -145,6 +191,7 @@ class DiT(ModelMixin, ConfigMixin):
         masks: name -> (B, N_s) bool, True for real tokens (padding for ragged batches).
         extra_kv: per block, keys and values (B, H, M, Dh) of M tokens not given here (kept
         from an earlier call: :mod:`dit.reuse`); ``kv_out`` receives each block's (k, v).
+        guidance: (B,) strengths for a model with ``guidance_embed`` (FLUX.1 dev).
         Returns name -> (B, N_s, out_dim) for every given stream that has a head.
         """
         cfg = self.cfg
@@ -154,10 +201,20 @@ class DiT(ModelMixin, ConfigMixin):
             raise ValueError(f"unknown streams {sorted(unknown)}; model has {list(self.embed)}")
         b = t.shape[0]
         xs = {n: self.embed[n](tokens[n]) for n in names}  # name -> (B, N_s, D)
+        if cfg.pos_table:
+            xs |= {n: xs[n] + self._table_rows(positions[n]) for n in names
+                   if n in self.heads_out}  # fmt: skip
+        if (self.g_embed is not None) != (guidance is not None):
+            raise ValueError("give guidance (B,) exactly when the model has guidance_embed "
+                             f"(this one: {cfg.guidance_embed})")  # fmt: skip
 
-        c = self.t_embed(t, pooled)  # (B, D)
+        def embed_t(tt: torch.Tensor) -> torch.Tensor:  # (B,) -> (B, D)
+            e = self.t_embed(tt, pooled)
+            return e if self.g_embed is None else e + self.g_embed(guidance, None)
+
+        c = embed_t(t)  # (B, D)
         stream_t = stream_t or {}
-        cs = {n: self.t_embed(stream_t[n], pooled) if n in stream_t else c for n in names}
+        cs = {n: embed_t(stream_t[n]) if n in stream_t else c for n in names}
         masks = dict(masks or {})
         video = cfg.temporal if cfg.temporal in xs else ""
         frames = 1
@@ -174,8 +231,14 @@ class DiT(ModelMixin, ConfigMixin):
 
         with_head = frozenset(n for n in names if n in self.heads_out)
         checkpoint = self.gradient_checkpointing and torch.is_grad_enabled()
+        singles = len(self.single_blocks) > 0
+        if singles and (extra_kv is not None or kv_out is not None):
+            raise ValueError("kept keys and values (dit.reuse) need a model without "
+                             "single-stream blocks")  # fmt: skip
         for i, block in enumerate(self.blocks):
-            update = with_head if i == len(self.blocks) - 1 else None
+            # The last joint block skips the text stream's update (SD3), unless single-stream
+            # blocks still read it (FLUX.1).
+            update = with_head if i == len(self.blocks) - 1 and not singles else None
             if checkpoint:
                 xs = self._gradient_checkpointing_func(
                     block, xs, cs, cos, sin, mask, update, None, None, frames, video
@@ -191,6 +254,8 @@ class DiT(ModelMixin, ConfigMixin):
                 else:
                     x = layer(x, clip_c, t_cos, t_sin)
                 xs = {**xs, video: x.view(b * frames, -1, cfg.width)}
+        if singles:
+            xs = self._single_blocks(xs, cs, c, cos, sin, mask, checkpoint)
         out = {n: self.heads_out[n](xs[n], cs[n]) for n in names if n in with_head}
         if video:
             out[video] = out[video].reshape(b, -1, out[video].shape[-1])  # (B, F S, out)
