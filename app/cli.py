@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"bundled model name or model folder (default: {DEFAULT_MODEL})",
     )
     gen.add_argument("--negative-prompt", default="", help="what to steer away from")
+    gen.add_argument("--dtype", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
+                     help="SD3 / FLUX.1 folders: compute dtype (default: as the weights are "
+                          "stored); the studio's own models compute in fp32")  # fmt: skip
     gen.add_argument("--seed", type=int, help="random seed (default: a fresh one, recorded)")
     gen.add_argument("--steps", type=int, help="sampling steps (more: slower, finer)")
     gen.add_argument("--guidance", type=float, help="classifier-free guidance scale (1 = off)")
@@ -175,7 +178,7 @@ def generate(args: argparse.Namespace) -> int:
         )  # fmt: skip
         from pipelines.registry import load_pipeline
 
-        pipe = load_pipeline(model)
+        pipe = load_pipeline(model, dtype=args.dtype)
         request = pipe.resolve(request)
         pipe.use_loras(request.loras)
     except (RequestError, FileNotFoundError, ValueError) as e:

@@ -24,17 +24,34 @@ PIPELINES: dict[str, str] = {
 }
 
 
-def pipeline_class(modality: str) -> type[Pipeline]:
+# diffusers folders the studio runs on its core (pipelines/families.py): family -> class
+FAMILY_PIPELINES: dict[str, str] = {"sd3": "pipelines.mmdit:MMDiTPipeline",
+                                    "flux": "pipelines.mmdit:MMDiTPipeline"}  # fmt: skip
+
+
+def pipeline_class(modality: str, family: str = "") -> type[Pipeline]:
+    if family:
+        module, name = FAMILY_PIPELINES[family].split(":")
+        return getattr(importlib.import_module(module), name)
     if modality not in PIPELINES:
         raise ValueError(f"no pipeline for modality {modality!r}; known: {sorted(PIPELINES)}")
     module, name = PIPELINES[modality].split(":")
     return getattr(importlib.import_module(module), name)
 
 
-def load_pipeline(name_or_path: str, device: str = "cpu") -> Pipeline:
-    """Like diffusers' ``DiffusionPipeline.from_pretrained``: the folder says which class."""
+def load_pipeline(name_or_path: str, device: str = "cpu", dtype: str = "auto") -> Pipeline:
+    """Like diffusers' ``DiffusionPipeline.from_pretrained``: the folder says which class.
+    ``dtype`` (auto, bf16, fp16, fp32) is for SD3 / FLUX.1 folders; the studio's own models
+    compute in fp32."""
     _, spec = ModelSpec.read(resolve_model(name_or_path))
-    return pipeline_class(spec.modality).from_pretrained(name_or_path, device=device)
+    family = spec.extra.get("family", "")
+    cls = pipeline_class(spec.modality, family)
+    if family:
+        return cls.from_pretrained(name_or_path, device=device, dtype=dtype)
+    if dtype not in ("auto", "fp32"):
+        raise ValueError(f"--dtype {dtype}: {spec.name} is a studio model, which computes in "
+                         "fp32; give --dtype auto")  # fmt: skip
+    return cls.from_pretrained(name_or_path, device=device)
 
 
 def find_models(models_dir: str | Path | None = None) -> dict[str, ModelSpec]:

@@ -163,6 +163,12 @@ class ModelSpec:
             raise ValueError(f"{path} is not readable JSON ({e}): restore it from the "
                              "model's source") from None  # fmt: skip
         studio = index.get("studio") if isinstance(index, dict) else None
+        if studio is None and isinstance(index, dict) and "_class_name" in index \
+                and not str(index["_class_name"]).startswith("TextTo"):  # fmt: skip
+            # a diffusers pipeline folder a user brought (SD3 / SD3.5, FLUX.1)
+            from .families import family_spec
+
+            return str(index["_class_name"]), family_spec(folder, index)
         if not isinstance(studio, dict):
             raise ValueError(f"{path} has no 'studio' section (an object): not a dit-studio "
                              "model folder")  # fmt: skip

@@ -1,0 +1,154 @@
+"""SD3 / SD3.5 / FLUX.1 folders in the studio equal diffusers' own pipelines on the same folder.
+
+The folders are tiny random models in the real layout (tests/mmdit_folders.py); nothing is
+downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DiffusionPipeline
+from mmdit_folders import FOLDERS
+from PIL import Image
+
+from app.cli import main as cli
+from pipelines.registry import find_models, load_pipeline
+from pipelines.request import RequestError
+from pipelines.spec import ModelSpec
+
+STEPS = 3
+CASES = [("a cat sitting on a red chair", 32, 32), ("two dogs playing in the snow", 32, 48)]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """kind -> (folder, diffusers' pipeline, the studio's pipeline)."""
+    root = tmp_path_factory.mktemp("mmdit")
+    out = {}
+    for kind, build in FOLDERS.items():
+        folder = build(root / kind)
+        out[kind] = folder, DiffusionPipeline.from_pretrained(folder), load_pipeline(str(folder))
+    return out
+
+
+def _guidance(kind: str) -> dict:
+    return {"guidance": 4.0} if kind.startswith("sd3") else {}
+
+
+def _reference(ref, kind: str, prompt: str, h: int, w: int, seed: int, output_type: str,
+               **extra):  # fmt: skip
+    kw = {"guidance_scale": 4.0} if kind.startswith("sd3") else {}
+    return ref(prompt, height=h, width=w, num_inference_steps=STEPS, output_type=output_type,
+               generator=torch.Generator().manual_seed(seed), **kw, **extra).images  # fmt: skip
+
+
+def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("kind", list(FOLDERS))
+@pytest.mark.parametrize("prompt,h,w", CASES)
+def test_final_latents_equal_diffusers(models, kind, prompt, h, w):
+    _, ref, ours = models[kind]
+    req = ours.resolve(prompt, seed=7, steps=STEPS, height=h, width=w, **_guidance(kind))
+    x = ours.sample(req)
+    got = ours.latents(x, req) if kind.startswith("sd3") else x  # FLUX returns packed latents
+    want = _reference(ref, kind, prompt, h, w, 7, "latent")
+    assert got.shape == want.shape
+    assert _relative(got, want) < 1e-4
+
+
+def test_negative_prompt_sd3(models):
+    _, ref, ours = models["sd3.5"]
+    req = ours.resolve("a cat", seed=1, steps=STEPS, height=32, width=32, guidance=4.0,
+                       negative_prompt="blurry")  # fmt: skip
+    got = ours.latents(ours.sample(req), req)
+    want = _reference(ref, "sd3.5", "a cat", 32, 32, 1, "latent", negative_prompt="blurry")
+    plain = _reference(ref, "sd3.5", "a cat", 32, 32, 1, "latent")
+    assert _relative(got, want) < 1e-4 and _relative(plain, want) > 1e-3
+
+
+def test_flux_refuses_a_negative_prompt(models):
+    ours = models["flux-dev"][2]
+    req = ours.resolve("a cat", seed=1, steps=2, height=32, width=32, negative_prompt="x")
+    with pytest.raises(RequestError, match="negative_prompt"):
+        ours.sample(req)
+
+
+@pytest.mark.parametrize("kind", ["sd3.5", "flux-dev"])
+def test_batch_outputs_are_their_seeds(models, kind):
+    """Output i of a batch is diffusers' image for seed + i (one generator per output)."""
+    _, ref, ours = models[kind]
+    req = ours.resolve("a cat", seed=10, steps=STEPS, height=32, width=32, num_outputs=2,
+                       **_guidance(kind))  # fmt: skip
+    got = ours.decode(ours.sample(req), req)
+    for i in range(2):
+        want = _reference(ref, kind, "a cat", 32, 32, 10 + i, "np")[0]
+        assert np.abs(got[i].astype(int) - np.round(want * 255).astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("kind", list(FOLDERS))
+def test_cli_png_within_one_level(models, kind, tmp_path, capsys):
+    folder, ref, _ = models[kind]
+    prompt, h, w = CASES[1]
+    extra = ["--guidance", "4.0"] if kind.startswith("sd3") else []
+    rc = cli(["generate", prompt, "--model", str(folder), "--seed", "5", "--steps", str(STEPS),
+              "--width", str(w), "--height", str(h), "--out", str(tmp_path), "--quiet",
+              *extra])  # fmt: skip
+    assert rc == 0
+    png = tmp_path / "5-00.png"
+    got = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    want = np.round(_reference(ref, kind, prompt, h, w, 5, "np")[0] * 255).astype(int)
+    assert got.shape == want.shape and np.abs(got - want).max() <= 1
+    settings = json.loads(Image.open(png).text["dit-studio"])
+    assert settings["model"] == str(folder) and settings["seed"] == 5
+
+
+def test_replayed_settings_through_the_batch_runner(models, tmp_path):
+    """A PNG's embedded settings, as a batch job, make the same pixels (batch runner on a
+    FLUX.1 folder; replay as the web app does it: the request fields of the settings)."""
+    from dataclasses import fields
+
+    from app.batch import run_batch
+    from pipelines.replay import read_settings
+    from pipelines.request import Request
+
+    folder = models["flux-schnell"][0]
+    assert cli(["generate", "a bowl of fruit", "--model", str(folder), "--seed", "2",
+                "--steps", "2", "--width", "32", "--height", "32", "--out",
+                str(tmp_path / "a"), "--quiet"]) == 0  # fmt: skip
+    first = tmp_path / "a" / "2-00.png"
+    names = {f.name for f in fields(Request)}
+    job = {k: v for k, v in read_settings(first).items() if k in names}
+    (tmp_path / "jobs.jsonl").write_text(json.dumps({"id": "again", **job}) + "\n")
+    assert run_batch(str(tmp_path / "jobs.jsonl"), str(tmp_path / "b"), quiet=True) == 0
+    again = next((tmp_path / "b").glob("*.png"))
+    assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(again)))
+
+
+def test_spec_has_the_family_defaults(models):
+    sd3 = ModelSpec.read(models["sd3.5"][0])[1]
+    assert sd3.extra["family"] == "sd3" and sd3.request_defaults()["steps"] == 28
+    assert sd3.request_limits().multiple == 16
+    dev, schnell = (ModelSpec.read(models[k][0])[1] for k in ("flux-dev", "flux-schnell"))
+    assert dev.request_defaults()["guidance"] == 3.5 and schnell.request_defaults()["steps"] == 4
+
+
+def test_models_dir_lists_the_folders(models):
+    root = models["sd3"][0].parent
+    found = find_models(root)
+    assert {str(models[k][0]) for k in FOLDERS} <= set(found)
+
+
+def test_unsupported_diffusers_folder_is_one_line(tmp_path, capsys):
+    (tmp_path / "model_index.json").write_text(json.dumps(
+        {"_class_name": "StableDiffusionXLPipeline", "unet": ["diffusers", "UNet2DConditionModel"]}
+    ))  # fmt: skip
+    rc = cli(["generate", "a cat", "--model", str(tmp_path), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert "StableDiffusionXLPipeline" in err and "FluxPipeline" in err
