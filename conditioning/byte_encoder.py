@@ -22,6 +22,7 @@ from torch import nn
 from dit.attention import attention
 from dit.layers import MLP
 from dit.loading import check_safe_folder
+from dit.rope import apply_rope
 
 from .text import TextEmbeddings, check_prompts, warn_truncated
 
@@ -82,11 +83,18 @@ class ByteBlock(nn.Module):
         self.norm2 = nn.LayerNorm(width)
         self.mlp = MLP(width, int(width * mlp_ratio))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x: (B, L, D); mask: (B, L) bool, True = real byte."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor,
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
+        """x: (B, L, D); mask: (B, L) bool, True = real byte. ``rope``: (cos, sin) tables
+        (B or 1, L, 1, R/2) that rotate the first R dims of every head's q and k (partial
+        rotary positions, GPT-NeoX style); None = no rotation."""
         b, n, d = x.shape
         qkv = self.qkv(self.norm1(x))  # (B, L, 3D)
-        q, k, v = qkv.view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.view(b, n, 3, self.heads, d // self.heads).unbind(2)  # (B, L, H, Dh)
+        if rope is not None:
+            r = 2 * rope[0].shape[-1]
+            q, k = (torch.cat([apply_rope(y[..., :r], *rope), y[..., r:]], -1) for y in (q, k))
+        q, k, v = (y.transpose(1, 2) for y in (q, k, v))  # (B, H, L, Dh)
         a = attention(q, k, v, mask)  # (B, H, L, Dh)
         x = x + self.proj(a.transpose(1, 2).reshape(b, n, d))  # (B, L, D)
         return x + self.mlp(self.norm2(x))

@@ -28,6 +28,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from dit.loading import check_safe_folder
+from dit.rope import rope_angles, rope_cos_sin
 
 from .byte_encoder import ByteBlock
 from .text import check_prompts
@@ -56,6 +57,7 @@ class PromptRewriter(ModelMixin, ConfigMixin):
         max_length: int = 48,
         out_len: int = 24,
         mlp_ratio: float = 4.0,
+        rotary: int = 0,
     ) -> None:
         super().__init__()
         vocab = dict(vocab or {s: i for i, s in enumerate(SPECIALS)})
@@ -64,6 +66,11 @@ class PromptRewriter(ModelMixin, ConfigMixin):
             raise ValueError("out_words[0] must be '<pad>' (the end of the output)")
         if width % heads:
             raise ValueError(f"width {width} must be divisible by heads {heads}")
+        if not isinstance(rotary, int) or rotary < 0 or rotary % 2 or rotary > width // heads:
+            raise ValueError(f"rotary={rotary!r}: give an even number of rotated dims per head, "
+                             f"at most width/heads={width // heads} (0 = learned absolute "
+                             "positions)")  # fmt: skip
+        self.rotary = rotary
         self.words = WordVocab(vocab, tuple(known or ()))
         self.out_words = out_words
         self.max_length, self.out_len = max_length, out_len
@@ -93,12 +100,23 @@ class PromptRewriter(ModelMixin, ConfigMixin):
         logits (B, out_len, len(out_words))."""
         b, n = ids.shape
         at = torch.arange(n, device=ids.device)[None] + (0 if offset is None else offset[:, None])
-        x = self.embed(ids) + self.pos[at.clamp(max=self.max_length - 1)]  # (B, L, D)
+        x = self.embed(ids)  # (B, L, D)
+        rope = None
+        if self.rotary:
+            # Relative positions: word-to-word scores depend on offsets only, so a held-out
+            # phrasing longer than any training one reads its late words as it reads early
+            # ones. The output queries sit at position 0; they find words by content (the
+            # unrotated dims), which the model learns to use for them.
+            pos = torch.cat([at.expand(b, -1), at.new_zeros(b, self.out_len)], 1)  # (B, L + Q)
+            angles = rope_angles(pos[..., None].float(), (self.rotary,), 10_000.0, (1.0,))
+            rope = rope_cos_sin(angles, x.dtype)  # (B, L + Q, 1, R/2) each
+        else:
+            x = x + self.pos[at.clamp(max=self.max_length - 1)]
         q = self.queries.expand(b, -1, -1)  # (B, Q, D)
         h = torch.cat([x, q], 1)  # (B, L + Q, D)
         m = torch.cat([mask, mask.new_ones(b, self.out_len)], 1)  # (B, L + Q)
         for block in self.blocks:
-            h = block(h, m)
+            h = block(h, m, rope)
         return self.head(self.norm(h[:, n:]))  # (B, Q, V)
 
     def knows(self, prompt: str) -> bool:
