@@ -111,27 +111,41 @@ def _halves(dh: int) -> torch.Tensor:
 
 
 class _Taker:
-    """Pops keys off a diffusers state dict, so that leftovers (a mapping gap) are caught."""
+    """Pops keys off a diffusers state dict, so that leftovers (a mapping gap) are caught.
+    ``strict=False`` (LoRA deltas: a few layers only) answers None for a key it lacks."""
 
-    def __init__(self, sd: dict[str, torch.Tensor]) -> None:
+    def __init__(self, sd: dict[str, torch.Tensor], strict: bool = True) -> None:
         self.sd = dict(sd)
+        self.strict = strict
 
-    def __call__(self, key: str) -> torch.Tensor:
+    def __call__(self, key: str) -> torch.Tensor | None:
         if key not in self.sd:
+            if not self.strict:
+                return None
             raise ValueError(f"the checkpoint has no weight {key!r}: is it the architecture its "
                              "config.json describes?")  # fmt: skip
         return self.sd.pop(key)
-
-    def has(self, prefix: str) -> bool:
-        return any(k.startswith(prefix) for k in self.sd)
 
     def leftover(self) -> list[str]:
         return sorted(self.sd)
 
 
+def _put(out: dict, key: str, value: torch.Tensor | None) -> None:
+    if value is not None:
+        out[key] = value
+
+
 def _linear(out: dict, ours: str, take: _Taker, theirs: str) -> None:
-    out[f"{ours}.weight"] = take(f"{theirs}.weight")
-    out[f"{ours}.bias"] = take(f"{theirs}.bias")
+    _put(out, f"{ours}.weight", take(f"{theirs}.weight"))
+    _put(out, f"{ours}.bias", take(f"{theirs}.bias"))
+
+
+def _cat_parts(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
+    """Concatenate rows; parts a LoRA does not touch are zero (None when none is touched)."""
+    like = next((p for p in parts if p is not None), None)
+    if like is None:
+        return None
+    return torch.cat([torch.zeros_like(like) if p is None else p for p in parts])
 
 
 def _fused_qkv(out: dict, ours: str, take: _Taker, names: tuple[str, str, str],
@@ -141,26 +155,28 @@ def _fused_qkv(out: dict, ours: str, take: _Taker, names: tuple[str, str, str],
     for i, name in enumerate(names):
         w, b = take(f"{name}.weight"), take(f"{name}.bias")
         if perm is not None and i < 2:  # rows (H Dh) -> per head permuted
-            w = w.unflatten(0, (heads, -1))[:, perm].flatten(0, 1)
-            b = b.unflatten(0, (heads, -1))[:, perm].flatten(0, 1)
+            w, b = (None if y is None else y.unflatten(0, (heads, -1))[:, perm].flatten(0, 1)
+                    for y in (w, b))  # fmt: skip
         ws.append(w)
         bs.append(b)
-    out[f"{ours}.weight"], out[f"{ours}.bias"] = torch.cat(ws), torch.cat(bs)
+    _put(out, f"{ours}.weight", _cat_parts(ws))
+    _put(out, f"{ours}.bias", _cat_parts(bs))
 
 
 def _norm(out: dict, ours: str, take: _Taker, theirs: str, perm: torch.Tensor | None) -> None:
     w = take(f"{theirs}.weight")
-    out[f"{ours}.weight"] = w if perm is None else w[perm]
+    _put(out, f"{ours}.weight", w if perm is None or w is None else w[perm])
 
 
-def _continuous_to_zero(w: torch.Tensor, b: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
+def _continuous(out: dict, ours: str, take: _Taker, theirs: str, n: int) -> None:
     """AdaLayerNormContinuous's (scale, shift) rows -> the core's first two chunks (shift,
     scale) of ``n``, the rest zero (a text stream that only lends keys and values)."""
-    scale_w, shift_w = w.chunk(2)
-    scale_b, shift_b = b.chunk(2)
-    d = scale_w.shape[0]
-    zw, zb = w.new_zeros((n - 2) * d, w.shape[1]), b.new_zeros((n - 2) * d)
-    return torch.cat([shift_w, scale_w, zw]), torch.cat([shift_b, scale_b, zb])
+    for part in ("weight", "bias"):
+        y = take(f"{theirs}.{part}")
+        if y is not None:
+            scale, shift = y.chunk(2)
+            rest = y.new_zeros(((n - 2) * scale.shape[0], *y.shape[1:]))
+            out[f"{ours}.{part}"] = torch.cat([shift, scale, rest])
 
 
 IMAGE_QKV, TEXT_QKV = ("to_q", "to_k", "to_v"), ("add_q_proj", "add_k_proj", "add_v_proj")
@@ -191,23 +207,24 @@ def _embedders(out: dict, take: _Taker, cfg: DiTConfig) -> None:
 
 
 def _final(out: dict, take: _Taker, row_perm: torch.Tensor | None) -> None:
-    w, b = _continuous_to_zero(take("norm_out.linear.weight"), take("norm_out.linear.bias"), 2)
-    out["heads_out.image.mod.linear.weight"], out["heads_out.image.mod.linear.bias"] = w, b
-    w, b = take("proj_out.weight"), take("proj_out.bias")
-    if row_perm is not None:
-        w, b = w[row_perm], b[row_perm]
-    out["heads_out.image.linear.weight"], out["heads_out.image.linear.bias"] = w, b
+    _continuous(out, "heads_out.image.mod.linear", take, "norm_out.linear", 2)
+    for part in ("weight", "bias"):
+        y = take(f"proj_out.{part}")
+        _put(out, f"heads_out.image.linear.{part}",
+             y if row_perm is None or y is None else y[row_perm])  # fmt: skip
 
 
-def sd3_state_dict(sd: dict[str, torch.Tensor], cfg: DiTConfig) -> dict[str, torch.Tensor]:
-    """An ``SD3Transformer2DModel`` state dict -> the keys of the :class:`DiT` of ``cfg``."""
-    take, out = _Taker(sd), {}
+def sd3_state_dict(sd: dict[str, torch.Tensor], cfg: DiTConfig,
+                   strict: bool = True) -> dict[str, torch.Tensor]:  # fmt: skip
+    """An ``SD3Transformer2DModel`` state dict -> the keys of the :class:`DiT` of ``cfg``
+    (``strict=False``: any subset of it, as LoRA deltas are)."""
+    take, out = _Taker(sd, strict), {}
     p, c = cfg.extra["patch"], cfg.extra["channels"]
     _embedders(out, take, cfg)
     conv = take("pos_embed.proj.weight")  # (D, C, p, p): a linear map over (c p q) patches
-    out["embed.image.weight"] = conv.flatten(1)
-    out["embed.image.bias"] = take("pos_embed.proj.bias")
-    out["abs_pos"] = take("pos_embed.pos_embed")
+    _put(out, "embed.image.weight", None if conv is None else conv.flatten(1))
+    _put(out, "embed.image.bias", take("pos_embed.proj.bias"))
+    _put(out, "abs_pos", take("pos_embed.pos_embed"))
     names = ("norm_q", "norm_k")
     added = ("norm_added_q", "norm_added_k")
     for i in range(cfg.depth):
@@ -224,9 +241,7 @@ def sd3_state_dict(sd: dict[str, torch.Tensor], cfg: DiTConfig) -> dict[str, tor
             _linear(out, f"{ours}.image.proj2", take, f"{blk}.attn2.to_out.0")
         last = i == cfg.depth - 1  # context_pre_only: AdaLayerNormContinuous, no output side
         if last:
-            w, b = _continuous_to_zero(take(f"{blk}.norm1_context.linear.weight"),
-                                       take(f"{blk}.norm1_context.linear.bias"), 6)  # fmt: skip
-            out[f"{ours}.text.mod.linear.weight"], out[f"{ours}.text.mod.linear.bias"] = w, b
+            _continuous(out, f"{ours}.text.mod.linear", take, f"{blk}.norm1_context.linear", 6)
         else:
             _linear(out, f"{ours}.text.mod.linear", take, f"{blk}.norm1_context.linear")
         _stream(out, f"{ours}.text", take, f"{blk}.attn", TEXT_QKV, added,
@@ -239,9 +254,11 @@ def sd3_state_dict(sd: dict[str, torch.Tensor], cfg: DiTConfig) -> dict[str, tor
     return out
 
 
-def flux_state_dict(sd: dict[str, torch.Tensor], cfg: DiTConfig) -> dict[str, torch.Tensor]:
-    """A ``FluxTransformer2DModel`` state dict -> the keys of the :class:`DiT` of ``cfg``."""
-    take, out = _Taker(sd), {}
+def flux_state_dict(sd: dict[str, torch.Tensor], cfg: DiTConfig,
+                    strict: bool = True) -> dict[str, torch.Tensor]:  # fmt: skip
+    """A ``FluxTransformer2DModel`` state dict -> the keys of the :class:`DiT` of ``cfg``
+    (``strict=False``: any subset of it)."""
+    take, out = _Taker(sd, strict), {}
     perm = _halves(cfg.head_dim)
     _embedders(out, take, cfg)
     _linear(out, "embed.image", take, "x_embedder")
@@ -279,6 +296,13 @@ def _check_leftover(take: _Taker) -> None:
 STATE_DICTS = {"sd3": sd3_state_dict, "flux": flux_state_dict}
 
 
+def map_weights(cfg: DiTConfig, sd: dict[str, torch.Tensor],
+                strict: bool = True) -> dict[str, torch.Tensor]:  # fmt: skip
+    """diffusers weights (all of them, or with ``strict=False`` any subset, such as LoRA
+    updates: the map is linear, so it maps updates as it maps weights) -> the DiT's keys."""
+    return STATE_DICTS[cfg.extra["family"]](sd, cfg, strict)
+
+
 def read_weights(folder: str | Path) -> dict[str, torch.Tensor]:
     """Every tensor of a diffusers model folder's safetensors (one file or an indexed set),
     in their stored dtype; pickles are never read."""
@@ -303,7 +327,7 @@ def load_transformer(folder: str | Path, dtype: torch.dtype | None = None,
     from .model import DiT
 
     cfg = dit_config(read_config(folder))
-    sd = STATE_DICTS[cfg.extra["family"]](read_weights(folder), cfg)
+    sd = map_weights(cfg, read_weights(folder))
     with torch.device("meta"):
         model = DiT.from_dit_config(cfg)
     shapes = {k: v.shape for k, v in model.state_dict().items()}

@@ -34,6 +34,7 @@ from dit.guidance import guided
 from dit.tokens import image_positions, patchify, text_positions, unpatchify
 
 from .base import Layout, Pipeline
+from .mmdit_lora import MergedLoras
 from .outputs import png_bytes
 from .request import Request, RequestError
 from .spec import ModelSpec, resolve_model
@@ -80,6 +81,8 @@ class MMDiTPipeline(Pipeline):
         self.limits = spec.request_limits()
         self.decoding: dict[str, Any] = {}
         self.family = spec.extra["family"]
+        self._loras: tuple = ()
+        self._merged = MergedLoras(self.transformer)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, device: str | torch.device = "cpu",
@@ -101,6 +104,19 @@ class MMDiTPipeline(Pipeline):
 
     def save_pretrained(self, folder, half: bool = False) -> None:
         raise ValueError("an SD3 / FLUX.1 folder is the user's own: the studio never rewrites it")
+
+    def use_loras(self, loras: tuple[tuple[str, float], ...]) -> None:
+        """Merge exactly these adapters (diffusers or kohya files) into the transformer."""
+        if tuple(loras) == self._loras:
+            return
+        self._loras = None  # unknown until the merge finishes
+        try:
+            self._merged.apply(type(self.parts), [(str(p), float(s)) for p, s in loras])
+        except Exception:
+            self._merged.restore()
+            self._loras = ()
+            raise
+        self._loras = tuple(loras)
 
     @property
     def dtype(self) -> torch.dtype:

@@ -41,14 +41,20 @@ def resolve_lora(name_or_path: str) -> Path:
     try:
         if (path / LORA_CONFIG).is_file():
             return path
+        # SD3 / FLUX.1 LoRAs (pipelines/mmdit_lora.py): a diffusers or kohya .safetensors
+        # file, or the folder diffusers' save_lora_weights writes
+        if (path.is_file() and path.suffix == ".safetensors") or \
+                (path / "pytorch_lora_weights.safetensors").is_file():  # fmt: skip
+            return path
         if (ASSETS / "loras" / name_or_path / LORA_CONFIG).is_file():
             return ASSETS / "loras" / name_or_path
     except OSError as e:  # a name too long for the file system, a folder we may not read
         raise RequestError(f"LoRA {name_or_path[:80]!r}...: {e.strerror}; give a bundled "
                            "adapter name or an adapter folder's path") from None  # fmt: skip
     raise RequestError(
-        f"LoRA {name_or_path!r} is neither an adapter folder (with {LORA_CONFIG}) nor a bundled "
-        f"adapter; bundled: {bundled_loras() or 'none installed'}"
+        f"LoRA {name_or_path!r} is neither an adapter folder (with {LORA_CONFIG}), a .safetensors "
+        f"LoRA file (SD3 / FLUX.1 models) nor a bundled adapter; bundled: "
+        f"{bundled_loras() or 'none installed'}"
     )
 
 

@@ -152,3 +152,82 @@ def test_unsupported_diffusers_folder_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1
     assert "StableDiffusionXLPipeline" in err and "FluxPipeline" in err
+
+
+# --- LoRA ---------------------------------------------------------------------------------
+
+
+def _diffusers_lora(folder, kind: str, out_dir) -> str:
+    """A LoRA as diffusers' training scripts save it: peft layers on the folder's transformer,
+    ``save_lora_weights`` with the adapter's metadata."""
+    from diffusers import FluxPipeline, FluxTransformer2DModel, SD3Transformer2DModel
+    from diffusers import StableDiffusion3Pipeline as SD3
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    flux = kind.startswith("flux")
+    model = (FluxTransformer2DModel if flux else SD3Transformer2DModel).from_pretrained(
+        folder / "transformer")  # fmt: skip
+    targets = ["to_q", "to_k", "to_v", "to_out.0", "add_k_proj", "ff.net.2"]
+    targets += ["proj_mlp", "proj_out"] if flux else ["ff_context.net.0.proj"]
+    model.add_adapter(LoraConfig(r=4, lora_alpha=8, target_modules=targets,
+                                 init_lora_weights=False))  # fmt: skip
+    (FluxPipeline if flux else SD3).save_lora_weights(
+        out_dir, transformer_lora_layers=get_peft_model_state_dict(model),
+        transformer_lora_adapter_metadata=model.peft_config["default"].to_dict())  # fmt: skip
+    return str(out_dir)
+
+
+def _kohya_flux_lora(path) -> str:
+    """A kohya-format FLUX.1 LoRA (BFL's module names, lora_down / lora_up / alpha). Not on
+    ``single_blocks.N.linear1``: diffusers' converter splits it at the real model's widths."""
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(9)
+    d, r = 32, 4
+    shapes = {"double_blocks_0_img_attn_qkv": (d, 3 * d), "double_blocks_0_txt_mlp_0": (d, 4 * d),
+              "single_blocks_0_modulation_lin": (d, 3 * d),
+              "single_blocks_1_linear2": (d + 4 * d, d)}  # fmt: skip
+    state = {}
+    for name, (fan_in, fan_out) in shapes.items():
+        state[f"lora_unet_{name}.lora_down.weight"] = torch.randn(r, fan_in, generator=g) * 0.2
+        state[f"lora_unet_{name}.lora_up.weight"] = torch.randn(fan_out, r, generator=g) * 0.2
+        state[f"lora_unet_{name}.alpha"] = torch.tensor(2.0)
+    save_file(state, str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("kind,form", [("sd3.5", "diffusers"), ("flux-dev", "diffusers"),
+                                       ("flux-dev", "kohya")])  # fmt: skip
+def test_lora_equals_diffusers_load_lora_weights(models, kind, form, tmp_path):
+    folder, _, ours = models[kind]
+    lora = (_diffusers_lora(folder, kind, tmp_path / "lora") if form == "diffusers"
+            else _kohya_flux_lora(tmp_path / "kohya.safetensors"))  # fmt: skip
+    ref = DiffusionPipeline.from_pretrained(folder)
+    ref.load_lora_weights(lora, adapter_name="a")
+    ref.set_adapters(["a"], [0.8])
+    prompt, h, w = CASES[1]
+    want = _reference(ref, kind, prompt, h, w, 4, "latent")
+    base_req = ours.resolve(prompt, seed=4, steps=STEPS, height=h, width=w, **_guidance(kind))
+    base = ours.sample(base_req)
+    req = ours.resolve(prompt, seed=4, steps=STEPS, height=h, width=w, loras=((lora, 0.8),),
+                       **_guidance(kind))  # fmt: skip
+    x = ours.sample(req)
+    got = ours.latents(x, req) if kind.startswith("sd3") else x
+    plain = ours.latents(base, base_req) if kind.startswith("sd3") else base
+    assert _relative(got, want) < 1e-4
+    assert _relative(plain, want) > 1e-3  # the adapter changed the image
+    assert torch.equal(ours.sample(base_req), base)  # and is gone again, exactly
+
+
+def test_lora_errors_are_one_line(models, tmp_path):
+    ours = models["flux-dev"][2]
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    for lora, match in ((str(tmp_path / "missing"), "give a .safetensors file"),
+                        (str(bad), "not a LoRA diffusers can read")):  # fmt: skip
+        req = ours.resolve("a cat", seed=1, steps=1, height=32, width=32, loras=((lora, 1.0),))
+        with pytest.raises(RequestError, match=match):
+            ours.sample(req)
+    req = ours.resolve("a cat", seed=1, steps=1, height=32, width=32)
+    ours.sample(req)  # still usable
