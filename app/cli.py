@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--models-dir", help="also offer every model folder inside this folder")
     web.add_argument("--loras-dir", help="also offer every LoRA adapter folder inside this folder")
     web.add_argument("--outputs", default="outputs", help="where files are written")
+    web.add_argument("--max-side", type=int, default=256,
+                     help="the largest width or height a request may ask for (default 256; "
+                          "1024 for SD3 / FLUX.1 folders at their own size)")  # fmt: skip
     web.add_argument(
         "--concurrency",
         type=int,
@@ -265,11 +268,18 @@ def serve(args: argparse.Namespace) -> int:
     if args.concurrency < 1 or args.max_queue < 1:
         print("dit-studio app: --concurrency and --max-queue must be >= 1", file=sys.stderr)
         return 2
-    from .studio import Studio
+    if not 8 <= args.max_side <= 8192:
+        print("dit-studio app: --max-side must be between 8 and 8192 pixels", file=sys.stderr)
+        return 2
+    from dataclasses import replace
 
+    from .studio import SERVER_LIMITS, Studio
+
+    limits = replace(SERVER_LIMITS, max_side=args.max_side,
+                     max_pixels=max(SERVER_LIMITS.max_pixels, args.max_side**2))  # fmt: skip
     try:
         studio = Studio(models_dir=args.models_dir, outputs_dir=args.outputs, device=args.device,
-                        loras_dir=args.loras_dir)  # fmt: skip
+                        loras_dir=args.loras_dir, limits=limits)  # fmt: skip
     except (FileNotFoundError, ValueError) as e:
         print(f"dit-studio app: {e}", file=sys.stderr)
         return 2

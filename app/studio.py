@@ -65,6 +65,11 @@ class Studio:
                 raise FileNotFoundError(f"LoRA directory {loras_dir} does not exist")
             for cfg in sorted(Path(loras_dir).glob(f"*/{LORA_CONFIG}")):
                 self.loras[cfg.parent.name] = cfg.parent
+            # SD3 / FLUX.1 LoRAs: diffusers' folders and .safetensors files (diffusers, kohya)
+            for f in sorted(Path(loras_dir).glob("*/pytorch_lora_weights.safetensors")):
+                self.loras.setdefault(f.parent.name, f.parent)
+            for f in sorted(Path(loras_dir).glob("*.safetensors")):
+                self.loras.setdefault(f.stem, f)
         # the default model first: it is what the page shows and an unnamed request gets
         self.models: dict[str, ModelSpec] = dict(
             sorted(found.items(), key=lambda kv: kv[0] != DEFAULT_MODEL)
@@ -93,7 +98,15 @@ class Studio:
         return self._spec(model).request_limits().narrow(self.limits)
 
     def defaults_for(self, model: str) -> dict[str, Any]:
-        return self._spec(model).request_defaults()
+        """The model's defaults, its size brought inside this server's limits (an SD3 model's
+        1024 x 1024 on a server that allows 256: the largest allowed square)."""
+        defaults = self._spec(model).request_defaults()
+        if "width" in defaults:
+            lim = self.limits_for(model)
+            side = min(lim.max_side, int(lim.max_pixels**0.5)) // lim.multiple * lim.multiple
+            for key in ("width", "height"):
+                defaults[key] = max(lim.multiple, min(defaults[key], side))
+        return defaults
 
     def words_for(self, model: str) -> str:
         """One line for the page: the words the model's rewriter knows, or ''."""

@@ -111,11 +111,13 @@ def _halves(dh: int) -> torch.Tensor:
 
 
 class _Taker:
-    """Pops keys off a diffusers state dict, so that leftovers (a mapping gap) are caught.
-    ``strict=False`` (LoRA deltas: a few layers only) answers None for a key it lacks."""
+    """Pops keys off a diffusers state dict, so that leftovers (a mapping gap) are caught and
+    each source tensor is freed as soon as it is mapped (the dict is consumed: peak memory
+    stays near one copy of the model). ``strict=False`` (LoRA updates: a few layers only)
+    answers None for a key it lacks."""
 
     def __init__(self, sd: dict[str, torch.Tensor], strict: bool = True) -> None:
-        self.sd = dict(sd)
+        self.sd = sd
         self.strict = strict
 
     def __call__(self, key: str) -> torch.Tensor | None:
@@ -299,7 +301,8 @@ STATE_DICTS = {"sd3": sd3_state_dict, "flux": flux_state_dict}
 def map_weights(cfg: DiTConfig, sd: dict[str, torch.Tensor],
                 strict: bool = True) -> dict[str, torch.Tensor]:  # fmt: skip
     """diffusers weights (all of them, or with ``strict=False`` any subset, such as LoRA
-    updates: the map is linear, so it maps updates as it maps weights) -> the DiT's keys."""
+    updates: the map is linear, so it maps updates as it maps weights) -> the DiT's keys.
+    ``sd`` is consumed (emptied) as it is mapped."""
     return STATE_DICTS[cfg.extra["family"]](sd, cfg, strict)
 
 

@@ -7,6 +7,7 @@ downloaded.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from PIL import Image
 
 from app.cli import main as cli
 from pipelines.registry import find_models, load_pipeline
-from pipelines.request import RequestError
+from pipelines.request import Request, RequestError
 from pipelines.spec import ModelSpec
 
 STEPS = 3
@@ -231,3 +232,41 @@ def test_lora_errors_are_one_line(models, tmp_path):
             ours.sample(req)
     req = ours.resolve("a cat", seed=1, steps=1, height=32, width=32)
     ours.sample(req)  # still usable
+
+
+# --- the web studio -------------------------------------------------------------------------
+
+
+def test_studio_lists_generates_with_previews_and_cancels(models, tmp_path):
+    """``dit-studio app --models-dir``'s studio: the folders are on offer, a job streams a
+    preview (decoded through the VAE) every step and writes a PNG, and cancel stops one."""
+    from app.studio import Done, Progress, Studio
+
+    folder = models["sd3.5"][0]
+    studio = Studio(models_dir=folder.parent, outputs_dir=tmp_path / "out")
+    assert str(folder) in studio.models_for("image")
+    assert studio.defaults_for(str(folder))["width"] <= studio.limits.max_side
+    req = Request(prompt="a cat", model=str(folder), seed=3, steps=3, width=32, height=32)
+    items = list(studio.run(req))
+    previews = [i for i in items if isinstance(i, Progress)]
+    assert [p.step for p in previews] == [1, 2, 3]
+    assert all(p.preview[0].shape == (32, 32, 3) for p in previews)
+    done = items[-1]
+    assert isinstance(done, Done) and done.paths[0].is_file()
+    seen = []
+    for item in studio.run(replace(req, steps=40), session="s"):
+        seen.append(item.step)
+        if item.step == 1:
+            assert studio.cancel("s") == 1
+    assert seen[-1] <= 2
+
+
+def test_studio_offers_family_loras_from_loras_dir(models, tmp_path):
+    from app.studio import Studio
+
+    folder = models["flux-dev"][0]
+    lora = _kohya_flux_lora(tmp_path / "mine.safetensors")
+    studio = Studio(models_dir=folder.parent, outputs_dir=tmp_path / "out", loras_dir=tmp_path)
+    req = studio.validate(Request(prompt="a cat", model=str(folder), seed=1, steps=1, width=32,
+                                  height=32, loras=(("mine", 0.5),)))  # fmt: skip
+    assert req.loras == ((lora, 0.5),)
