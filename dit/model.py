@@ -144,12 +144,15 @@ class DiT(ModelMixin, ConfigMixin):
         centre-cropped to the tokens' (y, x) extent, as SD3's ``cropped_pos_embed``."""
         side = self.cfg.pos_table
         y, x = pos[..., 2].long(), pos[..., 3].long()
-        h, w = int(y.max()) + 1, int(x.max()) + 1
-        if h > side or w > side:
-            raise ValueError(f"a grid of {h} x {w} patches is larger than this model's "
-                             f"position table ({side} x {side}): ask for a smaller "
-                             "size")  # fmt: skip
-        rows = (y + (side - h) // 2) * side + x + (side - w) // 2  # (N,) or (B, N)
+        y_max, x_max = y.max(), x.max()
+        if not torch.compiler.is_compiling():  # the check reads values: eager only
+            h, w = int(y_max) + 1, int(x_max) + 1
+            if h > side or w > side:
+                raise ValueError(f"a grid of {h} x {w} patches is larger than this model's "
+                                 f"position table ({side} x {side}): ask for a smaller "
+                                 "size")  # fmt: skip
+        # (side - h) // 2 with h = max + 1, in tensors: no host sync, so it compiles
+        rows = (y + (side - 1 - y_max) // 2) * side + x + (side - 1 - x_max) // 2  # (N,) / (B, N)
         return self.abs_pos[0, rows].to(self.embed[next(iter(self.heads_out))].weight.dtype)
 
     def _single_blocks(self, xs: dict, cs: dict, c: torch.Tensor, cos, sin, mask,
