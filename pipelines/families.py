@@ -31,10 +31,8 @@ def _json(folder: Path, name: str) -> dict[str, Any]:
     return data
 
 
-def family_spec(folder: str | Path, index: dict[str, Any]):
-    """The :class:`~pipelines.spec.ModelSpec` of a diffusers SD3 / FLUX.1 folder."""
-    from .spec import ModelSpec
-
+def family_spec(folder: str | Path, index: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`~pipelines.spec.ModelSpec` fields of a diffusers SD3 / FLUX.1 folder."""
     folder = Path(folder)
     kind = index.get("_class_name")
     if kind not in FAMILIES:
@@ -59,7 +57,7 @@ def family_spec(folder: str | Path, index: dict[str, Any]):
         defaults = ({"steps": 28, "guidance": 3.5, "solver": "euler"} if guidance_embed
                     else {"steps": 4, "guidance": 0.0, "solver": "euler"})  # fmt: skip
     multiple = patch * scale
-    return ModelSpec(
+    return dict(
         name=str(folder), modality="image", objective="flow",
         channels=int(vae.get("latent_channels", 16)), patch=multiple, width=side, height=side,
         shift=float(scheduler.get("shift", 1.0)), defaults=defaults,

@@ -174,7 +174,7 @@ class ModelSpec:
             # a diffusers pipeline folder a user brought (SD3 / SD3.5, FLUX.1)
             from .families import family_spec
 
-            return str(index["_class_name"]), family_spec(folder, index)
+            return str(index["_class_name"]), cls(**family_spec(folder, index))
         if not isinstance(studio, dict):
             raise ValueError(f"{path} has no 'studio' section (an object): not a dit-studio "
                              "model folder")  # fmt: skip
