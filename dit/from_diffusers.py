@@ -236,7 +236,7 @@ def sd3_state_dict(sd: dict[str, torch.Tensor], cfg: DiTConfig,
                 f"{blk}.ff", cfg, None)  # fmt: skip
         if i in cfg.dual_attention:
             _fused_qkv(out, f"{ours}.image.qkv2", take,
-                       tuple(f"{blk}.attn2.to_{x}" for x in "qkv"), None, cfg.heads)  # fmt: skip
+                       tuple(f"{blk}.attn2.{x}" for x in IMAGE_QKV), None, cfg.heads)  # fmt: skip
             if cfg.qk_norm:
                 _norm(out, f"{ours}.image.q_norm2", take, f"{blk}.attn2.norm_q", None)
                 _norm(out, f"{ours}.image.k_norm2", take, f"{blk}.attn2.norm_k", None)
@@ -276,7 +276,7 @@ def flux_state_dict(sd: dict[str, torch.Tensor], cfg: DiTConfig,
     for i in range(cfg.single_depth):
         blk, ours = f"single_transformer_blocks.{i}", f"single_blocks.{i}"
         _linear(out, f"{ours}.mod.linear", take, f"{blk}.norm.linear")
-        _fused_qkv(out, f"{ours}.qkv", take, tuple(f"{blk}.attn.to_{x}" for x in "qkv"), perm,
+        _fused_qkv(out, f"{ours}.qkv", take, tuple(f"{blk}.attn.{x}" for x in IMAGE_QKV), perm,
                    cfg.heads)  # fmt: skip
         _norm(out, f"{ours}.q_norm", take, f"{blk}.attn.norm_q", perm)
         _norm(out, f"{ours}.k_norm", take, f"{blk}.attn.norm_k", perm)

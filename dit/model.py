@@ -153,7 +153,7 @@ class DiT(ModelMixin, ConfigMixin):
                                  "size")  # fmt: skip
         # (side - h) // 2 with h = max + 1, in tensors: no host sync, so it compiles
         rows = (y + (side - 1 - y_max) // 2) * side + x + (side - 1 - x_max) // 2  # (N,) / (B, N)
-        return self.abs_pos[0, rows].to(self.embed[next(iter(self.heads_out))].weight.dtype)
+        return self.abs_pos[0, rows]
 
     def _single_blocks(self, xs: dict, cs: dict, c: torch.Tensor, cos, sin, mask,
                        checkpoint: bool) -> dict:  # fmt: skip
@@ -205,7 +205,7 @@ class DiT(ModelMixin, ConfigMixin):
         b = t.shape[0]
         xs = {n: self.embed[n](tokens[n]) for n in names}  # name -> (B, N_s, D)
         if cfg.pos_table:
-            xs |= {n: xs[n] + self._table_rows(positions[n]) for n in names
+            xs |= {n: xs[n] + self._table_rows(positions[n]).to(xs[n].dtype) for n in names
                    if n in self.heads_out}  # fmt: skip
         if (self.g_embed is not None) != (guidance is not None):
             raise ValueError("give guidance (B,) exactly when the model has guidance_embed "

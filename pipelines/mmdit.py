@@ -91,7 +91,8 @@ class MMDiTPipeline(Pipeline):
 
         folder = resolve_model(str(name_or_path))
         _, spec = ModelSpec.read(folder)
-        dtype = parse_dtype(dtype) if isinstance(dtype, str) or dtype is None else dtype
+        if not isinstance(dtype, torch.dtype):
+            dtype = parse_dtype(dtype)
         try:
             dtype = dtype or stored_dtype(folder)
             transformer = load_transformer(folder / "transformer", dtype=dtype, device=device)

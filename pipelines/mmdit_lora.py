@@ -110,9 +110,9 @@ class MergedLoras:
                 raise RequestError(f"LoRA {name}: scale {scale!r} is not a finite number")
             try:
                 mapped = map_weights(cfg, lora_updates(pipeline_cls, lora_file(name)), strict=False)
-            except ValueError as e:
-                if isinstance(e, RequestError):
-                    raise
+            except RequestError:
+                raise
+            except ValueError as e:  # the weight map: layers this architecture lacks
                 raise RequestError(f"LoRA {name}: {e}") from None
             for key, delta in mapped.items():
                 total[key] = total.get(key, 0) + scale * delta

@@ -25,7 +25,7 @@ SENTENCES = [
 CLIP_DIM, T5_DIM = 32, 64
 
 
-def _randomise(model: torch.nn.Module, seed: int, scale: float = 0.3) -> None:
+def randomise(model: torch.nn.Module, seed: int, scale: float = 0.3) -> None:
     """Every weight random (the transformers' zero-initialised modulations would otherwise
     make the comparison trivial)."""
     g = torch.Generator().manual_seed(seed)
@@ -74,7 +74,7 @@ def _clip(seed: int, projection: bool):
                             max_position_embeddings=77, bos_token_id=0, eos_token_id=1,
                             pad_token_id=1, hidden_act="gelu")  # fmt: skip
     model = (CLIPTextModelWithProjection if projection else CLIPTextModel)(config)
-    _randomise(model, seed, 0.1)
+    randomise(model, seed, 0.1)
     return model.eval()
 
 
@@ -84,7 +84,7 @@ def _t5(seed: int):
     config = T5Config(d_model=T5_DIM, d_ff=64, d_kv=8, num_layers=2, num_heads=4,
                       vocab_size=1000, relative_attention_num_buckets=8)  # fmt: skip
     model = T5EncoderModel(config)
-    _randomise(model, seed, 0.1)
+    randomise(model, seed, 0.1)
     return model.eval()
 
 
@@ -97,7 +97,7 @@ def _vae(shift: float, scale: float):
                         block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4,
                         sample_size=32, scaling_factor=scale, shift_factor=shift,
                         use_quant_conv=False, use_post_quant_conv=False)  # fmt: skip
-    _randomise(vae, 5, 0.2)
+    randomise(vae, 5, 0.2)
     return vae.eval()
 
 
@@ -115,7 +115,7 @@ def sd3_folder(folder: str | Path, sd35: bool = False) -> Path:
         num_attention_heads=4, joint_attention_dim=T5_DIM, caption_projection_dim=32,
         pooled_projection_dim=32, out_channels=16, pos_embed_max_size=12, **extra,
     )  # fmt: skip
-    _randomise(transformer, 1, 0.1)
+    randomise(transformer, 1, 0.1)
     pipe = StableDiffusion3Pipeline(
         transformer=transformer.eval(),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
@@ -137,7 +137,7 @@ def flux_folder(folder: str | Path, dev: bool = True) -> Path:
         num_attention_heads=2, joint_attention_dim=T5_DIM, pooled_projection_dim=CLIP_DIM,
         guidance_embeds=dev, axes_dims_rope=(4, 6, 6),
     )  # fmt: skip
-    _randomise(transformer, 1, 0.1)
+    randomise(transformer, 1, 0.1)
     scheduler = (FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.5,
                                                  max_shift=1.15, base_image_seq_len=256,
                                                  max_image_seq_len=4096)

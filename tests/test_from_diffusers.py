@@ -10,6 +10,7 @@ import copy
 import pytest
 import torch
 from diffusers import FluxTransformer2DModel, SD3Transformer2DModel
+from mmdit_folders import randomise
 
 from dit.from_diffusers import load_transformer
 from dit.tokens import image_positions, patchify, text_positions, unpatchify
@@ -23,14 +24,6 @@ FLUX_TINY = dict(patch_size=1, in_channels=16, num_layers=2, num_single_layers=2
                  pooled_projection_dim=20, axes_dims_rope=(4, 6, 6))  # fmt: skip
 
 
-def _randomise(model: torch.nn.Module) -> None:
-    """Every weight random (diffusers zero-initialises nothing here, but norms start at 1)."""
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-
-
 @pytest.fixture(scope="module", params=["sd3", "sd3.5", "flux-dev", "flux-schnell"])
 def family(request, tmp_path_factory):
     torch.manual_seed(0)
@@ -39,7 +32,7 @@ def family(request, tmp_path_factory):
         ref = SD3Transformer2DModel(**(SD3_TINY if kind == "sd3" else SD35_TINY))
     else:
         ref = FluxTransformer2DModel(**FLUX_TINY, guidance_embeds=kind == "flux-dev")
-    _randomise(ref)
+    randomise(ref, seed=0)
     folder = tmp_path_factory.mktemp(kind) / "transformer"
     ref.save_pretrained(folder)
     return kind, ref.eval(), load_transformer(folder, dtype=torch.float32)
