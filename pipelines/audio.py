@@ -15,6 +15,7 @@ from conditioning.mel import MelCodec
 from dit.tokens import audio_positions
 
 from .base import Layout, Pipeline
+from .figures import frequency_ticks, time_ticks, with_axes
 from .outputs import wav_bytes
 from .request import Request
 
@@ -31,6 +32,16 @@ def spectrogram_image(frames: torch.Tensor, silence: float, height: int = 128) -
     rgb = np.stack([np.interp(x, stops, _RAMP[:, c]) for c in range(3)], -1).astype(np.uint8)
     k = max(1, height // rgb.shape[0])
     return rgb.repeat(k, 0).repeat(k, 1)
+
+
+def spectrogram_figure(frames: torch.Tensor, codec: MelCodec, height: int = 240,
+                       min_width: int = 480) -> np.ndarray:  # fmt: skip
+    """(F, n_mels) normalised log-mel -> the spectrogram at least ``min_width`` pixels wide
+    with its time axis (seconds) below and its frequency axis (Hz, on the mel scale) left."""
+    image = spectrogram_image(frames, codec.silence, height)
+    image = image.repeat(max(1, -(-min_width // image.shape[1])), axis=1)
+    seconds = frames.shape[0] * codec.hop / codec.sample_rate
+    return with_axes(image, time_ticks(seconds), frequency_ticks(codec.f_min, codec.f_max), "Hz")
 
 
 def audio_layout(codec: MelCodec, duration: float) -> Layout:
@@ -71,8 +82,7 @@ class TextToAudioPipeline(Pipeline):
     def preview(self, x: torch.Tensor, request: Request) -> list[np.ndarray]:
         """Spectrograms, not sound: a Griffin-Lim decode every step would cost more than the
         step itself."""
-        frames = self.codec.from_tokens(x)
-        return [spectrogram_image(f, self.codec.silence) for f in frames]
+        return [spectrogram_figure(f, self.codec) for f in self.codec.from_tokens(x)]
 
     def encode_file(self, media: np.ndarray, settings: dict[str, Any]) -> bytes:
         return wav_bytes(media, self.codec.sample_rate, settings)

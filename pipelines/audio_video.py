@@ -18,11 +18,12 @@ import torch
 from conditioning.mel import MelCodec
 from dit.tokens import patchify_video
 
-from .audio import audio_layout, decode_audio, spectrogram_image
+from .audio import audio_layout, decode_audio, spectrogram_figure
 from .base import Layout, Output
+from .figures import MARGIN_LEFT, frame_grid
 from .mp4 import mp4_bytes
 from .request import Request
-from .video import TextToVideoPipeline, display_scale, filmstrip
+from .video import TextToVideoPipeline, display_scale
 
 
 @dataclass
@@ -56,14 +57,19 @@ class TextToAudioVideoPipeline(TextToVideoPipeline):
         return [AudioVideo(f, w) for f, w in zip(frames, waves, strict=True)]
 
     def preview(self, x: dict[str, torch.Tensor], request: Request) -> list[np.ndarray]:
-        """A filmstrip above the spectrogram, both over the same time span."""
-        strips = [filmstrip(v) for v in self.frames_of(x[self.stream], request)]
-        specs = [spectrogram_image(f, self.codec.silence, height=strips[0].shape[0])
-                 for f in self.codec.from_tokens(x["audio"])]  # fmt: skip
+        """The frames in a grid above the spectrogram with its time and frequency axes."""
         out = []
-        for strip, spec in zip(strips, specs, strict=True):
-            cols = np.linspace(0, spec.shape[1] - 1, strip.shape[1]).round().astype(int)
-            out.append(np.concatenate([strip, spec[:, cols]], axis=0))
+        for video, mel in zip(self.frames_of(x[self.stream], request),
+                              self.codec.from_tokens(x["audio"]), strict=True):  # fmt: skip
+            figure = spectrogram_figure(mel, self.codec)
+            grid = frame_grid(video)
+            # the grid as wide as the plot area (the figure less its axis margins), whole pixels
+            area = figure.shape[1] - MARGIN_LEFT - 8
+            grid = grid.repeat(max(1, area // grid.shape[1]), 0).repeat(
+                max(1, area // grid.shape[1]), 1)[:, :area]  # fmt: skip
+            top = np.full((grid.shape[0] + 6, figure.shape[1], 3), 255, np.uint8)
+            top[: grid.shape[0], MARGIN_LEFT : MARGIN_LEFT + grid.shape[1]] = grid
+            out.append(np.concatenate([top, figure], axis=0))
         return out
 
     def encode_file(self, media: AudioVideo, settings: dict[str, Any]) -> bytes:

@@ -133,7 +133,9 @@ class ModelSpec:
         if self.sample_rate:
             base.update(sample_rates=(self.sample_rate,))
         if self.sized:
-            base.update(multiple=self.patch, max_side=8 * max(self.width, self.height))
+            # twice the training side at most: beyond it a small model tiles its scene (a
+            # shapes model at 96 x 96 draws a 3 x 3 grid of scenes), not a larger picture
+            base.update(multiple=self.patch, max_side=2 * max(self.width, self.height))
         else:
             base.update(max_side=0)
         if self.fps:  # any rate from 1 fps to 4 x the training rate

@@ -17,6 +17,7 @@ from dit.temporal import frame_split
 from dit.tokens import unpatchify_video, video_positions
 
 from .base import Layout, Pipeline
+from .figures import enlarge, frame_grid
 from .image import to_uint8
 from .mp4 import mp4_bytes
 from .request import Request
@@ -27,13 +28,6 @@ DISPLAY_SIDE = 192  # MP4 frames are upsampled (nearest) to about this side for 
 def display_scale(width: int, height: int) -> int:
     """The integer nearest-neighbour upsampling that brings frames to about DISPLAY_SIDE."""
     return max(1, DISPLAY_SIDE // max(width, height))
-
-
-def filmstrip(video: np.ndarray, max_frames: int = 8) -> np.ndarray:
-    """(F, H, W, 3) -> (H, k * W, 3): up to ``max_frames`` evenly spaced frames side by side
-    (the app's preview while sampling)."""
-    idx = np.linspace(0, len(video) - 1, min(max_frames, len(video))).round().astype(int)
-    return np.concatenate(list(video[idx]), axis=1)
 
 
 class TextToVideoPipeline(Pipeline):
@@ -70,7 +64,7 @@ class TextToVideoPipeline(Pipeline):
         return list(self.frames_of(x, request))
 
     def preview(self, x: torch.Tensor, request: Request) -> list[np.ndarray]:
-        return [filmstrip(v) for v in self.frames_of(x, request)]
+        return [enlarge(frame_grid(v), 384) for v in self.frames_of(x, request)]
 
     def encode_file(self, media: np.ndarray, settings: dict[str, Any]) -> bytes:
         scale = display_scale(media.shape[2], media.shape[1])
