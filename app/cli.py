@@ -290,10 +290,13 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def models_table() -> str:
-    """One row per bundled model, read from its model_index.json alone (no torch)."""
+    """One row per bundled model, read from its model_index.json and model card alone (no
+    torch), then each model's measured scores against its targets."""
+    from pipelines.cards import read_card
     from pipelines.spec import ASSETS, ModelSpec, bundled_models
 
-    rows = [("model", "modality", "objective", "size", "MB", "defaults")]
+    rows = [("model", "modality", "objective", "size", "MB", "defaults", "quality")]
+    scores = []
     for name in bundled_models():
         folder = ASSETS / name
         _, spec = ModelSpec.read(folder)
@@ -305,10 +308,17 @@ def models_table() -> str:
         mb = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6
         d = spec.request_defaults()
         defaults = f"{d['steps']} steps, guidance {d['guidance']:g}, {d['solver']}"
-        rows.append((name, spec.modality, spec.objective, size, f"{mb:.1f}", defaults))
+        card = read_card(folder)
+        rows.append((name, spec.modality, spec.objective, size, f"{mb:.1f}", defaults,
+                     card.verdict()))  # fmt: skip
+        mark = {True: "", False: " (not met)", None: ""}
+        scores += [f"{name}: " + ", ".join(
+            f"{s.metric} {s.value}" + (f" / {s.target}" if s.target else "") + mark[s.met]
+            for s in card.scores)] if card.scores else []  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                     for r in rows)  # fmt: skip
+    table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                      for r in rows)  # fmt: skip
+    return table + "\n\nmeasured / target:\n" + "\n".join(scores) if scores else table
 
 
 def main(argv: list[str] | None = None) -> int:
