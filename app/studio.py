@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pipelines.cards import Card, read_card
+from pipelines.history import History
 from pipelines.registry import find_models, load_pipeline
 from pipelines.request import Limits, Request, RequestError
 from pipelines.spec import DEFAULT_MODEL, LORA_CONFIG, ModelSpec, bundled_loras, resolve_lora
@@ -79,6 +81,7 @@ class Studio:
                 "no models: the bundled assets/ are missing and no --models-dir was given"
             )
         self.outputs_dir = Path(outputs_dir)
+        self.history = History(self.outputs_dir)
         self.limits, self.device, self.preview_every = limits, device, preview_every
         self._pipes: dict[str, Any] = {}
         self._load_lock = threading.Lock()
@@ -107,6 +110,34 @@ class Studio:
             for key in ("width", "height"):
                 defaults[key] = max(lim.multiple, min(defaults[key], side))
         return defaults
+
+    def card_for(self, model: str) -> Card:
+        """The model's card (``README.md`` front matter): trained on, examples, scores."""
+        from pipelines.spec import resolve_model
+
+        self._spec(model)
+        return read_card(resolve_model(model))
+
+    def lora_base(self, name: str) -> str | None:
+        """The model an offered adapter was trained for (its adapter_config's base model),
+        None when the file does not say (SD3 / FLUX.1 LoRA files)."""
+        config = Path(self.loras[name]) / LORA_CONFIG
+        if not config.is_file():
+            return None
+        import json
+
+        try:
+            base = json.loads(config.read_text()).get("base_model_name_or_path")
+        except (OSError, ValueError):
+            return None
+        return Path(base).name if base else None
+
+    def loras_for(self, modality: str) -> list[str]:
+        """The adapters a tab offers: those trained for one of its models, and on the image
+        tab those whose base the file does not name."""
+        names = {self._spec(m).name for m in self.models_for(modality)}
+        bases = {n: self.lora_base(n) for n in self.loras}
+        return [n for n, b in bases.items() if b in names or (b is None and modality == "image")]
 
     def words_for(self, model: str) -> str:
         """One line for the page: the words the model's rewriter knows, or ''."""
@@ -155,6 +186,10 @@ class Studio:
             if name is None:
                 offered = sorted(self.loras) or "none"
                 raise RequestError(f"LoRA {given!r} is not offered here; choose from {offered}")
+            base = self.lora_base(name)
+            if base is not None and base != self._spec(model).name:
+                raise RequestError(f"LoRA {name!r} was trained for {base!r}, not {model!r}: "
+                                   f"choose {base!r} or leave the LoRA out")  # fmt: skip
             loras.append((str(self.loras[name]), scale))
         request = replace(request, model=model, loras=tuple(loras))
         return request.resolve(self.defaults_for(model), self.limits_for(model))

@@ -3,12 +3,18 @@
 A later modality joins by adding a TabSpec to ``TABS`` (how its previews and results are shown),
 not by copying a tab. Every form value goes through the one :class:`~pipelines.request.Request`
 schema and the studio's limits, so the page, the API, the CLI and the batch runner agree.
+
+Each tab: the prompt with Generate and Cancel under it, then status, one error line, clickable
+examples and the model's card on the left; results (live previews, then every output whole,
+with a player per sound or video) and the outputs folder's history on the right. The page's
+Generate shows errors in its error line (one message, cleared by the next action); the API
+endpoints (``/generate``, ``/generate_audio`` ...) raise them, as API clients expect.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,38 +23,56 @@ import gradio as gr
 import numpy as np
 from starlette.middleware import Middleware
 
+from pipelines.figures import enlarge
 from pipelines.replay import read_settings
 from pipelines.request import RequestError
 
 from .form import FORM, form_request, replayed
 from .page_guard import HideApiInfoWhenLoggedOut
 from .studio import Done, Progress, Studio
+from .web_history import HISTORY_PAGE, history_outputs, history_refresher, thumb, wire_history
 
-CSS = ".dit-media img { image-rendering: pixelated; }"
+CSS = """
+.dit-media img { image-rendering: pixelated; }
+.dit-error p { color: #b91c1c; font-weight: 600; margin: 0; }
+/* results grow with their count: every output whole, none behind a scroll bar */
+.dit-result .fixed-height { max-height: none !important; }
+.dit-result .grid-wrap { overflow-y: visible !important; }
+.dit-wide .thumbnail-item { aspect-ratio: auto !important; }  /* spectrograms stay wide */
+"""
+# Ctrl+Enter (Cmd+Enter) anywhere on a tab clicks that tab's Generate.
+JS = """
+() => {
+  document.addEventListener("keydown", (e) => {
+    if (!(e.ctrlKey || e.metaKey) || e.key !== "Enter") return;
+    const run = [...document.querySelectorAll("button[id$='-generate']")]
+      .find((b) => b.offsetParent !== null);
+    if (run) { e.preventDefault(); run.click(); }
+  });
+}
+"""
 
 
-def _enlarge(image: np.ndarray, at_least: int = 256) -> np.ndarray:
-    """Nearest-neighbour upscale of a small preview so the browser shows crisp pixels."""
-    k = max(1, math.ceil(at_least / max(image.shape[:2])))
-    return image.repeat(k, axis=0).repeat(k, axis=1)
-
-
-def _gallery(label: str, columns: int, height: int) -> gr.Gallery:
+def _gallery(label: str, columns: int, height: int | str, elem_id: str,
+             result: bool = False, wide: bool = False) -> gr.Gallery:  # fmt: skip
     return gr.Gallery(
         label=label,
         columns=columns,
         height=height,
         object_fit="contain",
-        elem_classes="dit-media",
+        elem_classes=["dit-media", *(["dit-result"] if result else []),
+                      *(["dit-wide"] if wide else [])],
+        elem_id=elem_id,
         interactive=False,
+        fit_columns=False,  # one result stays one column wide, whole inside the box
     )
 
 
 @dataclass(frozen=True)
 class TabSpec:
     """How one modality shows itself. Every tab has a gallery of live previews (images, or
-    spectrograms for sound); ``result`` adds a player for the finished file where the gallery
-    cannot show it."""
+    spectrograms for sound) that stays as the result; ``player`` makes one player per output
+    where the gallery cannot play the file (sounds, videos)."""
 
     modality: str
     label: str
@@ -56,8 +80,8 @@ class TabSpec:
     show_preview: Callable[[list[np.ndarray]], list[Any]]  # previews -> gallery items
     # written files (+ the last previews) -> gallery items when done
     show_done: Callable[[list[Path], list[np.ndarray]], list[Any]]
-    result: Callable[[], gr.components.Component] | None = None
-    show_result: Callable[[list[Path]], Any] | None = None  # written files -> result's value
+    player: Callable[[int, str], gr.components.Component] | None = None  # (index, elem_id)
+    columns: int = 2  # results side by side: 2 squares, or 1 wide spectrogram figure
 
     @property
     def key(self) -> str:
@@ -65,44 +89,49 @@ class TabSpec:
         return self.modality.replace("+", "_")
 
 
+def _audio_player(i: int, elem_id: str) -> gr.Audio:
+    return gr.Audio(label=f"Sound {i + 1}", type="filepath", interactive=False,
+                    elem_id=elem_id, visible=i == 0)  # fmt: skip
+
+
+def _video_player(label: str) -> Callable[[int, str], gr.Video]:
+    return lambda i, elem_id: gr.Video(label=f"{label} {i + 1}", interactive=False,
+                                       elem_id=elem_id, visible=i == 0)  # fmt: skip
+
+
 TABS: dict[str, TabSpec] = {
     "image": TabSpec(
         modality="image",
         label="Text to image",
         placeholder="a small red circle on the left",
-        show_preview=lambda media: [_enlarge(m) for m in media],
+        show_preview=lambda media: [enlarge(m) for m in media],
         show_done=lambda paths, _: [str(p) for p in paths],
     ),
     "audio": TabSpec(
         modality="audio",
         label="Text to audio",
         placeholder="a click, then a low bell",
-        show_preview=lambda media: list(media),
+        show_preview=lambda media: list(media),  # spectrograms with axes
         show_done=lambda _, previews: list(previews),
-        result=lambda: gr.Audio(
-            label="Sound", type="filepath", interactive=False, elem_id="audio-result"
-        ),
-        show_result=lambda paths: str(paths[0]),
+        player=_audio_player,
+        columns=1,
     ),
     "video": TabSpec(
         modality="video",
         label="Text to video",
         placeholder="a red circle moving left slowly",
-        show_preview=lambda media: [_enlarge(m, 128) for m in media],  # filmstrips
-        show_done=lambda _, previews: [_enlarge(m, 128) for m in previews],
-        result=lambda: gr.Video(label="Video", interactive=False, elem_id="video-result"),
-        show_result=lambda paths: str(paths[0]),
+        show_preview=lambda media: list(media),  # frame grids
+        show_done=lambda _, previews: list(previews),
+        player=_video_player("Video"),
     ),
     "audio+video": TabSpec(
         modality="audio+video",
         label="Audio + video",
         placeholder="a red ball bouncing with a thud",
-        show_preview=lambda media: [_enlarge(m, 128) for m in media],  # filmstrip + spectrogram
-        show_done=lambda _, previews: [_enlarge(m, 128) for m in previews],
-        result=lambda: gr.Video(
-            label="Video with sound", interactive=False, elem_id="audio_video-result"
-        ),
-        show_result=lambda paths: str(paths[0]),
+        show_preview=lambda media: list(media),  # frame grid over the spectrogram
+        show_done=lambda _, previews: list(previews),
+        player=_video_player("Video with sound"),
+        columns=1,
     ),
 }
 
@@ -111,12 +140,12 @@ def build_demo(studio: Studio) -> gr.Blocks:
     with gr.Blocks(title="DiT Studio") as demo:
         gr.Markdown(
             "## DiT Studio\nSmall diffusion transformers, offline. Every file carries "
-            "the settings that made it: drop one back in to replay it."
+            "the settings that made it: drop one back in to replay it. Ctrl+Enter generates."
         )
         offered = studio.modalities()
         for modality in (m for m in TABS if m in offered):  # TABS order: images first
             with gr.Tab(TABS[modality].label):
-                build_tab(studio, TABS[modality])
+                build_tab(studio, TABS[modality], demo)
     return demo
 
 
@@ -125,84 +154,139 @@ class _Page:
     """One tab's components: the form (``form``, keyed as ``FORM``) and what shows results."""
 
     form: dict[str, Any]
-    words: gr.Markdown
     run: gr.Button
+    api: gr.Button  # invisible: carries the public API endpoint, which raises its errors
     stop: gr.Button
+    status: gr.Markdown
+    error: gr.Markdown
+    examples: gr.Dataset
+    card: gr.Markdown
+    reuse_seed: gr.Button
+    last_seed: gr.State
     replay: gr.File
     gallery: gr.Gallery
-    result: Any
-    status: gr.Markdown
+    players: list[Any]
     files: gr.File
-    history: gr.State
+    history: gr.Gallery
+    history_page: gr.State
+    history_items: gr.State
+    history_label: gr.Markdown
+    newer: gr.Button
+    older: gr.Button
     selected: gr.State
-    history_view: gr.Gallery
+    selected_info: gr.Markdown
     reuse: gr.Button
 
     def outputs(self) -> list[Any]:
-        return [self.gallery, *([self.result] if self.result else []), self.files, self.status,
-                self.history_view, self.history]  # fmt: skip
+        """What the page's Generate updates."""
+        return [self.gallery, *self.players, self.files, self.status, self.error, self.last_seed]
 
-    def updates(self, shown=None, res=None, paths=None, text=None, view=None, past=None) -> list:
-        """One value per output, gr.skip() for those left as they are."""
+    def updates(self, shown=None, played=None, paths=None, text=None, error=None, seed=None
+                ) -> list:  # fmt: skip
+        """One value per output; None leaves it as it is. ``played``: the files to play (one
+        player each, the others hidden)."""
         keep = gr.skip()
         vals = [keep if shown is None else shown]
-        if self.result is not None:
-            vals.append(keep if res is None else res)
-        return vals + [keep if v is None else v for v in (paths, text, view, past)]
+        if played is None:
+            vals += [keep] * len(self.players)
+        else:
+            vals += [gr.update(value=str(played[i]), visible=True) if i < len(played)
+                     else gr.update(value=None, visible=False)
+                     for i in range(len(self.players))]  # fmt: skip
+        return vals + [keep if v is None else v for v in (paths, text, error, seed)]
+
+    def api_outputs(self) -> list[Any]:
+        """What the API endpoint returns: previews, the first player (if any), files, status
+        and the history's newest page."""
+        return [self.gallery, *self.players[:1], self.files, self.status, self.history]
 
 
-def build_tab(studio: Studio, tab: TabSpec) -> None:
+def build_tab(studio: Studio, tab: TabSpec, demo: gr.Blocks) -> None:
     models = studio.models_for(tab.modality)
-    with gr.Row():
-        with gr.Column(scale=2):
-            form, words = _form(studio, tab, models)
+    card = studio.card_for(models[0])
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=380):
+            form: dict[str, Any] = {}
+            form["model"] = gr.Dropdown(models, value=models[0], label="Model")
+            form["prompt"] = gr.Textbox(label="Prompt", placeholder=tab.placeholder, lines=2,
+                                        elem_id=f"{tab.key}-prompt")  # fmt: skip
             with gr.Row():
                 run = gr.Button("Generate", variant="primary", elem_id=f"{tab.key}-generate")
                 stop = gr.Button("Cancel", variant="stop", elem_id=f"{tab.key}-cancel")
+            api = gr.Button(visible=False)
+            status = gr.Markdown("Type a prompt, then Generate (or Ctrl+Enter).",
+                                 elem_id=f"{tab.key}-status")
+            error = gr.Markdown("", elem_id=f"{tab.key}-error", elem_classes="dit-error")
+            examples = gr.Dataset(components=[form["prompt"]], label="Examples (click one)",
+                                  samples=[[e] for e in card.examples] or [[tab.placeholder]],
+                                  elem_id=f"{tab.key}-examples")  # fmt: skip
+            with gr.Accordion("About this model", open=False):
+                card_view = gr.Markdown(_card_text(studio, models[0]), elem_id=f"{tab.key}-card")
+            form |= _form(studio, tab, models)
+            with gr.Row():
+                reuse_seed = gr.Button("Reuse the last seed", size="sm",
+                                       elem_id=f"{tab.key}-reuse-seed")  # fmt: skip
             replay = gr.File(
                 label="Replay: drop a file the studio wrote",
                 file_types=[".png", ".wav", ".mp4"],
                 type="filepath",
             )
         with gr.Column(scale=3):
-            gallery = _gallery("Result", columns=4, height=320)
-            result = tab.result() if tab.result else None
-            status = gr.Markdown("Ready.", elem_id=f"{tab.key}-status")
-            files = gr.File(label="Download", file_count="multiple", interactive=False)
-            history, selected = gr.State([]), gr.State(None)
-            history_view = _gallery("History (this session)", columns=8, height=200)
-            reuse = gr.Button("Use these settings", size="sm")
-    page = _Page(form, words, run, stop, replay, gallery, result, status, files, history,
-                 selected, history_view, reuse)  # fmt: skip
+            gallery = _gallery("Result", columns=tab.columns, height="auto",
+                               elem_id=f"{tab.key}-result", result=True,
+                               wide=tab.columns == 1)  # fmt: skip
+            most = max(studio.limits_for(m).max_outputs for m in models)
+            players = ([tab.player(i, f"{tab.key}-player-{i}") for i in range(most)]
+                       if tab.player else [])  # fmt: skip
+            files = gr.File(label="Download", file_count="multiple", interactive=False,
+                            elem_id=f"{tab.key}-files")
+            history = _gallery("History (the outputs folder)", columns=6, height=240,
+                               elem_id=f"{tab.key}-history")  # fmt: skip
+            with gr.Row():
+                newer = gr.Button("‹ newer", size="sm")
+                history_label = gr.Markdown("", elem_id=f"{tab.key}-history-page")
+                older = gr.Button("older ›", size="sm")
+            selected_info = gr.Markdown("")
+            reuse = gr.Button("Use these settings", size="sm", elem_id=f"{tab.key}-reuse")
+    page = _Page(form, run, api, stop, status, error, examples, card_view, reuse_seed,
+                 gr.State(None), replay, gallery, players, files, history, gr.State(0),
+                 gr.State([]), history_label, newer, older, gr.State(None), selected_info,
+                 reuse)  # fmt: skip
     _wire_generate(studio, tab, page)
     _wire_model_change(studio, page)
     _wire_replay(studio, tab, page)
+    wire_history(studio, tab, page, demo)
 
 
-def _form(studio: Studio, tab: TabSpec, models: list[str]) -> tuple[dict[str, Any], gr.Markdown]:
-    """The form's components (keyed as ``FORM``), at the first model's defaults, and the
-    Markdown listing that model's words."""
+def _card_text(studio: Studio, model: str) -> str:
+    return studio.card_for(model).markdown(studio.words_for(model))
+
+
+def _form(studio: Studio, tab: TabSpec, models: list[str]) -> dict[str, Any]:
+    """The form's components after the prompt (keyed as ``FORM``), at the first model's
+    defaults."""
     first = models[0]
     c: dict[str, Any] = {}
-    c["model"] = gr.Dropdown(models, value=first, label="Model")
-    c["prompt"] = gr.Textbox(label="Prompt", placeholder=tab.placeholder, lines=2,
-                             elem_id=f"{tab.key}-prompt")  # fmt: skip
-    words = gr.Markdown(studio.words_for(first), elem_id=f"{tab.key}-words")
     c["negative_prompt"] = gr.Textbox(label="Negative prompt", lines=1)
     with gr.Row():
-        c["seed"] = gr.Number(label="Seed", value=0, precision=0, info="-1: random")
-        c["random_seed"] = gr.Checkbox(label="random", value=True)
+        c["seed"] = gr.Number(label="Seed", value=0, precision=0, info="-1: random",
+                              elem_id=f"{tab.key}-seed")  # fmt: skip
+        c["random_seed"] = gr.Checkbox(label="random", value=True,
+                                       elem_id=f"{tab.key}-random-seed")  # fmt: skip
     with gr.Accordion("Settings", open=True):
         c |= _settings(studio, tab, models)
         c["num_outputs"] = gr.Slider(1, studio.limits_for(first).max_outputs, value=1, step=1,
                                      label="Outputs")  # fmt: skip
+        offered = studio.loras_for(tab.modality)
         c["loras"] = gr.Textbox(
             label="LoRAs (name:scale, comma-separated)",
             value="",
-            placeholder=", ".join(f"{n}:1.0" for n in studio.loras) or "none offered",
-            info=f"offered: {', '.join(studio.loras) or 'none (see --loras-dir)'}",
+            placeholder=", ".join(f"{n}:1.0" for n in offered) or "none offered",
+            info=f"offered here: {', '.join(offered)}" if offered else "",
+            visible=bool(offered),
+            elem_id=f"{tab.key}-loras",
         )
-    return c, words
+    return c
 
 
 def _settings(studio: Studio, tab: TabSpec, models: list[str]) -> dict[str, Any]:
@@ -235,77 +319,137 @@ def _settings(studio: Studio, tab: TabSpec, models: list[str]) -> dict[str, Any]
     return c
 
 
-def _generator(studio: Studio, tab: TabSpec, page: _Page) -> Callable:
-    """The Generate handler. Its parameters are the form's fields by name (the API's
-    parameter names), then the history."""
+# --- running a job -------------------------------------------------------------------------
 
-    def generate(model, prompt, negative_prompt, seed, random_seed, steps, guidance, solver,
-                 width, height, num_outputs, duration, fps, audio_guidance, loras, past,
-                 request: gr.Request, progress=gr.Progress()):  # noqa: B008 (Gradio's injection)
-        values = dict(zip(FORM, (model, prompt, negative_prompt, seed, random_seed, steps,
-                                 guidance, solver, width, height, num_outputs, duration, fps,
-                                 audio_guidance, loras), strict=True))  # fmt: skip
-        try:
-            req = studio.validate(form_request(values))
-        except (RequestError, FileNotFoundError, ValueError) as e:
-            raise gr.Error(str(e), print_exception=False) from None
-        yield page.updates(text=f"Queued → running (seed {req.seed})…", past=past)
-        session = request.session_hash if request is not None else ""
-        last: list[np.ndarray] = []
+
+@dataclass
+class _Failed:
+    message: str
+
+
+def _job(studio: Studio, values: dict[str, Any], session: str, progress
+         ) -> Iterator[Progress | Done | _Failed | tuple[str, int]]:  # fmt: skip
+    """One request from the form's values: ("started", seed), then the studio's Progress
+    items and Done, or _Failed with the message a person should read."""
+    try:
+        req = studio.validate(form_request(values))
+    except (RequestError, FileNotFoundError, ValueError) as e:
+        yield _Failed(str(e))
+        return
+    yield ("started", req.seed)
+    try:
         for item in studio.run(req, session=session):
             if isinstance(item, Progress):
                 progress((item.step, item.total), desc="sampling", unit="steps")
-                if item.preview is not None:
-                    last = item.preview
-                    text = f"Step {item.step}/{item.total}"
-                    yield page.updates(shown=tab.show_preview(item.preview), text=text, past=past)
-            elif isinstance(item, Done):
-                yield _finished(tab, page, item, last, past)
+            yield item
+    except (RequestError, FileNotFoundError, ValueError, RuntimeError) as e:
+        yield _Failed(f"the job failed: {e}")
+
+
+def _fields(*fields) -> dict[str, Any]:
+    """The form's fields by name. Both handlers spell their parameters out, since Gradio
+    names the API's parameters after the handler's signature."""
+    return dict(zip(FORM, fields, strict=True))
+
+
+def _seeds(first: int, n: int) -> str:
+    return f"seed {first}" if n == 1 else f"seeds {first}-{first + n - 1}"
+
+
+def _generators(studio: Studio, tab: TabSpec, page: _Page) -> tuple[Callable, Callable]:
+    """(the page's Generate handler, the API endpoint's). Parameters: the form's fields by
+    name (the API's parameter names)."""
+
+    def page_generate(model, prompt, negative_prompt, seed, random_seed, steps, guidance, solver,
+                      width, height, num_outputs, duration, fps, audio_guidance, loras,
+                      request: gr.Request, progress=gr.Progress()):  # noqa: B008 (Gradio's)
+        values = _fields(model, prompt, negative_prompt, seed, random_seed, steps, guidance,
+                         solver, width, height, num_outputs, duration, fps, audio_guidance, loras)
+        session = request.session_hash if request is not None else ""
+        last: list[np.ndarray] = []
+        first = 0
+        for item in _job(studio, values, session, progress):
+            if isinstance(item, _Failed):
+                yield page.updates(text="", error=f"⚠ {item.message}")
                 return
-        yield page.updates(text="Cancelled.", past=past)
+            if isinstance(item, tuple):
+                first = item[1]
+                yield page.updates(text=f"Running ({_seeds(first, int(num_outputs))})…",
+                                   error="")  # fmt: skip
+            elif isinstance(item, Progress) and item.preview is not None:
+                last = item.preview
+                yield page.updates(shown=tab.show_preview(item.preview),
+                                   text=f"Step {item.step}/{item.total}")  # fmt: skip
+            elif isinstance(item, Done):
+                text = (f"Done in {item.seconds:.1f} s, {_seeds(first, len(item.paths))}: "
+                        f"{', '.join(p.name for p in item.paths)}")  # fmt: skip
+                played = item.paths if page.players else None
+                yield page.updates(tab.show_done(item.paths, last), played,
+                                   [str(p) for p in item.paths], text, "", first)  # fmt: skip
+                return
+        # cancelled: the previews were not a result, so they go
+        yield page.updates(shown=[], text="Cancelled.", played=[])
 
-    return generate
+    def api_generate(model, prompt, negative_prompt, seed, random_seed, steps, guidance, solver,
+                     width, height, num_outputs, duration, fps, audio_guidance, loras,
+                     request: gr.Request, progress=gr.Progress()):  # noqa: B008 (Gradio's)
+        values = _fields(model, prompt, negative_prompt, seed, random_seed, steps, guidance,
+                         solver, width, height, num_outputs, duration, fps, audio_guidance, loras)
+        session = request.session_hash if request is not None else ""
+        last: list[np.ndarray] = []
+        keep = [gr.skip()] * len(page.api_outputs())
+        for item in _job(studio, values, session, progress):
+            if isinstance(item, _Failed):
+                raise gr.Error(item.message, print_exception=False)
+            if isinstance(item, Progress) and item.preview is not None:
+                last = item.preview
+            elif isinstance(item, Done):
+                player = [str(item.paths[0])] if page.players else []
+                newest = studio.history.page(tab.modality, 0, HISTORY_PAGE)[0]
+                yield [tab.show_done(item.paths, last), *player, [str(p) for p in item.paths],
+                       f"Done in {item.seconds:.1f} s: {', '.join(p.name for p in item.paths)}",
+                       [thumb(e.path) for e in newest]]  # fmt: skip
+                return
+            else:
+                yield keep
+        yield [*keep[:-2], "Cancelled.", gr.skip()]
 
-
-def _finished(tab: TabSpec, page: _Page, item: Done, last: list[np.ndarray], past: list) -> list:
-    """The page's updates when a request is done: results, files, status and history."""
-    thumbs = tab.show_done(item.paths, last)
-    past = past + [
-        {"path": str(p), "settings": s, "thumb": th}
-        for p, s, th in zip(item.paths, item.settings, thumbs, strict=True)
-    ]
-    text = f"Done in {item.seconds:.1f} s: {', '.join(p.name for p in item.paths)}"
-    view = [(h["thumb"], h["settings"]["prompt"][:40]) for h in reversed(past)]
-    paths = [str(p) for p in item.paths]
-    res = tab.show_result(item.paths) if tab.show_result else None
-    return page.updates(thumbs, res, paths, text, view, past)
+    return page_generate, api_generate
 
 
 def _wire_generate(studio: Studio, tab: TabSpec, page: _Page) -> None:
-    generate, inputs = _generator(studio, tab, page), [*(page.form[k] for k in FORM), page.history]
-    job = page.run.click(
-        generate,
+    page_generate, api_generate = _generators(studio, tab, page)
+    inputs = [page.form[k] for k in FORM]
+    jobs = []
+    for trigger in (page.run.click, page.form["prompt"].submit):
+        jobs.append(trigger(page_generate, inputs, page.outputs(), api_visibility="private",
+                            show_progress_on=[page.status]))  # fmt: skip
+    page.api.click(
+        api_generate,
         inputs,
-        page.outputs(),
+        page.api_outputs(),
         api_name="generate" if tab.modality == "image" else f"generate_{tab.key}",
-        show_progress_on=[page.status],
-    )
-    page.form["prompt"].submit(
-        generate,
-        inputs,
-        page.outputs(),
-        api_name=f"submit_{tab.key}",  # a name of its own: never takes "generate"
-        api_visibility="private",
-        show_progress_on=[page.status],
     )
 
-    def cancel(request: gr.Request) -> str:
+    def cancel(request: gr.Request) -> tuple[str, str]:
         # waits (a step at most) so that "Cancelled." means the worker is free again
         n = studio.cancel(request.session_hash, wait=60) if request is not None else 0
-        return "Cancelled." if n else "Nothing is running."
+        return ("Cancelled." if n else "Nothing is running."), ""
 
-    page.stop.click(cancel, None, page.status, cancels=[job], api_visibility="private",
-                    queue=False)  # fmt: skip
+    page.stop.click(cancel, None, [page.status, page.error], cancels=jobs,
+                    api_visibility="private", queue=False)  # fmt: skip
+
+    def reuse_seed(seed: int | None) -> tuple[Any, Any, str]:
+        if seed is None:
+            return gr.skip(), gr.skip(), "⚠ no result yet: generate something first"
+        return seed, False, ""
+
+    page.reuse_seed.click(reuse_seed, page.last_seed,
+                          [page.form["seed"], page.form["random_seed"], page.error],
+                          api_visibility="private")  # fmt: skip
+    for job in jobs:
+        job.then(history_refresher(studio, tab, page), page.history_page, history_outputs(page),
+                 api_visibility="private")  # fmt: skip
 
 
 MODEL_SETTINGS = ("steps", "guidance", "solver", "width", "height", "duration", "fps",
@@ -313,7 +457,7 @@ MODEL_SETTINGS = ("steps", "guidance", "solver", "width", "height", "duration", 
 
 
 def _wire_model_change(studio: Studio, page: _Page) -> None:
-    """A new model: its limits and defaults in the settings, its words under the prompt."""
+    """A new model: its limits and defaults in the settings, its card and examples."""
 
     def on_model(model: str):
         lim, dft = studio.limits_for(model), studio.defaults_for(model)
@@ -332,59 +476,63 @@ def _wire_model_change(studio: Studio, page: _Page) -> None:
             gr.update(maximum=lim.max_outputs),
         )
 
+    def on_card(model: str):
+        examples = studio.card_for(model).examples
+        return _card_text(studio, model), gr.Dataset(samples=[[e] for e in examples] or [[""]])
+
     model = page.form["model"]
     model.change(on_model, model, [page.form[k] for k in MODEL_SETTINGS],
                  api_visibility="private")  # fmt: skip
-    model.change(studio.words_for, model, page.words, api_visibility="private")
+    model.change(on_card, model, [page.card, page.examples], api_visibility="private")
+    page.examples.click(lambda sample: sample[0], page.examples, page.form["prompt"],
+                        api_visibility="private")  # fmt: skip
 
 
 def _wire_replay(studio: Studio, tab: TabSpec, page: _Page) -> None:
-    """A dropped file, or a history item, back into the form."""
+    """A dropped file, or a history item, back into the form (errors in the error line)."""
     form = [page.form[k] for k in FORM]
+    unchanged = [gr.skip()] * len(FORM)
 
     def fill(settings: dict[str, Any]) -> list[Any]:
         try:
             given, loras = replayed(settings)
         except RequestError as e:
-            raise gr.Error(f"cannot replay this file: {e}", print_exception=False) from None
+            return [*unchanged, f"⚠ cannot replay this file: {e}"]
         if settings.get("modality", tab.modality) != tab.modality:
-            raise gr.Error(f"that file is {settings.get('modality')}; drop it on its own tab",
-                           print_exception=False)  # fmt: skip
+            return [*unchanged, f"⚠ that file is {settings.get('modality')}; drop it on its "
+                                "own tab"]  # fmt: skip
         model = given.get("model")
+        notes = []
         if model not in studio.models:
-            gr.Warning(f"model {model!r} is not offered here; keeping the current model")
+            notes.append(f"model {model!r} is not offered here; the current model is kept")
             model = gr.skip()
         values = {"model": model, "random_seed": False, "num_outputs": 1}
         names = [(studio.lora_name(p), scale) for p, scale in loras]
         if any(n is None for n, _ in names):
-            gr.Warning("that file used a LoRA this studio does not offer; it is left out")
+            notes.append("that file used a LoRA this studio does not offer; it is left out")
         values["loras"] = ", ".join(f"{n}:{scale:g}" for n, scale in names if n is not None)
         for k in FORM:
             if k not in values:
                 values[k] = given.get(k, gr.skip())
-        return [values[k] for k in FORM]
+        return [*(values[k] for k in FORM), "; ".join(f"⚠ {n}" for n in notes)]
 
-    def on_select(evt: gr.SelectData) -> int:
-        return evt.index
-
-    def reuse_selected(past: list[dict], index: int | None) -> list[Any]:
-        if not past:
-            raise gr.Error("history is empty: generate something first", print_exception=False)
-        newest_first = list(reversed(past))
-        return fill(newest_first[index if index is not None else 0]["settings"])
+    def reuse_selected(items: list[dict], index: int | None) -> list[Any]:
+        if not items:
+            return [*unchanged, "⚠ the history is empty: generate something first"]
+        return fill(items[index if index is not None and index < len(items) else 0]["settings"])
 
     def on_replay(path: str | None) -> list[Any]:
         if not path:
-            return [gr.skip()] * len(FORM)
+            return [*unchanged, ""]
         try:
             return fill(read_settings(path))
         except Exception as e:  # any unreadable or foreign file: say so in the page
-            raise gr.Error(f"cannot replay this file: {e}", print_exception=False) from None
+            return [*unchanged, f"⚠ cannot replay this file: {e}"]
 
-    page.history_view.select(on_select, None, page.selected, api_visibility="private")
-    page.reuse.click(reuse_selected, [page.history, page.selected], form,
+    page.reuse.click(reuse_selected, [page.history_items, page.selected], [*form, page.error],
                      api_visibility="private")  # fmt: skip
-    page.replay.upload(on_replay, page.replay, form, api_name=f"read_settings_{tab.key}")
+    page.replay.upload(on_replay, page.replay, [*form, page.error],
+                       api_name=f"read_settings_{tab.key}")  # fmt: skip
 
 
 def _side_slider(label: str, lim, value: int) -> gr.Slider:
@@ -417,13 +565,17 @@ def launch(
         auth=auth,
         share=share,
         css=CSS,
+        js=JS,
         allowed_paths=[str(studio.outputs_dir.resolve())],
         max_file_size=MAX_UPLOAD,  # uploads are replays of the studio's own small files
         prevent_thread_lock=True,
         footer_links=["api"],
+        quiet=True,  # Gradio's own banner tells people to edit launch(); ours names --share
         # the login page of an --auth server must not embed the API description
         app_kwargs={"middleware": [Middleware(HideApiInfoWhenLoggedOut)]} if auth else None,
     )
     studio.warm_up()  # torch + the first model load while the page is already served
     print(f"DiT Studio on http://{host}:{port} (Ctrl+C stops it)", flush=True)
+    if not share:
+        print("To serve a public link, start it with --share.", flush=True)
     demo.block_thread()

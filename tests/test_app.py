@@ -197,3 +197,14 @@ def test_uploads_over_the_limit_are_refused(server):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(req, timeout=60)
     assert e.value.code in (400, 413)
+
+
+def test_adapters_are_offered_only_on_their_models_tab(studio):
+    assert "teal" in studio.loras_for("image")
+    assert "teal" not in studio.loras_for("audio") and "teal" not in studio.loras_for("video")
+    assert studio.lora_base("teal") == "shapes-t2i"
+    ok = studio.validate(Request(prompt=PROMPT, loras=(("teal", 1.0),)))
+    assert studio.validate(ok) == ok  # a validated request (folders) validates to itself
+    with pytest.raises(RequestError, match="trained for 'shapes-t2i'"):
+        studio.validate(Request(prompt="a handwritten seven", model="digits-t2i",
+                                loras=(("teal", 1.0),)))  # fmt: skip

@@ -93,9 +93,8 @@ def test_audio_tab_in_a_browser(server, tmp_path):
         page.wait_for_selector("#audio-status >> text=Done", timeout=60_000)
         page.screenshot(path=str(tmp_path / "audio-tab.png"), full_page=True)
         # the player holds the WAV, and the spectrogram preview is not blank
-        page.wait_for_selector("#audio-result audio, #audio-result [data-testid='waveform']",
-                               state="attached", timeout=10_000)  # fmt: skip
-        spec = page.locator(".dit-media img").first
+        page.wait_for_selector("#audio-player-0 [data-testid^='waveform-']", timeout=30_000)
+        spec = page.locator("#audio-result img").first
         shot = np.asarray(Image.open(io.BytesIO(spec.screenshot())).convert("RGB"), np.float32)
         assert shot.std() > 5
         browser.close()
