@@ -79,7 +79,8 @@ class Recipe:
     # it trains its text side ({"train": "text"}) or all of it ({"train": "all"}).
     distill: dict[str, Any] = field(default_factory=dict)
     # objective "rewriter" (training/rewriter.py): {"position_jitter": true} shifts each prompt's
-    # positions at random; {"unk_insert": k} inserts 1-k unknown words (default 3)
+    # positions at random; {"unk_insert": k} inserts 1-k unknown words (default 3), each a run
+    # of 1 to "unk_run" of them (default 1)
     rewriter: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -101,9 +102,9 @@ class Recipe:
             "train", "text") not in ("text", "all"):
             raise ValueError(f"recipe distill={self.distill!r}: give transformer_lr (>= 0) and "
                              "train ('text' or 'all')")  # fmt: skip
-        if set(self.rewriter) - {"position_jitter", "unk_insert"}:
+        if set(self.rewriter) - {"position_jitter", "unk_insert", "unk_run"}:
             raise ValueError(f"recipe rewriter={self.rewriter!r}: known keys are position_jitter "
-                             "(true/false) and unk_insert (a count >= 1)")  # fmt: skip
+                             "(true/false), unk_insert and unk_run (counts >= 1)")  # fmt: skip
         if self.objective == "masked" and not self.tokenizer:
             raise ValueError("recipe objective=masked needs tokenizer: the FSQ tokenizer folder "
                              "(trained by a recipe with objective 'tokenizer')")  # fmt: skip

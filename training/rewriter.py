@@ -109,18 +109,19 @@ UNK_PROMPTS = 0.5  # share of prompts given unknown words: people write words a 
 UNK_WORDS = 0.15  # in those, each word becomes <unk> this often, and 1-3 are inserted
 
 
-def with_unknown(rows: list[list[int]], rng: np.random.Generator, most: int = 3
+def with_unknown(rows: list[list[int]], rng: np.random.Generator, most: int = 3, run: int = 1
                  ) -> list[list[int]]:  # fmt: skip
-    """Token rows with ``<unk>`` put in and put over words (1 to ``most`` inserted), so that
-    the rewriter learns to read past words it does not know (the held-out forms are full of
-    them, and longer than the training forms)."""
+    """Token rows with ``<unk>`` put in and put over words (1 to ``most`` runs of 1 to ``run``
+    inserted), so that the rewriter learns to read past words it does not know (the held-out
+    forms are full of them, often several in a row: "in the upper part you can see" reads
+    "in the top <unk> <unk> <unk> <unk>", and they are longer than the training forms)."""
     out = []
     for r in rows:
         if rng.random() < UNK_PROMPTS:
             r = [UNK if rng.random() < UNK_WORDS else t for t in r]
             for _ in range(int(rng.integers(1, most + 1))):
                 k = int(rng.integers(len(r) + 1))
-                r = [*r[:k], UNK, *r[k:]]
+                r = [*r[:k], *[UNK] * int(rng.integers(1, run + 1)), *r[k:]]
         out.append(r)
     return out
 
@@ -158,7 +159,9 @@ def train_rewriter(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = Fa
         prompts, targets = pairs(recipe, model, step)
         rows = [model.words.ids(p, model.max_length) for p in prompts]
         aug = np.random.default_rng([recipe.seed, step, 12])
-        rows = with_unknown(rows, aug, int(recipe.rewriter.get("unk_insert", 3)))
+        rows = with_unknown(rows, aug, int(recipe.rewriter.get("unk_insert", 3)),
+                            int(recipe.rewriter.get("unk_run", 1)))
+        rows = [r[: model.max_length] for r in rows]  # insertions may pass the longest prompt
         shift = offsets(rows, model.max_length, aug) if recipe.rewriter.get("position_jitter") \
             else None  # fmt: skip
         logits = model(*model.words.pad(rows, model.device), shift)  # (B, Q, V)
