@@ -41,7 +41,7 @@ def spectrogram_figure(frames: torch.Tensor, codec: MelCodec, height: int = 240,
     image = spectrogram_image(frames, codec.silence, height)
     image = image.repeat(max(1, -(-min_width // image.shape[1])), axis=1)
     seconds = frames.shape[0] * codec.hop / codec.sample_rate
-    return with_axes(image, time_ticks(seconds), frequency_ticks(codec.f_min, codec.f_max), "Hz")
+    return with_axes(image, time_ticks(seconds), frequency_ticks(codec.f_min, codec.f_max))
 
 
 def audio_layout(codec: MelCodec, duration: float) -> Layout:

@@ -13,7 +13,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 MIN_SIDE = 256  # a preview's longer side at least this many pixels
-MARGIN_LEFT, MARGIN_BOTTOM = 52, 30  # room for the tick labels
+MARGIN_LEFT, MARGIN_BOTTOM = 60, 30  # room for the tick labels
+MIN_TICK_GAP = 16  # pixels between two tick labels on the frequency axis
 _INK, _PAPER = (40, 40, 40), (255, 255, 255)
 
 
@@ -26,13 +27,14 @@ def enlarge(image: np.ndarray, at_least: int = MIN_SIDE) -> np.ndarray:
 
 def frame_grid(video: np.ndarray, columns: int = 4, max_frames: int = 8) -> np.ndarray:
     """(F, H, W, 3) -> up to ``max_frames`` evenly spaced frames, ``columns`` to a row, each
-    frame's edge a thin grey line: (rows * (H + 1) - 1, cols * (W + 1) - 1, 3) uint8."""
+    frame's edge a thin white line (worlds draw on grey and black, never white):
+    (rows * (H + 1) - 1, cols * (W + 1) - 1, 3) uint8."""
     idx = np.linspace(0, len(video) - 1, min(max_frames, len(video))).round().astype(int)
     frames = video[idx]
     cols = min(columns, len(frames))
     rows = math.ceil(len(frames) / cols)
     _, h, w, c = frames.shape
-    grid = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1, c), 128, np.uint8)
+    grid = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1, c), 255, np.uint8)
     for i, frame in enumerate(frames):
         r, k = divmod(i, cols)
         grid[r * (h + 1) : r * (h + 1) + h, k * (w + 1) : k * (w + 1) + w] = frame
@@ -50,7 +52,7 @@ def frequency_ticks(f_min: float, f_max: float) -> list[tuple[float, str]]:
     ticks = []
     for hz in (100, 250, 500, 1000, 2000, 4000, 8000, 16000):
         if f_min <= hz <= f_max:
-            label = f"{hz // 1000}k" if hz >= 1000 else str(hz)
+            label = f"{hz // 1000} kHz" if hz >= 1000 else f"{hz} Hz"
             ticks.append(((hz_to_mel(hz) - lo) / (hi - lo), label))
     return ticks
 
@@ -63,9 +65,11 @@ def time_ticks(seconds: float) -> list[tuple[float, str]]:
 
 
 def with_axes(image: np.ndarray, x_ticks: list[tuple[float, str]],
-              y_ticks: list[tuple[float, str]], y_unit: str = "") -> np.ndarray:  # fmt: skip
+              y_ticks: list[tuple[float, str]]) -> np.ndarray:  # fmt: skip
     """(H, W, 3) uint8 -> the image on white paper with tick marks and labels below it
-    (shares of the width) and left of it (shares of the height, from the bottom)."""
+    (shares of the width) and left of it (shares of the height, from the bottom; a tick
+    closer than ``MIN_TICK_GAP`` pixels to the one below it is left out, as on a mel axis's
+    crowded low end)."""
     h, w = image.shape[:2]
     canvas = Image.new("RGB", (w + MARGIN_LEFT + 8, h + MARGIN_BOTTOM), _PAPER)
     canvas.paste(Image.fromarray(image), (MARGIN_LEFT, 0))
@@ -77,14 +81,16 @@ def with_axes(image: np.ndarray, x_ticks: list[tuple[float, str]],
         width = draw.textlength(label, font=font)
         draw.text((min(max(x - width / 2, MARGIN_LEFT - 10), canvas.width - width), h + 7),
                   label, fill=_INK, font=font)  # fmt: skip
-    for share, label in y_ticks:
+    last = None
+    for share, label in sorted(y_ticks):
         y = round((1 - share) * (h - 1))
+        if last is not None and last - y < MIN_TICK_GAP:
+            continue
+        last = y
         draw.line([(MARGIN_LEFT - 4, y), (MARGIN_LEFT, y)], fill=_INK)
         width = draw.textlength(label, font=font)
         draw.text((MARGIN_LEFT - 7 - width, min(max(y - 7, 0), h - 12)), label, fill=_INK,
                   font=font)  # fmt: skip
-    if y_unit:
-        draw.text((2, h + 7), y_unit, fill=_INK, font=font)
     return np.asarray(canvas)
 
 

@@ -9,6 +9,7 @@ during and after a job) there: that is how ``assets/gallery/web-*.png`` are made
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -54,7 +55,10 @@ def page(app):
 def _shot(page, name: str, tmp_path: Path) -> None:
     folder = Path(os.environ.get("DIT_SCREENSHOTS", tmp_path))
     folder.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(folder / f"web-{name}.png"))
+    shot = Image.open(io.BytesIO(page.screenshot())).convert("RGB")  # small enough to commit:
+    shot = shot.resize((shot.width * 3 // 4, shot.height * 3 // 4), Image.LANCZOS)  # 3/4 size,
+    shot.quantize(192, method=Image.Quantize.MEDIANCUT).save(folder / f"web-{name}.png",
+                                                             optimize=True)  # 192 colours
 
 
 def _set(page, label: str, value) -> None:
@@ -112,6 +116,10 @@ def _job(page, key: str, tmp_path: Path, outputs: int = 1) -> None:
     page.get_by_role("tab", name=TABS[key]).click()
     page.wait_for_selector(f"#{key}-generate", state="visible")
     _set(page, "Outputs", outputs)
+    example = page.locator(f"#{key}-examples button").first  # a clickable example prompt
+    example.click()
+    playwright.expect(page.locator(f"#{key}-prompt textarea")).to_have_value(
+        example.inner_text().strip(), timeout=10_000)
     page.evaluate("window.scrollTo(0, 0)")  # the page as it opens: no scrolling from here on
     assert _in_view(page, f"#{key}-generate") and _in_view(page, f"#{key}-status")
     _shot(page, f"{key}-before", tmp_path)
@@ -119,6 +127,8 @@ def _job(page, key: str, tmp_path: Path, outputs: int = 1) -> None:
     page.wait_for_selector(f"#{key}-status >> text=/Step|Running/", timeout=60_000)
     assert _in_view(page, f"#{key}-generate") and _in_view(page, f"#{key}-status")
     assert _in_view(page, f"#{key}-cancel")
+    with contextlib.suppress(playwright.Error):  # a live preview, if the job is not done yet
+        page.wait_for_selector(f"#{key}-result img", timeout=5_000)
     _shot(page, f"{key}-during", tmp_path)
     page.wait_for_selector(f"#{key}-status >> text=Done", timeout=120_000)
     page.wait_for_timeout(500)

@@ -1,8 +1,11 @@
 """Every bundled model's output for one fixed request, against what it made when this file's
 golden arrays were written (``tests/golden/*.npz``): a refactor that changes behaviour fails
 here. Media are compared as the 8-bit (images, frames) or 16-bit (sound) values written to
-files, exactly on the machine that wrote them; another CPU's float rounding may move a value
-by one level, so one level is allowed.
+files, exactly on the machine that wrote them; another CPU's float rounding (AVX2 against
+AVX-512 kernels) may move a pixel by one level, so one level is allowed. Sound goes through
+Griffin-Lim, whose iterated phase estimate carries such rounding into every sample: seen as up
+to 6 of 32767 levels between two CPUs, so sound may move by 32 levels (0.1% of full scale);
+a changed model, seed or codec moves it by thousands.
 
 Regenerate (after a deliberate change, saying why in the commit):
 ``DIT_GOLDEN_WRITE=1 pytest tests/test_golden.py``."""
@@ -54,4 +57,5 @@ def test_bundled_output_is_unchanged(model):
     for k in want:
         assert want[k].shape == got[k].shape, k
         diff = np.abs(want[k].astype(np.int32) - got[k].astype(np.int32))
-        assert diff.max() <= 1, (k, int(diff.max()), float((diff > 0).mean()))
+        allowed = 32 if want[k].dtype == np.int16 else 1
+        assert diff.max() <= allowed, (k, int(diff.max()), float((diff > 0).mean()))
