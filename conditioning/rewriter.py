@@ -12,6 +12,15 @@ blocks (the studio's one attention seam); each query predicts one word of the ou
 after the last (parallel decoding: the output is a function of the meaning, so there is no
 ambiguity for an autoregressive decoder to resolve).
 
+Decoding reads the prompt twice, as typed and with its ``<unk>`` words left out (structure
+words the world lacks: "near", "that", "you can see"), and adds the two log-probabilities
+(test-time augmentation). With ``templates`` (each a list of the output words allowed at each
+position, recorded from the world's canonical captions when the rewriter is built) it picks
+the best caption any template allows: the sum of each position's best allowed log-probability,
+the argmax over templates (grammar-constrained decoding, as outlines or llama.cpp's grammars
+do for language models; exact here, since the positions are decoded independently). A caption
+then never stops half way ("a red circle to the left of a").
+
 A prompt with a word the world does not know at all (not in the vocabulary, not a typo of a
 word in it: "teal", "cat") is passed on as typed: the rewriter only speaks its world's words,
 and an adapter may know the new one. ``""`` (the unconditional prompt) stays ``""``.
@@ -32,7 +41,7 @@ from dit.rope import rope_angles, rope_cos_sin
 
 from .byte_encoder import ByteBlock
 from .text import check_prompts
-from .word_encoder import SPECIALS, WordVocab
+from .word_encoder import SPECIALS, UNK, WordVocab
 
 
 class PromptRewriter(ModelMixin, ConfigMixin):
@@ -58,6 +67,7 @@ class PromptRewriter(ModelMixin, ConfigMixin):
         out_len: int = 24,
         mlp_ratio: float = 4.0,
         rotary: int = 0,
+        templates: list[list[list[int]]] | None = None,
     ) -> None:
         super().__init__()
         vocab = dict(vocab or {s: i for i, s in enumerate(SPECIALS)})
@@ -82,6 +92,26 @@ class PromptRewriter(ModelMixin, ConfigMixin):
         self.blocks = nn.ModuleList(ByteBlock(width, heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, len(out_words))
+        self.register_buffer(
+            "allowed", self._allowed(templates or [], out_len, len(out_words)), persistent=False
+        )  # (T, Q, V) bool; T = 0: unconstrained
+
+    @staticmethod
+    def _allowed(templates: list[list[list[int]]], out_len: int, n_words: int) -> torch.Tensor:
+        """(T, Q, V): which output word each template allows at each position (``<pad>`` alone
+        after its last word)."""
+        allowed = torch.zeros(len(templates), out_len, n_words, dtype=torch.bool)
+        for t, template in enumerate(templates):
+            if len(template) > out_len or not all(template):
+                raise ValueError(f"template {t}: {len(template)} positions (at most out_len="
+                                 f"{out_len}), each allowing at least one word")  # fmt: skip
+            for i, words in enumerate(template):
+                if not all(0 < w < n_words for w in words):
+                    raise ValueError(f"template {t} position {i}: word ids must be in "
+                                     f"1..{n_words - 1}")  # fmt: skip
+                allowed[t, i, list(words)] = True
+            allowed[t, len(template) :, 0] = True
+        return allowed
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, **kwargs: Any) -> PromptRewriter:
@@ -124,6 +154,20 @@ class PromptRewriter(ModelMixin, ConfigMixin):
         return all(token is not None for token, _, _ in self.words.spans(prompt))
 
     @torch.no_grad()
+    def decode(self, prompts: list[str]) -> torch.Tensor:
+        """(B, Q) output word ids: the prompt as typed and without its ``<unk>`` words, their
+        log-probabilities added, then the best caption a template allows (module docstring)."""
+        rows = [self.words.ids(p, self.max_length, i) for i, p in enumerate(prompts)]
+        known = [[t for t in r if t != UNK] or r for r in rows]
+        logp = sum(self(*self.words.pad(r, self.device)).log_softmax(-1) for r in (rows, known))
+        if not len(self.allowed):
+            return logp.argmax(-1)
+        masked = logp[:, None].masked_fill(~self.allowed, float("-inf"))  # (B, T, Q, V)
+        best, words = masked.max(-1)  # (B, T, Q) each
+        template = best.sum(-1).argmax(-1)  # (B,)
+        return words[torch.arange(len(rows)), template]  # (B, Q)
+
+    @torch.no_grad()
     def rewrite(self, prompts: list[str]) -> list[str]:
         """Each prompt in the world's caption form; ``""`` and prompts with unknown words as
         they are."""
@@ -132,8 +176,7 @@ class PromptRewriter(ModelMixin, ConfigMixin):
         out = list(prompts)
         if not todo:
             return out
-        ids, mask = self.tokenize([prompts[i] for i in todo])
-        best = self(ids, mask).argmax(-1).tolist()  # (B, Q)
+        best = self.decode([prompts[i] for i in todo]).tolist()  # (B, Q)
         for i, row in zip(todo, best, strict=True):
             words = []
             for w in row:

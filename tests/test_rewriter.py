@@ -161,3 +161,54 @@ def test_distillation_trains_the_student_and_resumes_exactly(tmp_path):
     )
     assert any(not torch.equal(ta[k], t0[k]) for k in ta if "text" in k)  # its text side trained
     assert len((tmp_path / "a" / "loss.jsonl").read_text().splitlines()) == 4
+
+
+def _fixed_rewriter(templates, logits: torch.Tensor) -> PromptRewriter:
+    """A rewriter whose every forward returns ``logits`` (Q, V): decoding alone under test."""
+    model = PromptRewriter(vocab=shapes.text_vocabulary(), width=16, depth=1, heads=2,
+                           out_words=["<pad>", "a", "red", "circle", "blue"],
+                           out_len=3, templates=templates).eval()  # fmt: skip
+    model.forward = lambda ids, mask: logits.expand(len(ids), -1, -1)  # type: ignore[method-assign]
+    return model
+
+
+def test_constrained_decoding_picks_the_best_caption_a_template_allows(tmp_path):
+    # position 1 prefers <pad> (a caption that stops half way) over "red", slightly
+    logp = torch.tensor([[-9.0, -0.1, -9.0, -9.0, -9.0],
+                         [-1.0, -9.0, -1.2, -9.0, -3.0],
+                         [-9.0, -9.0, -9.0, -0.2, -9.0]])  # fmt: skip
+    free = _fixed_rewriter(None, logp)
+    assert free.decode(["a red circle"]).tolist() == [[1, 0, 3]]  # "a <pad> circle"
+    # template 0: "a {red|blue} circle"; template 1: "a blue" (then <pad>)
+    templates = [[[1], [2, 4], [3]], [[1], [4]]]
+    model = _fixed_rewriter(templates, logp)
+    # sums: template 0 = -0.1 - 1.2 - 0.2 = -1.5; template 1 = -0.1 - 3.0 - 9.0 = -12.1
+    assert model.decode(["a red circle", "anything"]).tolist() == [[1, 2, 3]] * 2
+    assert model.rewrite(["a red circle"]) == ["a red circle"]
+    # template 1 wins once the third position's <pad> is likely and "circle" is not
+    logp2 = logp.clone()
+    logp2[2] = torch.tensor([-0.1, -9.0, -9.0, -5.0, -9.0])
+    assert _fixed_rewriter(templates, logp2).decode(["x"]).tolist() == [[1, 4, 0]]
+    # templates travel with the config
+    model.save_pretrained(tmp_path / "rw")
+    loaded = PromptRewriter.from_pretrained(tmp_path / "rw")
+    assert torch.equal(loaded.allowed, model.allowed) and loaded.allowed.shape == (2, 3, 5)
+    with pytest.raises(ValueError, match="out_len"):
+        _fixed_rewriter([[[1], [2], [3], [1]]], logp)
+    with pytest.raises(ValueError, match="word ids"):
+        _fixed_rewriter([[[1], [7]]], logp)
+
+
+def test_decoding_adds_the_prompt_without_its_unknown_words():
+    seen = []
+    model = PromptRewriter(vocab=shapes.text_vocabulary(), width=16, depth=1, heads=2,
+                           out_words=["<pad>", "a"], out_len=2).eval()  # fmt: skip
+
+    def forward(ids, mask):
+        seen.append(ids[mask].tolist())
+        return torch.zeros(len(ids), 2, 2)
+
+    model.forward = forward  # type: ignore[method-assign]
+    model.decode(["a red zebra circle"])
+    typed, known = seen
+    assert UNK in typed and UNK not in known and len(known) == len(typed) - 1

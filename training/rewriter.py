@@ -61,11 +61,17 @@ def build(recipe: Recipe) -> PromptRewriter:
                    - set(vocab))  # fmt: skip
     rng = np.random.default_rng(0)
     out = {"<pad>": 0}
+    seen: dict[int, dict[int, set[int]]] = {}  # caption length -> position -> word ids
     for _ in range(5000):
-        for w in target(module, sample(rng, "train")).split(" "):
-            out.setdefault(w, len(out))
+        words = target(module, sample(rng, "train")).split(" ")
+        at = seen.setdefault(len(words), {})
+        for i, w in enumerate(words):
+            at.setdefault(i, set()).add(out.setdefault(w, len(out)))
+    # One template per caption length: the words seen at each of its positions.
+    templates = [[sorted(seen[n][i]) for i in range(n)] for n in sorted(seen)]
     config = {k: v for k, v in recipe.text_encoder.items() if k != "kind"}
-    return PromptRewriter(vocab=vocab, out_words=list(out), known=known, **config)
+    return PromptRewriter(vocab=vocab, out_words=list(out), known=known, templates=templates,
+                          **config)  # fmt: skip
 
 
 def start_from(model: PromptRewriter, folder: str) -> None:
@@ -77,7 +83,9 @@ def start_from(model: PromptRewriter, folder: str) -> None:
     if not path.is_dir():
         raise ValueError(f"recipe init_rewriter={folder!r}: {path} has no rewriter/ to continue")
     old = PromptRewriter.from_pretrained(path)
-    if any(old.config.get(k) != v for k, v in model.config.items() if not k.startswith("_")):
+    same = ("templates",)  # decoding's constraint, not the weights': a new run may add them
+    if any(old.config.get(k) != v for k, v in model.config.items()
+           if not k.startswith("_") and k not in same):  # fmt: skip
         raise ValueError(f"recipe init_rewriter={folder!r}: its rewriter has another vocabulary "
                          "or shape than this recipe's; train it from scratch (init_rewriter "
                          '"")')  # fmt: skip
@@ -159,8 +167,12 @@ def train_rewriter(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = Fa
         prompts, targets = pairs(recipe, model, step)
         rows = [model.words.ids(p, model.max_length) for p in prompts]
         aug = np.random.default_rng([recipe.seed, step, 12])
-        rows = with_unknown(rows, aug, int(recipe.rewriter.get("unk_insert", 3)),
-                            int(recipe.rewriter.get("unk_run", 1)))
+        rows = with_unknown(
+            rows,
+            aug,
+            int(recipe.rewriter.get("unk_insert", 3)),
+            int(recipe.rewriter.get("unk_run", 1)),
+        )
         rows = [r[: model.max_length] for r in rows]  # insertions may pass the longest prompt
         shift = offsets(rows, model.max_length, aug) if recipe.rewriter.get("position_jitter") \
             else None  # fmt: skip
