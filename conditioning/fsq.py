@@ -61,9 +61,25 @@ class FSQ(nn.Module):
         return (digits - self.levels // 2) / (self.levels // 2)
 
 
-def _stages(conv: type, deconv: type, hidden: int, down: int) -> tuple[list, list]:
+class Residual(nn.Module):
+    """x + conv(silu(conv(silu(x)))): the residual unit of the VQGAN / SD VAE coders, without
+    their norms (the batches here are small and the media plain)."""
+
+    def __init__(self, conv: type, hidden: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.SiLU(), conv(hidden, hidden, 3, 1, 1), nn.SiLU(),
+                                  conv(hidden, hidden, 3, 1, 1))  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def _stages(conv: type, deconv: type, hidden: int, down: int, blocks: int) -> tuple[list, list]:
+    """Stride-2 stages; ``blocks`` residual units at the code grid on each side."""
     enc = [m for _ in range(down) for m in (nn.SiLU(), conv(hidden, hidden, 4, 2, 1))]
     dec = [m for _ in range(down) for m in (nn.SiLU(), deconv(hidden, hidden, 4, 2, 1))]
+    enc += [Residual(conv, hidden) for _ in range(blocks)]
+    dec[:0] = [Residual(conv, hidden) for _ in range(blocks)]
     return enc, dec
 
 
@@ -81,6 +97,7 @@ class FSQAutoencoder(ModelMixin, ConfigMixin):
         down: int = 2,
         levels: list[int] = (8, 5, 5, 5),
         codec: dict | None = None,  # mel: the MelCodec settings of the frames it codes
+        blocks: int = 0,  # residual units at the code grid, in the encoder and in the decoder
     ) -> None:
         super().__init__()
         if kind not in ("image", "mel"):
@@ -90,7 +107,7 @@ class FSQAutoencoder(ModelMixin, ConfigMixin):
         self.kind = kind
         self.fsq = FSQ(list(levels))
         d = len(levels)
-        enc, dec = _stages(conv, deconv, hidden, down)
+        enc, dec = _stages(conv, deconv, hidden, down, blocks)
         self.encoder = nn.Sequential(
             conv(channels, hidden, 3, 1, 1), *enc, nn.SiLU(), conv(hidden, hidden, 3, 1, 1),
             nn.SiLU(), conv(hidden, d, 1),

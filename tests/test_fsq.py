@@ -42,9 +42,11 @@ def test_straight_through_gradient_reaches_the_latents():
     "kind, channels, shape, grid",
     [("image", 3, (2, 3, 16, 8), (2, 4, 2)), ("mel", 10, (2, 12, 10), (2, 3))],
 )
-def test_tokenizer_shapes_and_save_load_same_codes(tmp_path, kind, channels, shape, grid):
+@pytest.mark.parametrize("blocks", [0, 1])
+def test_tokenizer_shapes_and_save_load_same_codes(tmp_path, kind, channels, shape, grid, blocks):
     torch.manual_seed(0)
-    tok = FSQAutoencoder(kind=kind, channels=channels, hidden=8, down=2, levels=[4, 3]).eval()
+    tok = FSQAutoencoder(kind=kind, channels=channels, hidden=8, down=2, levels=[4, 3],
+                         blocks=blocks).eval()  # fmt: skip
     x = torch.randn(shape)
     codes = tok.encode(x)
     assert codes.shape == grid and codes.dtype == torch.long
