@@ -27,6 +27,7 @@ from dit.guidance import guided
 from dit.tokens import text_positions
 from dit.tree import State
 
+from .adapters import AdapterGate
 from .request import Limits, Request
 from .spec import INDEX, ModelSpec, bundled_models, resolve_model  # noqa: F401 (re-export)
 
@@ -69,6 +70,7 @@ class Pipeline:
                              "FSQ tokenizer, a flow model has none")  # fmt: skip
         self.tokenizer = tokenizer.eval() if tokenizer is not None else None
         self.decoding: dict[str, Any] = {}  # masked models: overrides of pipelines.masked.DECODING
+        self.adapters = AdapterGate(self.use_loras)  # requests with other adapters wait their turn
 
     # --- loading and saving ------------------------------------------------------------------
 
@@ -164,7 +166,6 @@ class Pipeline:
         """The prompts as the model reads them: through its rewriter, if it has one."""
         return prompts if self.rewriter is None else self.rewriter.rewrite(prompts)
 
-    @torch.inference_mode()
     def sample(
         self,
         request: Request,
@@ -173,14 +174,20 @@ class Pipeline:
         given: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> State:
         """Run the sampler for a resolved request; returns the generated tokens: (B, N, dim)
-        for one stream, a dict per stream for several (:meth:`layouts`).
+        for one stream, a dict per stream for several (:meth:`layouts`). The request's adapters
+        stay on the transformer until it returns (``pipelines/adapters.py``).
 
         ``prompts`` (one per output) lets evaluation batch different prompts in one call.
         ``given``: stream -> (clean tokens (B, N, D), positions (N, 4)) the model sees as
         finished (its time held at t = 1) while the others are sampled: video-to-audio and
         audio-to-video in a joint model.
         """
-        self.use_loras(request.loras)
+        with self.adapters.hold(request.loras):
+            return self._sample(request, callback, prompts, given)
+
+    @torch.inference_mode()
+    def _sample(self, request: Request, callback: StepCallback | None,
+                prompts: list[str] | None, given: dict | None) -> State:  # fmt: skip
         if self.spec.objective == "masked":
             from .masked import sample_masked
 

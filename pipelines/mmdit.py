@@ -33,6 +33,7 @@ from dit.from_diffusers import load_transformer
 from dit.guidance import guided
 from dit.tokens import image_positions, patchify, text_positions, unpatchify
 
+from .adapters import AdapterGate
 from .base import Layout, Pipeline
 from .mmdit_lora import MergedLoras
 from .outputs import png_bytes
@@ -83,6 +84,7 @@ class MMDiTPipeline(Pipeline):
         self.family = spec.extra["family"]
         self._loras: tuple = ()
         self._merged = MergedLoras(self.transformer)
+        self.adapters = AdapterGate(self.use_loras)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, device: str | torch.device = "cpu",
@@ -181,12 +183,10 @@ class MMDiTPipeline(Pipeline):
     # --- sampling -----------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def sample(self, request: Request, callback: StepCallback | None = None,
-               prompts: list[str] | None = None,
-               given: dict | None = None) -> torch.Tensor:  # fmt: skip
+    def _sample(self, request: Request, callback: StepCallback | None,
+                prompts: list[str] | None, given: dict | None) -> torch.Tensor:  # fmt: skip
         if given:
             raise RequestError("an SD3 / FLUX.1 model generates images only")
-        self.use_loras(request.loras)
         lay = self.layout(request)
         b = request.num_outputs
         prompts = prompts or [request.prompt] * b

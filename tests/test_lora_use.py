@@ -100,3 +100,35 @@ def test_app_offers_adapters_by_name_only(adapter, tmp_path):
         studio.validate(Request(prompt=PROMPT, loras=((str(other), 0.5),)))  # a path: refused
     with pytest.raises(FileNotFoundError, match="does not exist"):
         Studio(loras_dir=tmp_path / "missing")
+
+
+def test_concurrent_requests_with_different_adapters_equal_sequential_runs(adapter):
+    """Two jobs at once on one cached pipeline (the app's --concurrency 2), one with an adapter
+    and one without: each output is byte for byte what it is when run alone."""
+    import threading
+    import time
+
+    pipe = load_pipeline("shapes-t2i")
+    reqs = [Request(prompt=PROMPT, seed=s, steps=4, loras=loras)
+            for s, loras in ((1, ((str(adapter), 1.0),)), (2, ()))]  # fmt: skip
+    alone = [pipe(r)[0].media for r in reqs]
+    assert not np.array_equal(alone[0], pipe(reqs[0], loras=())[0].media)  # the adapter acts
+    got: dict[int, list] = {0: [], 1: []}
+    errors = []
+
+    def job(i: int) -> None:
+        try:
+            for _ in range(2):  # each step sleeps: without the gate the other job's switch lands
+                out = pipe(reqs[i], callback=lambda *a, **k: time.sleep(0.02))
+                got[i].append(out[0].media)
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=job, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i in (0, 1):
+        assert all(np.array_equal(m, alone[i]) for m in got[i]), f"job {i} differs"
