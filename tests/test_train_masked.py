@@ -3,6 +3,7 @@ masked DiT trained on its codes, and the ordinary pipelines sampling it by MaskG
 with exactly `steps` calls, partly unmasked previews and per-sample seeds."""
 
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -136,3 +137,24 @@ def test_tokenizer_data_mixes_both_splits_and_only_tokenizers_may():
     assert all(0 <= i < len(source) for i in batch_indices(source, 0, 3, 64))
     with pytest.raises(ValueError, match="only tokenizers"):
         Recipe(name="x", data_split="all")
+
+
+def test_masked_model_starts_from_the_flow_models_trunk(tmp_path, image_tokenizer):
+    from training.trainer import build_models, init_trunk
+
+    flow = train(Recipe(name="flow", preset="tiny", data="shapes", data_size=16, size=16,
+                        patch=4, text_encoder=TEXT, batch_size=4, steps=2, warmup=1, lr=1e-3,
+                        checkpoint_every=2, sample_every=1000), tmp_path / "flow")  # fmt: skip
+    transformer, _ = build_models(masked_recipe(image_tokenizer, "image"))
+    fresh = {k: v.clone() for k, v in transformer.state_dict().items()}
+    left = init_trunk(transformer, str(flow))
+    theirs = load_pipeline(str(flow)).transformer.state_dict()
+    ours = transformer.state_dict()
+    blocks = [k for k in ours if k.startswith("blocks.")]
+    assert blocks and all(torch.equal(ours[k], theirs[k].float()) for k in blocks)
+    # the code embedding (codebook + [MASK] rows) and the logits head stay as built
+    assert "embed.image.weight" in left and all(torch.equal(ours[k], fresh[k]) for k in left)
+    assert any(".image." in k or k.startswith("final") for k in left if k != "embed.image.weight")
+    wide, _ = build_models(replace(masked_recipe(image_tokenizer, "image"), preset="xs"))
+    with pytest.raises(ValueError, match=r"init_trunk.*blocks do not fit"):
+        init_trunk(wide, str(flow))

@@ -65,6 +65,9 @@ class Recipe:
     init: str = ""  # fine-tune: start from this model folder's weights (fresh optimiser)
     init_lr_scale: float = 1.0  # the lr share of the weights `init` gave (new ones: 1)
     init_text_encoder: str = ""  # start only the text encoder from this model folder
+    # start the transformer from this model folder wherever names and shapes agree: a masked
+    # model from its world's flow model (same blocks; the input embedding and head differ)
+    init_trunk: str = ""
     init_rewriter: str = ""  # objective rewriter: continue this model folder's rewriter/
     sample_prompts: tuple[str, ...] = ()
     defaults: dict[str, Any] = field(default_factory=dict)  # request defaults of the export

@@ -91,6 +91,26 @@ def init_weights(transformer: DiT | None, text_encoder: ByteTextEncoder, folder:
             ) from None
 
 
+def init_trunk(transformer: DiT, folder: str) -> list[str]:
+    """Copy every weight of ``folder``'s transformer whose name and shape this one shares (the
+    blocks, the time and text embeddings); returns the names left as initialised (a masked
+    model's code embedding and logits head beside a flow model's patch embedding and velocity
+    head). Refused when the blocks themselves differ: then nothing would be a start."""
+    from pipelines.spec import resolve_model
+
+    loaded = DiT.from_pretrained(resolve_model(folder) / "transformer", torch_dtype=torch.float32)
+    ours, theirs = transformer.state_dict(), loaded.state_dict()
+    shared = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
+    blocks = [k for k in ours if k.startswith("blocks.")]
+    if not blocks or any(k not in shared for k in blocks):
+        raise ValueError(f"recipe init_trunk={folder!r}: its blocks do not fit this recipe's "
+                         f"model (width {loaded.config.width} / depth {loaded.config.depth} / "
+                         f"heads {loaded.config.heads} there); use the preset it was trained "
+                         "with")  # fmt: skip
+    transformer.load_state_dict(shared, strict=False)
+    return sorted(k for k in ours if k not in shared)
+
+
 def param_groups(module, params: list, recipe: Recipe) -> list[dict]:
     """One group, or with ``init_lr_scale`` two: the weights an ``init`` folder gave at
     that share of the lr (fine-tune gently what works), the new ones (temporal layers) at
@@ -163,6 +183,8 @@ def _objective(recipe: Recipe) -> tuple[torch.nn.Module, Any]:
         init_weights(transformer, text_encoder, recipe.init)
     if recipe.init_text_encoder:  # e.g. a masked model reusing a flow model's trained encoder
         init_weights(None, text_encoder, recipe.init_text_encoder)
+    if recipe.init_trunk:
+        init_trunk(transformer, recipe.init_trunk)
     if recipe.lora:
         add_lora(transformer, text_encoder, recipe)
     if recipe.gradient_checkpointing:
