@@ -119,9 +119,11 @@ class PromptRewriter(ModelMixin, ConfigMixin):
         check_safe_folder(path, cls.config_name)
         return super().from_pretrained(path, use_safetensors=True, **kwargs)
 
+    def _rows(self, prompts: list[str]) -> list[list[int]]:
+        return [self.words.ids(p, self.max_length, i) for i, p in enumerate(prompts)]
+
     def tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = [self.words.ids(p, self.max_length, i) for i, p in enumerate(prompts)]
-        return self.words.pad(rows, self.device)
+        return self.words.pad(self._rows(prompts), self.device)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor,
                 offset: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
@@ -157,7 +159,7 @@ class PromptRewriter(ModelMixin, ConfigMixin):
     def decode(self, prompts: list[str]) -> torch.Tensor:
         """(B, Q) output word ids: the prompt as typed and without its ``<unk>`` words, their
         log-probabilities added, then the best caption a template allows (module docstring)."""
-        rows = [self.words.ids(p, self.max_length, i) for i, p in enumerate(prompts)]
+        rows = self._rows(prompts)
         known = [[t for t in r if t != UNK] or r for r in rows]
         logp = sum(self(*self.words.pad(r, self.device)).log_softmax(-1) for r in (rows, known))
         if not len(self.allowed):

@@ -6,7 +6,7 @@ import torch
 
 from dit import DiT, DiTConfig, StreamConfig
 from dit.tokens import image_positions, text_positions, video_positions
-from training.trainer import inflated
+from training.start import inflated
 
 F, H, W, D_IN, D_TEXT, L = 3, 4, 4, 12, 16, 5
 S = H * W

@@ -140,7 +140,8 @@ def test_tokenizer_data_mixes_both_splits_and_only_tokenizers_may():
 
 
 def test_masked_model_starts_from_the_flow_models_trunk(tmp_path, image_tokenizer):
-    from training.trainer import build_models, init_trunk
+    from training.start import init_trunk
+    from training.trainer import build_models
 
     flow = train(Recipe(name="flow", preset="tiny", data="shapes", data_size=16, size=16,
                         patch=4, text_encoder=TEXT, batch_size=4, steps=2, warmup=1, lr=1e-3,
