@@ -32,8 +32,8 @@ class Media:
         return {self.stream: self.token_dim}
 
     def times(self, b: int, g: torch.Generator) -> torch.Tensor:
-        """(B,) training times of a step's global batch (SD3's logit-normal)."""
-        return logit_normal_t(b, generator=g)
+        """(B,) training times of a step's global batch (SD3's logit-normal, mean t_mean)."""
+        return logit_normal_t(b, mean=self.recipe.t_mean, generator=g)
 
     def stream_configs(self) -> list[StreamConfig]:
         return [StreamConfig(name, dim) for name, dim in self.streams.items()]
@@ -149,7 +149,7 @@ class AudioVideoMedia(VideoMedia):
         return {"video": video, "audio": audio}, {"video": video_pos, "audio": audio_pos}
 
     def times(self, b: int, g: torch.Generator) -> dict[str, torch.Tensor]:
-        t = logit_normal_t(b, generator=g)
+        t = logit_normal_t(b, mean=self.recipe.t_mean, generator=g)
         mode = torch.rand(b, generator=g)
         joint, v2a, _ = self.MODES
         video_given = (mode >= joint) & (mode < joint + v2a)

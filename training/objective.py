@@ -26,11 +26,13 @@ class FlowObjective(torch.nn.Module):
     tensors; several streams' are dicts, and an item whose stream has t = 1 gives that stream
     clean (as a condition: video-to-audio, audio-to-video) and takes no loss on it."""
 
-    def __init__(self, transformer: DiT, text_encoder: ByteTextEncoder, streams: tuple[str, ...]):
+    def __init__(self, transformer: DiT, text_encoder: ByteTextEncoder, streams: tuple[str, ...],
+                 contrastive: float = 0.0):  # fmt: skip
         super().__init__()
         self.transformer = transformer
         self.text_encoder = text_encoder
         self.streams = tuple(streams)
+        self.contrastive = contrastive  # weight of contrastive flow matching (0: off)
 
     def velocity(self, x_t: State, positions, emb, t: State) -> State:
         """The model's velocity at x_t: (B, N, D) and t (B,) for one stream, or dicts of them
@@ -59,6 +61,9 @@ class FlowObjective(torch.nn.Module):
             loss = joint_flow_loss(pred, noise, data, t)
         else:
             loss = flow_loss(pred, noise, data)
+            if self.contrastive:  # push away from another item's target (Delta FM)
+                loss = loss - self.contrastive * flow_loss(pred, noise.roll(1, 0),
+                                                           data.roll(1, 0))  # fmt: skip
         if prior is not None:
             x_p, captions_p, t_p, weight = prior
             emb_p = self.text_encoder.encode(captions_p)  # frozen under a LoRA: encode once

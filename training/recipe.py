@@ -34,6 +34,12 @@ class Recipe:
     # video: share of the noise variance common to every frame (dit.flow.frame_noise), in
     # training and in sampling (the export records it); 0 = independent frames
     frame_noise_share: float = 0.0
+    # flow: mean of the logit-normal training times (SD3: 0). t = 1 is clean, so a mean below
+    # 0 spends more steps near noise, where layout, count and order are decided (issue 19).
+    t_mean: float = 0.0
+    # flow: contrastive flow matching (Stoica et al. 2025): minus this weight x the squared
+    # distance to another item's velocity target (the batch rolled by one); ~0.05 in the paper
+    contrastive: float = 0.0
     codec: dict[str, Any] = field(default_factory=dict)  # audio: MelCodec settings
     patch: int = 4
     objective: str = "flow"  # flow | masked | tokenizer | distill | rewriter
@@ -157,6 +163,12 @@ class Recipe:
         if not (isinstance(share, int | float) and 0 <= share < 1):
             raise ValueError(f"recipe frame_noise_share={self.frame_noise_share!r}: a share of "
                              "the noise variance, 0 <= share < 1")  # fmt: skip
+        if not (isinstance(self.contrastive, int | float) and 0 <= self.contrastive < 1):
+            raise ValueError(f"recipe contrastive={self.contrastive!r}: a weight in [0, 1) "
+                             "(0: off; the paper uses about 0.05)")  # fmt: skip
+        if not (isinstance(self.t_mean, int | float) and abs(self.t_mean) <= 3):
+            raise ValueError(f"recipe t_mean={self.t_mean!r}: a logit-normal mean in [-3, 3] "
+                             "(0: SD3's; below 0: more steps near noise)")  # fmt: skip
         if self.frame_noise_share and (self.modality != "video" or self.tpatch != 1):
             raise ValueError("recipe frame_noise_share is for video recipes with tpatch 1")
         if self.data == "folder" and not self.data_path:

@@ -124,7 +124,11 @@ def _objective(recipe: Recipe) -> tuple[torch.nn.Module, Any]:
     media = media_of(recipe)
     if recipe.objective == "masked":
         return MaskedObjective(transformer, text_encoder, media.stream), media
-    return FlowObjective(transformer, text_encoder, tuple(media.streams)), media
+    if recipe.contrastive and len(media.streams) > 1:
+        raise ValueError("recipe contrastive: contrastive flow matching is for one generated "
+                         "stream; set it to 0 for joint audio + video")  # fmt: skip
+    objective = FlowObjective(transformer, text_encoder, tuple(media.streams), recipe.contrastive)
+    return objective, media
 
 
 def _step_loss(run: _Run, step: int) -> torch.Tensor:
