@@ -40,12 +40,17 @@ class StreamConfig:
         text, mel bins * frames for audio). Ignored by ``logits`` streams, which read codes.
     head: ``none`` (condition only, e.g. text), ``velocity`` (flow matching) or ``logits``
         (masked decoding over ``codebook_size`` codes; the input gets a learned mask token).
+    levels: a ``logits`` stream's FSQ levels, to factorise its codes (dit/codes.py): the input
+        is a sum of one embedding per level and the head one softmax per level, ``sum(levels)``
+        outputs instead of ``codebook_size`` (``prod(levels)``). () = one embedding row and
+        one logit per code.
     """
 
     name: str
     in_dim: int = 0
     head: str = "velocity"
     codebook_size: int = 0
+    levels: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -59,9 +64,18 @@ class StreamConfig:
                     self.codebook_size,
                     "a logits stream needs an integer codebook_size >= 2",
                 )
+            levels = tuple(self.levels)
+            if levels and (not all(_is_int(n) and n >= 2 for n in levels)
+                           or math.prod(levels) != self.codebook_size):
+                _fail(f"stream[{self.name}].levels", self.levels, "give the FSQ level counts "
+                      f"(each >= 2) whose product is codebook_size={self.codebook_size}, or ()")
+            object.__setattr__(self, "levels", levels)
         else:
             if not _is_int(self.in_dim) or self.in_dim < 1:
                 _fail(f"stream[{self.name}].in_dim", self.in_dim, "use an integer >= 1")
+            if self.levels:
+                _fail(f"stream[{self.name}].levels", self.levels, "only a 'logits' stream has "
+                      "levels; set them to ()")
             if self.codebook_size != 0:
                 _fail(
                     f"stream[{self.name}].codebook_size",
@@ -75,7 +89,9 @@ class StreamConfig:
 
     @property
     def out_dim(self) -> int:
-        """Width of this stream's head output: velocity features or code logits."""
+        """Width of this stream's head output: velocity features, code or level logits."""
+        if self.levels:
+            return sum(self.levels)
         return self.codebook_size if self.discrete else self.in_dim
 
 

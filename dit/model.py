@@ -16,6 +16,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from .block import JointBlock, SingleBlock
+from .codes import FactorisedCodeEmbedding, joint_logits
 from .config import DiTConfig
 from .layers import FinalLayer, TimestepEmbedder
 from .linear import Linear
@@ -65,8 +66,8 @@ class DiT(ModelMixin, ConfigMixin):
         self.embed = nn.ModuleDict(
             {
                 # A logits stream reads codes; index K is the learned [MASK] token.
-                s.name: nn.Embedding(s.codebook_size + 1, width)
-                if s.discrete
+                s.name: FactorisedCodeEmbedding(s.levels, width) if s.levels
+                else nn.Embedding(s.codebook_size + 1, width) if s.discrete
                 else Linear(s.in_dim, width)
                 for s in cfg.streams
             }
@@ -260,6 +261,9 @@ class DiT(ModelMixin, ConfigMixin):
         if singles:
             xs = self._single_blocks(xs, cs, c, cos, sin, mask, checkpoint)
         out = {n: self.heads_out[n](xs[n], cs[n]) for n in names if n in with_head}
+        for n in out:  # factorised codes: per-level logits -> joint (B, N, K) log-probs
+            if levels := self.cfg.stream(n).levels:
+                out[n] = joint_logits(out[n], levels)
         if video:
             out[video] = out[video].reshape(b, -1, out[video].shape[-1])  # (B, F S, out)
         return out

@@ -55,11 +55,16 @@ def masked_recipe(tokenizer, kind: str, **kw) -> Recipe:
                   **{**media, **kw})  # fmt: skip
 
 
-def test_masked_image_model_samples_through_the_image_pipeline(tmp_path, image_tokenizer):
-    folder = train(masked_recipe(image_tokenizer, "image"), tmp_path / "run")
+@pytest.mark.parametrize("factorised", [False, True])
+def test_masked_image_model_samples_through_the_image_pipeline(tmp_path, image_tokenizer,
+                                                               factorised):  # fmt: skip
+    recipe = masked_recipe(image_tokenizer, "image", factorised_codes=factorised)
+    folder = train(recipe, tmp_path / "run")
     pipe = load_pipeline(str(folder))
     assert pipe.spec.objective == "masked" and pipe.tokenizer is not None
-    assert pipe.transformer.cfg.stream("image").codebook_size == 12
+    stream = pipe.transformer.cfg.stream("image")
+    assert stream.codebook_size == 12
+    assert stream.levels == ((tuple(pipe.tokenizer.config.levels)) if factorised else ())
 
     states = []
     outs = pipe("a red circle", callback=states.append, steps=5, num_outputs=2, seed=3)
@@ -98,6 +103,8 @@ def test_masked_audio_model_decodes_spans_to_a_wav(tmp_path):
 def test_masked_recipe_errors_name_the_fix(tmp_path, image_tokenizer):
     with pytest.raises(ValueError, match="needs tokenizer"):
         Recipe(name="x", objective="masked")
+    with pytest.raises(ValueError, match="factorised_codes"):
+        Recipe(name="x", factorised_codes=True)
     with pytest.raises(ValueError, match="neither a tokenizer folder"):
         train(masked_recipe(tmp_path / "nothing", "image"), tmp_path / "run0")
     with pytest.raises(ValueError, match="patch"):

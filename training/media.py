@@ -198,7 +198,8 @@ class MaskedMedia(Media):
 
     def stream_configs(self) -> list[StreamConfig]:
         k = self.tokenizer.codebook_size
-        return [StreamConfig(self.stream, head="logits", codebook_size=k)]
+        levels = tuple(self.tokenizer.config.levels) if self.recipe.factorised_codes else ()
+        return [StreamConfig(self.stream, head="logits", codebook_size=k, levels=levels)]
 
     @torch.no_grad()
     def tokens(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -49,6 +49,8 @@ class Recipe:
     tokenizer: str = ""
     mask_schedule: str = "cosine"  # masked: the share masked at progress u (dit/masked.py)
     span: int = 1  # masked: tokens per masked span (MAGNeT: > 1 for audio)
+    # masked: one embedding and one softmax per FSQ level (dit/codes.py), not one per code
+    factorised_codes: bool = False
     text_encoder: dict[str, Any] = field(default_factory=lambda: {"width": 128, "depth": 2})
     batch_size: int = 32  # global batch, split over processes
     grad_accum: int = 1
@@ -124,6 +126,10 @@ class Recipe:
         if self.data_split != "train" and self.objective != "tokenizer":
             raise ValueError("recipe data_split: only tokenizers (no captions) may train on "
                              "held-out scenes; text-to-media recipes use 'train'")  # fmt: skip
+        if not isinstance(self.factorised_codes, bool) or (
+                self.factorised_codes and self.objective != "masked"):
+            raise ValueError(f"recipe factorised_codes={self.factorised_codes!r}: use true (only "
+                             "with objective 'masked') or false")
         if not isinstance(self.span, int) or self.span < 1:
             raise ValueError(f"recipe span={self.span!r}: use an integer >= 1")
         kinds = {"image": ("shapes", "digits", "folder"), "audio": ("sounds", "folder"),
