@@ -50,13 +50,16 @@ def _run(recipe):
     return _Run(recipe, acc, micro, media, module, params, opt, ema, source, None, 0.0)
 
 
-def _data_ms(run, n: int = 8) -> float:
-    """Milliseconds per item drawn for the first time: render (uncached) + tokens."""
+def _data_ms(run, n: int = 16) -> float:
+    """Milliseconds per item drawn for the first time: render (uncached) + tokens, after one
+    item drawn untimed (the first pays one-off imports and set-up, ~100 ms for sounds)."""
     from training.trainer import stack
 
+    last = len(run.source) - 1  # items from the end: not drawn by the timed steps
+    run.media.tokens(stack([run.source.item(last)[0]]))
     start = time.perf_counter()
-    for i in range(n):
-        item, _ = run.source.item(len(run.source) - 1 - i)  # not drawn by the timed steps
+    for i in range(1, n + 1):
+        item, _ = run.source.item(last - i)
         run.media.tokens(stack([item]))
     return 1e3 * (time.perf_counter() - start) / n
 
