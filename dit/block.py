@@ -137,20 +137,25 @@ class JointBlock(nn.Module):
             if frames > 1 and name != per_frame:  # the mean of the frames' outputs
                 o_s = o_s.unflatten(0, (-1, frames)).mean(1)  # (B, H, N_s, Dh)
             o_s = o_s.transpose(1, 2).reshape(x.shape)  # (B, N_s, D)
-            layer = self.streams[name]
-            _, _, gate1, shift2, scale2, gate2 = mods[name][:6]
-            x_in = x
-            x = torch.addcmul(x, gate1, layer.proj(o_s))  # x + gate * f(x), one pass
-            if layer.dual:  # SD3.5: + gate' * attn2(norm1(x_in) modulated by its own chunks)
-                shift_a, scale_a, gate_a = mods[name][6:]
-                n = x_in.shape[1]
-                rot = (None, None) if cos is None else (cos[:, at : at + n], sin[:, at : at + n])
-                m_s = None if mask is None else mask[:, at : at + n]
-                h2 = modulate(normed[name], shift_a, scale_a)
-                x = torch.addcmul(x, gate_a, layer.self_attention(h2, *rot, m_s))
-            x = torch.addcmul(x, gate2, layer.mlp(modulate(layer.norm2(x), shift2, scale2)))
-            out[name] = x
+            rows = slice(at, at + x.shape[1])  # this stream's tokens in the joint sequence
+            out[name] = self._residuals(name, x, o_s, mods[name], normed[name], cos, sin, mask,
+                                        rows)  # fmt: skip
         return out
+
+    def _residuals(self, name: str, x: torch.Tensor, o_s: torch.Tensor, mods: list, normed,
+                   cos, sin, mask, rows: slice) -> torch.Tensor:  # fmt: skip
+        """One stream's gated residual updates: attention output o_s (B, N_s, D), SD3.5's
+        second self-attention for a dual block, then the MLP. Returns (B, N_s, D)."""
+        layer = self.streams[name]
+        _, _, gate1, shift2, scale2, gate2 = mods[:6]
+        x = torch.addcmul(x, gate1, layer.proj(o_s))  # x + gate * f(x), one pass
+        if layer.dual:  # SD3.5: + gate' * attn2(norm1(x_in) modulated by its own chunks)
+            shift_a, scale_a, gate_a = mods[6:]
+            rot = (None, None) if cos is None else (cos[:, rows], sin[:, rows])
+            m_s = None if mask is None else mask[:, rows]
+            h2 = modulate(normed, shift_a, scale_a)
+            x = torch.addcmul(x, gate_a, layer.self_attention(h2, *rot, m_s))
+        return torch.addcmul(x, gate2, layer.mlp(modulate(layer.norm2(x), shift2, scale2)))
 
 
 class SingleBlock(nn.Module):

@@ -57,6 +57,9 @@ class StreamConfig:
             _fail("stream.name", self.name, "use a Python identifier such as 'image' or 'text'")
         if self.head not in HEADS:
             _fail(f"stream[{self.name}].head", self.head, f"choose one of {HEADS}")
+        if not isinstance(self.levels, list | tuple):
+            _fail(f"stream[{self.name}].levels", self.levels, "give a list of FSQ level counts")
+        object.__setattr__(self, "levels", tuple(self.levels))  # JSON gives a list
         if self.head == "logits":
             if not _is_int(self.codebook_size) or self.codebook_size < 2:
                 _fail(
@@ -64,12 +67,11 @@ class StreamConfig:
                     self.codebook_size,
                     "a logits stream needs an integer codebook_size >= 2",
                 )
-            levels = tuple(self.levels)
+            levels = self.levels
             if levels and (not all(_is_int(n) and n >= 2 for n in levels)
                            or math.prod(levels) != self.codebook_size):
                 _fail(f"stream[{self.name}].levels", self.levels, "give the FSQ level counts "
                       f"(each >= 2) whose product is codebook_size={self.codebook_size}, or ()")
-            object.__setattr__(self, "levels", levels)
         else:
             if not _is_int(self.in_dim) or self.in_dim < 1:
                 _fail(f"stream[{self.name}].in_dim", self.in_dim, "use an integer >= 1")

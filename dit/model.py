@@ -204,6 +204,45 @@ class DiT(ModelMixin, ConfigMixin):
         if unknown:
             raise ValueError(f"unknown streams {sorted(unknown)}; model has {list(self.embed)}")
         b = t.shape[0]
+        xs, c, cs = self._inputs(names, tokens, positions, t, pooled, stream_t, guidance)
+        masks = dict(masks or {})
+        video = cfg.temporal if cfg.temporal in xs else ""
+        frames, clip = 1, None
+        if video:  # every frame a batch item of the joint blocks (dit/temporal.py)
+            if extra_kv is not None or kv_out is not None:
+                raise ValueError("kept keys and values (dit.reuse) are for masked models")
+            clip_c = cs[video]  # (B, D): the temporal layers' modulation
+            frames, xs, cs, masks, positions, (t_cos, t_sin) = self._fold_frames(
+                video, b, xs, cs, masks, positions)  # fmt: skip
+            clip = (clip_c, t_cos, t_sin)
+        cos, sin, mask = self._joint_rope_and_mask(names, xs, positions, masks, video, b, t.device)
+        if extra_kv is not None and mask is not None:  # the kept tokens are all real
+            m = extra_kv[0][0].shape[2]
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], m)], dim=1)  # (B, N + M)
+
+        with_head = frozenset(n for n in names if n in self.heads_out)
+        checkpoint = self.gradient_checkpointing and torch.is_grad_enabled()
+        singles = len(self.single_blocks) > 0
+        if singles and (extra_kv is not None or kv_out is not None):
+            raise ValueError("kept keys and values (dit.reuse) need a model without "
+                             "single-stream blocks")  # fmt: skip
+        xs = self._joint_blocks(xs, cs, cos, sin, mask, with_head, extra_kv, kv_out, checkpoint,
+                                (video, b, frames, clip))  # fmt: skip
+        if singles:
+            xs = self._single_blocks(xs, cs, c, cos, sin, mask, checkpoint)
+        out = {n: self.heads_out[n](xs[n], cs[n]) for n in names if n in with_head}
+        for n in out:  # factorised codes: per-level logits -> joint (B, N, K) log-probs
+            if levels := self.cfg.stream(n).levels:
+                out[n] = joint_logits(out[n], levels)
+        if video:
+            out[video] = out[video].reshape(b, -1, out[video].shape[-1])  # (B, F S, out)
+        return out
+
+    def _inputs(self, names: list[str], tokens: dict, positions: dict, t: torch.Tensor,
+                pooled, stream_t, guidance) -> tuple:  # fmt: skip
+        """Embedded tokens name -> (B, N_s, D), the shared modulation input c (B, D) and each
+        stream's own (name -> (B, D): per-stream times where ``stream_t`` gives them)."""
+        cfg = self.cfg
         xs = {n: self.embed[n](tokens[n]) for n in names}  # name -> (B, N_s, D)
         if cfg.pos_table:
             xs |= {n: xs[n] + self._table_rows(positions[n]).to(xs[n].dtype) for n in names
@@ -218,27 +257,14 @@ class DiT(ModelMixin, ConfigMixin):
 
         c = embed_t(t)  # (B, D)
         stream_t = stream_t or {}
-        cs = {n: embed_t(stream_t[n]) if n in stream_t else c for n in names}
-        masks = dict(masks or {})
-        video = cfg.temporal if cfg.temporal in xs else ""
-        frames = 1
-        if video:  # every frame a batch item of the joint blocks (dit/temporal.py)
-            if extra_kv is not None or kv_out is not None:
-                raise ValueError("kept keys and values (dit.reuse) are for masked models")
-            clip_c = cs[video]  # (B, D): the temporal layers' modulation
-            frames, xs, cs, masks, positions, (t_cos, t_sin) = self._fold_frames(
-                video, b, xs, cs, masks, positions)  # fmt: skip
-        cos, sin, mask = self._joint_rope_and_mask(names, xs, positions, masks, video, b, t.device)
-        if extra_kv is not None and mask is not None:  # the kept tokens are all real
-            m = extra_kv[0][0].shape[2]
-            mask = torch.cat([mask, mask.new_ones(mask.shape[0], m)], dim=1)  # (B, N + M)
+        return xs, c, {n: embed_t(stream_t[n]) if n in stream_t else c for n in names}
 
-        with_head = frozenset(n for n in names if n in self.heads_out)
-        checkpoint = self.gradient_checkpointing and torch.is_grad_enabled()
+    def _joint_blocks(self, xs: dict, cs: dict, cos, sin, mask, with_head: frozenset,
+                      extra_kv, kv_out, checkpoint: bool, video_fold: tuple) -> dict:  # fmt: skip
+        """The joint blocks, each followed by its temporal layer for a video stream.
+        video_fold: (video stream or "", batch B, frames F, (clip_c, t_cos, t_sin) or None)."""
+        video, b, frames, clip = video_fold
         singles = len(self.single_blocks) > 0
-        if singles and (extra_kv is not None or kv_out is not None):
-            raise ValueError("kept keys and values (dit.reuse) need a model without "
-                             "single-stream blocks")  # fmt: skip
         for i, block in enumerate(self.blocks):
             # The last joint block skips the text stream's update (SD3), unless single-stream
             # blocks still read it (FLUX.1).
@@ -251,19 +277,11 @@ class DiT(ModelMixin, ConfigMixin):
                 extra = None if extra_kv is None else extra_kv[i]
                 xs = block(xs, cs, cos, sin, mask, update, extra, kv_out, frames, video)
             if video:
-                x = xs[video].view(b, frames, -1, cfg.width)  # (B, F, S, D)
+                x = xs[video].view(b, frames, -1, self.cfg.width)  # (B, F, S, D)
                 layer = self.time_layers[i]
                 if checkpoint:
-                    x = self._gradient_checkpointing_func(layer, x, clip_c, t_cos, t_sin)
+                    x = self._gradient_checkpointing_func(layer, x, *clip)
                 else:
-                    x = layer(x, clip_c, t_cos, t_sin)
-                xs = {**xs, video: x.view(b * frames, -1, cfg.width)}
-        if singles:
-            xs = self._single_blocks(xs, cs, c, cos, sin, mask, checkpoint)
-        out = {n: self.heads_out[n](xs[n], cs[n]) for n in names if n in with_head}
-        for n in out:  # factorised codes: per-level logits -> joint (B, N, K) log-probs
-            if levels := self.cfg.stream(n).levels:
-                out[n] = joint_logits(out[n], levels)
-        if video:
-            out[video] = out[video].reshape(b, -1, out[video].shape[-1])  # (B, F S, out)
-        return out
+                    x = layer(x, *clip)
+                xs = {**xs, video: x.view(b * frames, -1, self.cfg.width)}
+        return xs

@@ -140,23 +140,33 @@ class Recipe:
             raise ValueError(f"recipe data={self.data!r} does not give {self.modality} data: "
                              f"use one of {kinds.get(self.modality)}")  # fmt: skip
         if self.lora:
-            unknown = set(self.lora) - {"rank", "alpha", "targets", "prior", "prior_data",
-                                        "strength"}  # fmt: skip
-            if unknown or "rank" not in self.lora:
-                raise ValueError(f"recipe lora={self.lora!r}: give rank (and optionally alpha, "
-                                 "targets, prior, prior_data, strength), nothing else")  # fmt: skip
-            strength = self.lora.get("strength", 1.0)
-            if not (isinstance(strength, int | float) and 0 < strength < float("inf")):
-                raise ValueError(f"recipe lora strength={strength!r}: a scale > 0 folded into "
-                                 "the exported adapter (1: as trained)")  # fmt: skip
-            prior = self.lora.get("prior", 0.0)
-            if not (isinstance(prior, int | float) and 0 <= prior < float("inf")):
-                raise ValueError(f"recipe lora prior={prior!r}: a weight >= 0 (0: off)")
-            if prior and self.lora.get("prior_data") not in ("shapes", "digits", "sounds"):
-                raise ValueError("recipe lora prior needs prior_data: shapes, digits or sounds "
-                                 "(ordinary data of the base model's kind)")  # fmt: skip
-            if not self.init:
-                raise ValueError("recipe lora needs init: the model folder the adapter adapts")
+            self._check_lora()
+        self._check_media_and_levers()
+        if self.data == "folder" and not self.data_path:
+            raise ValueError("recipe data=folder needs data_path: the folder of media + .txt")
+
+    def _check_lora(self) -> None:
+        """The ``lora`` settings: known keys, a rank, a finite strength and prior weight."""
+        unknown = set(self.lora) - {"rank", "alpha", "targets", "prior", "prior_data",
+                                    "strength"}  # fmt: skip
+        if unknown or "rank" not in self.lora:
+            raise ValueError(f"recipe lora={self.lora!r}: give rank (and optionally alpha, "
+                             "targets, prior, prior_data, strength), nothing else")  # fmt: skip
+        strength = self.lora.get("strength", 1.0)
+        if not (isinstance(strength, int | float) and 0 < strength < float("inf")):
+            raise ValueError(f"recipe lora strength={strength!r}: a scale > 0 folded into "
+                             "the exported adapter (1: as trained)")  # fmt: skip
+        prior = self.lora.get("prior", 0.0)
+        if not (isinstance(prior, int | float) and 0 <= prior < float("inf")):
+            raise ValueError(f"recipe lora prior={prior!r}: a weight >= 0 (0: off)")
+        if prior and self.lora.get("prior_data") not in ("shapes", "digits", "sounds"):
+            raise ValueError("recipe lora prior needs prior_data: shapes, digits or sounds "
+                             "(ordinary data of the base model's kind)")  # fmt: skip
+        if not self.init:
+            raise ValueError("recipe lora needs init: the model folder the adapter adapts")
+
+    def _check_media_and_levers(self) -> None:
+        """Whole frames per temporal patch, and the objective levers' ranges and modalities."""
         if self.modality in ("video", "audio+video"):
             frames = self.seconds * self.fps
             if abs(frames - round(frames)) > 1e-6 or round(frames) % self.tpatch:
@@ -177,8 +187,6 @@ class Recipe:
                              "(0: SD3's; below 0: more steps near noise)")  # fmt: skip
         if self.frame_noise_share and (self.modality != "video" or self.tpatch != 1):
             raise ValueError("recipe frame_noise_share is for video recipes with tpatch 1")
-        if self.data == "folder" and not self.data_path:
-            raise ValueError("recipe data=folder needs data_path: the folder of media + .txt")
 
     def lr_at(self, step: int) -> float:
         """The learning rate of ``step`` (0-based): warm-up, flat, then optional linear decay;
