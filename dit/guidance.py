@@ -3,7 +3,8 @@
 ``guided(fn, cond, uncond, scale)`` returns ``g(x, t)`` that runs the conditional and the
 unconditional pass as **one** batch and mixes them: ``u + scale * (c - u)``. ``scale`` may be
 a dict per output stream (LTX-2's modality-aware guidance); outside ``interval`` (a range of
-t) the unconditional pass is skipped and the conditional output returned as is.
+t) the unconditional pass is skipped and the conditional output returned as is. At scale 1
+(every stream's, for a dict) guidance is off: ``g`` is the conditional call alone.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def guided(
     for k, s in (scales or {"scale": scale}).items():
         _check_scale(k, s)
     lo, hi = interval
+    if all(s == 1 for s in (scales or {"scale": scale}).values()):
+        return lambda x, t: fn(x, t, cond)
 
     def mix(key: str | None, c: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         s = scales.get(key, 1.0) if scales is not None else scale

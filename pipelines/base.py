@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, replace
+from functools import cached_property
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,13 +23,13 @@ from conditioning.fsq import FSQAutoencoder
 from conditioning.rewriter import PromptRewriter
 from dit import DiT
 from dit.callbacks import StepCallback
-from dit.flow import solve, time_grid
-from dit.guidance import guided
+from dit.flow import time_grid
 from dit.tokens import text_positions
 from dit.tree import State
 
 from .adapters import AdapterGate
 from .request import Limits, Request
+from .sampler import DECODING, FlowSampler, Inputs, Layout, MaskedSampler, Sampler
 from .spec import INDEX, ModelSpec, bundled_models, resolve_model  # noqa: F401 (re-export)
 
 
@@ -40,16 +41,6 @@ class Output:
 
     def filename(self) -> str:
         return f"{self.settings['seed']}-{self.settings['index']:02d}{self.suffix}"
-
-
-@dataclass
-class Layout:
-    """The generated stream of one request: token shape and position ids."""
-
-    stream: str
-    tokens: int
-    dim: int
-    positions: torch.Tensor  # (N, 4)
 
 
 class Pipeline:
@@ -69,7 +60,6 @@ class Pipeline:
             raise ValueError(f"model {spec.name!r} ({spec.objective}): a masked model needs its "
                              "FSQ tokenizer, a flow model has none")  # fmt: skip
         self.tokenizer = tokenizer.eval() if tokenizer is not None else None
-        self.decoding: dict[str, Any] = {}  # masked models: overrides of pipelines.masked.DECODING
         self.adapters = AdapterGate(self.use_loras)  # requests with other adapters wait their turn
 
     # --- loading and saving ------------------------------------------------------------------
@@ -188,44 +178,38 @@ class Pipeline:
     @torch.inference_mode()
     def _sample(self, request: Request, callback: StepCallback | None,
                 prompts: list[str] | None, given: dict | None) -> State:  # fmt: skip
-        if self.spec.objective == "masked":
-            from .masked import sample_masked
+        inputs = self.inputs(request, prompts, given)
+        return self.sampler(self.transformer, inputs, request, callback)
 
-            return sample_masked(self, request, callback, prompts)
-        lays = [lay for lay in self.layouts(request) if lay.stream not in (given or {})]
-        device = self.device
-        b = request.num_outputs
-        prompts = prompts or [request.prompt] * b
-        # One generator per output: a seed gives the same output whatever the batch size.
-        noise = {lay.stream: [] for lay in lays}
-        for i in range(b):
-            g = torch.Generator().manual_seed(request.seed + i)
-            for lay in lays:
-                noise[lay.stream].append(self.noise(lay, g))
-        x0 = {k: torch.stack(v).to(device) for k, v in noise.items()}  # name -> (B, N, dim)
-        cond, uncond = self.text_conditions(prompts, request.negative_prompt)
+    @cached_property
+    def sampler(self) -> Sampler:
+        """The sampler family, chosen once (at first use: subclasses set up their codec after
+        this class's ``__init__``): flow matching, or masked decoding over the tokenizer's
+        codes with the model's decoding settings (its spec's extra["masked"] over the
+        defaults)."""
+        if self.spec.objective != "masked":
+            return FlowSampler(lambda _, lay, g: self.noise(lay, g),
+                               lambda r, _: time_grid(r.steps, shift=self.spec.shift))
+        return MaskedSampler(self.codes_to_tokens, self.masked_token_value,
+                             {**DECODING, **self.spec.extra.get("masked", {})})  # fmt: skip
+
+    def inputs(self, request: Request, prompts: list[str] | None = None,
+               given: dict | None = None) -> Inputs:  # fmt: skip
+        """The model inputs of a resolved request, built once for every call of its sampler:
+        the layouts of the streams to generate (all but ``given``), every stream's positions,
+        the text conditions (``prompts``, one per output, or the request's prompt) and the
+        guidance scale(s)."""
+        given = given or {}
+        lays = tuple(lay for lay in self.layouts(request) if lay.stream not in given)
+        device, b = self.device, request.num_outputs
+        cond, uncond = self.text_conditions(prompts or [request.prompt] * b,
+                                            request.negative_prompt)  # fmt: skip
         positions = {"text": text_positions(cond["text"].shape[1], device)}
         positions |= {lay.stream: lay.positions.to(device) for lay in lays}
-        clean = {k: x.to(device) for k, (x, _) in (given or {}).items()}
-        positions |= {k: pos.to(device) for k, (_, pos) in (given or {}).items()}
-
-        def fn(x: State, t: torch.Tensor, cond: dict[str, Any]) -> State:
-            xs = x if isinstance(x, dict) else {lays[0].stream: x}
-            done = {k: torch.ones_like(t) for k in cond["given"]}  # given streams: t = 1
-            out = self.transformer({"text": cond["text"], **xs, **cond["given"]}, positions, t,
-                                   pooled=cond["pooled"], masks={"text": cond["mask"]},
-                                   stream_t=done)  # fmt: skip
-            return {k: out[k] for k in xs} if isinstance(x, dict) else out[lays[0].stream]
-
-        cond, uncond = {**cond, "given": clean}, {**uncond, "given": clean}
-        scale = self.guidance_scales(request)
-        if scale == 1.0:
-            velocity = lambda x, t: fn(x, t, cond)  # noqa: E731
-        else:
-            velocity = guided(fn, cond, uncond, scale)
-        grid = time_grid(request.steps, shift=self.spec.shift)
-        start = x0 if len(lays) > 1 else x0[lays[0].stream]
-        return solve(velocity, start, grid, request.solver, callback)
+        positions |= {k: pos.to(device) for k, (_, pos) in given.items()}
+        clean = {k: x.to(device) for k, (x, _) in given.items()}
+        return Inputs(lays, positions, {**cond, "given": clean}, {**uncond, "given": clean},
+                      self.guidance_scales(request), request.seed, b)  # fmt: skip
 
     def noise(self, lay: Layout, g: torch.Generator) -> torch.Tensor:
         """One output's starting noise (N, dim) for a stream: the prior the model learnt."""

@@ -21,16 +21,15 @@ same image.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from dit.callbacks import StepCallback
-from dit.flow import solve
 from dit.from_diffusers import load_transformer
-from dit.guidance import guided
 from dit.tokens import image_positions, patchify, text_positions, unpatchify
 
 from .adapters import AdapterGate
@@ -38,6 +37,7 @@ from .base import Layout, Pipeline
 from .mmdit_lora import MergedLoras
 from .outputs import png_bytes
 from .request import Request, RequestError
+from .sampler import FlowSampler, Inputs
 from .spec import ModelSpec, resolve_model
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -68,6 +68,23 @@ def stored_dtype(folder: Path) -> torch.dtype:
     return SAFETENSORS_DTYPES.get(name, torch.float32)
 
 
+@dataclass(frozen=True)
+class MMDiTInputs(Inputs):
+    """An SD3 / FLUX.1 request's inputs: the model runs in its stored dtype, on sigma = 1 - t,
+    predicts noise - data (the studio's velocity negated), and FLUX.1 dev reads the guidance
+    strength as an input (``embedded``; None for SD3 and schnell)."""
+
+    dtype: torch.dtype = torch.float32
+    embedded: float | None = None
+
+    def call(self, model, x: torch.Tensor, t: torch.Tensor, cond: dict[str, Any]) -> torch.Tensor:
+        sigma = (1 - t).to(self.dtype)
+        g = None if self.embedded is None else torch.full_like(sigma, self.embedded)
+        out = model({"text": cond["text"], "image": x.to(self.dtype)}, self.positions, sigma,
+                    pooled=cond["pooled"], guidance=g)  # fmt: skip
+        return -out["image"]
+
+
 class MMDiTPipeline(Pipeline):
     class_name = "MMDiTPipeline"
     suffix = ".png"
@@ -80,7 +97,6 @@ class MMDiTPipeline(Pipeline):
         self.tokenizer = None
         self.spec = spec
         self.limits = spec.request_limits()
-        self.decoding: dict[str, Any] = {}
         self.family = spec.extra["family"]
         self._loras: tuple = ()
         self._merged = MergedLoras(self.transformer)
@@ -182,34 +198,23 @@ class MMDiTPipeline(Pipeline):
 
     # --- sampling -----------------------------------------------------------------------------
 
-    @torch.inference_mode()
-    def _sample(self, request: Request, callback: StepCallback | None,
-                prompts: list[str] | None, given: dict | None) -> torch.Tensor:  # fmt: skip
+    @cached_property
+    def sampler(self) -> FlowSampler:
+        return FlowSampler(lambda request, _, g: self.noise(request, g), self.time_grid)
+
+    def inputs(self, request: Request, prompts: list[str] | None = None,
+               given: dict | None = None) -> MMDiTInputs:  # fmt: skip
         if given:
             raise RequestError("an SD3 / FLUX.1 model generates images only")
         lay = self.layout(request)
         b = request.num_outputs
-        prompts = prompts or [request.prompt] * b
-        x0 = torch.stack([self.noise(request, torch.Generator().manual_seed(request.seed + i))
-                          for i in range(b)]).to(self.device)  # (B, N, C p p)  # fmt: skip
         cfg = self.family == "sd3" and request.guidance > 1.0
-        cond, uncond = self.encode(prompts, request.negative_prompt, cfg)
+        cond, uncond = self.encode(prompts or [request.prompt] * b, request.negative_prompt, cfg)
         positions = {"text": text_positions(cond["text"].shape[1], self.device),
                      "image": lay.positions.to(self.device)}  # fmt: skip
-        embed_guidance = self.spec.extra["guidance_embed"]
-
-        def fn(x: torch.Tensor, t: torch.Tensor, c: dict) -> torch.Tensor:
-            # the studio's t and v = data - noise; the model's sigma = 1 - t and noise - data
-            sigma = (1 - t).to(self.dtype)
-            g = torch.full_like(sigma, request.guidance) if embed_guidance else None
-            out = self.transformer({"text": c["text"], "image": x.to(self.dtype)}, positions,
-                                   sigma, pooled=c["pooled"], guidance=g)  # fmt: skip
-            return -out["image"]
-
-        velocity = guided(fn, cond, uncond, request.guidance) if cfg else \
-            (lambda x, t: fn(x, t, cond))  # fmt: skip
-        grid = self.time_grid(request, lay.tokens)
-        return solve(velocity, x0, grid, request.solver, callback)
+        embedded = request.guidance if self.spec.extra["guidance_embed"] else None
+        return MMDiTInputs((lay,), positions, cond, uncond, request.guidance if cfg else 1.0,
+                           request.seed, b, self.dtype, embedded)  # fmt: skip
 
     # --- media --------------------------------------------------------------------------------
 

@@ -1,6 +1,8 @@
 """Reusing kept keys and values (dit/reuse.py): exact when the kept ones are current, and a
 masked decode with reuse stays within the stated tolerance of the plain one."""
 
+from dataclasses import replace
+
 import torch
 from conftest import randomize, tiny_config
 
@@ -98,7 +100,8 @@ def test_bundled_masked_model_with_reuse_keeps_quality_within_the_stated_toleran
     KVReuse.__call__ = counting
     try:
         for reuse in (False, True):
-            pipe.decoding = {"reuse": reuse}
+            pipe.sampler = replace(pipe.sampler, settings={**pipe.sampler.settings,
+                                                            "reuse": reuse})  # fmt: skip
             images = pipe.generate_many(prompts, seed=0)
             runs[reuse] = summarise([score(i, s) for i, s in zip(images, scenes, strict=True)])
     finally:
