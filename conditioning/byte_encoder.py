@@ -21,7 +21,7 @@ from torch import nn
 
 from dit.attention import attention
 from dit.layers import MLP
-from dit.loading import check_safe_folder
+from dit.loading import ParameterDevice, check_safe_folder
 from dit.rope import apply_rope
 
 from .text import TextEmbeddings, check_prompts, warn_truncated
@@ -100,7 +100,7 @@ class ByteBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class ByteTextEncoder(TokenEncoder, ModelMixin, ConfigMixin):
+class ByteTextEncoder(ParameterDevice, TokenEncoder, ModelMixin, ConfigMixin):
     """Bytes -> (tokens (B, L, width), mask (B, L), pooled (B, pooled_dim)).
 
     max_length counts bytes (UTF-8), so a CJK character costs 3 and most emoji 4.

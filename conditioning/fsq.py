@@ -21,7 +21,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from dit.loading import check_safe_folder
+from dit.loading import ParameterDevice, check_safe_folder
 
 
 class FSQ(nn.Module):
@@ -83,7 +83,7 @@ def _stages(conv: type, deconv: type, hidden: int, down: int, blocks: int) -> tu
     return enc, dec
 
 
-class FSQAutoencoder(ModelMixin, ConfigMixin):
+class FSQAutoencoder(ParameterDevice, ModelMixin, ConfigMixin):
     """Conv encoder -> FSQ -> conv decoder. ``encode`` gives codes, ``decode`` media."""
 
     config_name = "config.json"

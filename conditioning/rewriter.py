@@ -36,7 +36,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from dit.loading import check_safe_folder
+from dit.loading import ParameterDevice, check_safe_folder
 from dit.rope import rope_angles, rope_cos_sin
 
 from .byte_encoder import ByteBlock
@@ -44,7 +44,7 @@ from .text import check_prompts
 from .word_encoder import SPECIALS, UNK, WordVocab
 
 
-class PromptRewriter(ModelMixin, ConfigMixin):
+class PromptRewriter(ParameterDevice, ModelMixin, ConfigMixin):
     """Prompts -> prompts in the caption form of one world (see the module docstring).
 
     vocab: input phrase -> id (ids 0-2 are ``SPECIALS``); known: world words that map to

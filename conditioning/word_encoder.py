@@ -27,7 +27,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from dit.loading import check_safe_folder
+from dit.loading import ParameterDevice, check_safe_folder
 
 from .byte_encoder import ByteBlock, TokenEncoder
 from .text import check_prompts, warn_truncated
@@ -109,7 +109,7 @@ class WordVocab:
         return ids.to(device), (ids != PAD).to(device)
 
 
-class WordTextEncoder(TokenEncoder, ModelMixin, ConfigMixin):
+class WordTextEncoder(ParameterDevice, TokenEncoder, ModelMixin, ConfigMixin):
     """Words -> (tokens (B, L, width), mask (B, L), pooled (B, pooled_dim)).
 
     vocab: phrase -> id, ids 0-2 being ``<pad>``, ``<null>``, ``<unk>``. max_length counts

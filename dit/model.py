@@ -20,12 +20,12 @@ from .codes import FactorisedCodeEmbedding, joint_logits
 from .config import DiTConfig
 from .layers import FinalLayer, TimestepEmbedder
 from .linear import Linear
-from .loading import check_safe_folder
+from .loading import ParameterDevice, check_safe_folder
 from .rope import rope_angles, rope_cos_sin
 from .temporal import TemporalLayer, frame_split, time_positions
 
 
-class DiT(ModelMixin, ConfigMixin):
+class DiT(ParameterDevice, ModelMixin, ConfigMixin):
     config_name = "config.json"
     _supports_gradient_checkpointing = True
 
