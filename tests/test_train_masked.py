@@ -166,3 +166,14 @@ def test_masked_model_starts_from_the_flow_models_trunk(tmp_path, image_tokenize
     wide, _ = build_models(replace(masked_recipe(image_tokenizer, "image"), preset="xs"))
     with pytest.raises(ValueError, match=r"init_trunk.*blocks do not fit"):
         init_trunk(wide, str(flow))
+
+
+def test_export_carries_the_same_worlds_rewriter(tmp_path, image_tokenizer):
+    folder = train(masked_recipe(image_tokenizer, "image", rewriter_from="shapes-t2i"),
+                   tmp_path / "run")  # fmt: skip
+    pipe = load_pipeline(str(folder))
+    assert pipe.rewriter is not None and (folder / "rewriter" / "config.json").is_file()
+    assert pipe.rewrite(["there is a big red disc on the left"])[0] != ""
+    with pytest.raises(ValueError, match="rewriter_from"):
+        train(masked_recipe(image_tokenizer, "image", rewriter_from="digits-t2i"),
+              tmp_path / "run2")  # fmt: skip

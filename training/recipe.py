@@ -77,6 +77,9 @@ class Recipe:
     # model from its world's flow model (same blocks; the input embedding and head differ)
     init_trunk: str = ""
     init_rewriter: str = ""  # objective rewriter: continue this model folder's rewriter/
+    # the exported model carries this model folder's prompt rewriter (the same world's: it
+    # rewrites free phrasing to the world's canonical captions, whatever model reads them)
+    rewriter_from: str = ""
     sample_prompts: tuple[str, ...] = ()
     defaults: dict[str, Any] = field(default_factory=dict)  # request defaults of the export
     export_half: bool = False  # fp16 weights in the exported folder (bundled models: half size)

@@ -25,11 +25,13 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from conditioning.byte_encoder import ByteTextEncoder
+from conditioning.rewriter import PromptRewriter
 from dit import DiT, DiTConfig, StreamConfig
 from dit.tree import tree_map
 from pipelines.base import Pipeline
 from pipelines.lora import TARGETS, inject_lora, lora_config, save_lora
 from pipelines.registry import pipeline_class
+from pipelines.spec import ModelSpec, resolve_model
 
 from . import checkpoint
 from .checkpoint import CHECKPOINTS, open_loss_log
@@ -214,6 +216,7 @@ def train(
         return other(recipe, out_dir, resume, max_minutes)
     out = Path(out_dir)
     deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
+    _rewriter(recipe)  # a wrong rewriter_from fails now, not at the export
     acc, micro, log_with = _accelerator(recipe, out)
     module, media = _objective(recipe)
     # Only what trains is optimised and averaged: everything, or a LoRA's weights alone.
@@ -317,7 +320,22 @@ class ema_weights:
 def pipeline_of(module: FlowObjective | MaskedObjective, recipe: Recipe) -> Pipeline:
     media = media_of(recipe)
     spec, tokenizer = media.spec(), getattr(media, "tokenizer", None)
-    return pipeline_class(spec.modality)(module.transformer, module.text_encoder, spec, tokenizer)
+    return pipeline_class(spec.modality)(module.transformer, module.text_encoder, spec, tokenizer,
+                                         _rewriter(recipe))  # fmt: skip
+
+
+def _rewriter(recipe: Recipe) -> PromptRewriter | None:
+    """``recipe.rewriter_from``'s prompt rewriter, for the export; it must be the same world's."""
+    if not recipe.rewriter_from:
+        return None
+    folder = resolve_model(recipe.rewriter_from)
+    world = ModelSpec.read(folder)[1].extra.get("data")
+    if world != recipe.data or not (folder / "rewriter").is_dir():
+        raise ValueError(f"recipe rewriter_from={recipe.rewriter_from!r}: give a model folder "
+                         f"with a rewriter/ of the {recipe.data!r} world (it has "
+                         f"{'a' if (folder / 'rewriter').is_dir() else 'no'} rewriter, world "
+                         f"{world!r})")  # fmt: skip
+    return PromptRewriter.from_pretrained(folder / "rewriter", torch_dtype=torch.float32).eval()
 
 
 def export(module: FlowObjective, recipe: Recipe, folder: Path) -> None:
