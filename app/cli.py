@@ -323,6 +323,11 @@ def models_table() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()  # a third faster on CPU; see dit/runtime.py
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in ("bench", "train"):
+        # Their own parsers read the rest: argparse's REMAINDER refuses a first argument that
+        # looks like an option ("dit-studio train -h" would be an error, not train's help).
+        return _forward(argv[0], argv[1:])
     ap = build_parser()
     args = ap.parse_args(argv)
     if args.command == "generate":
@@ -336,17 +341,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "models":
         print(models_table())
         return 0
-    if args.command == "bench":
-        from benchmarks.__main__ import main as bench_main
-
-        bench_main(args.args)
-        return 0
-    if args.command == "train":
-        from training.__main__ import main as train_main
-
-        return train_main(args.args)
     ap.print_help()
     return 0
+
+
+def _forward(command: str, rest: list[str]) -> int:
+    """``dit-studio bench ...`` and ``dit-studio train ...``: the rest to their own parsers."""
+    if command == "bench":
+        from benchmarks.__main__ import main as bench_main
+
+        bench_main(rest)
+        return 0
+    from training.__main__ import main as train_main
+
+    return train_main(rest)
 
 
 if __name__ == "__main__":

@@ -116,3 +116,10 @@ def test_a_too_short_duration_is_refused(tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "too short" in err and not list(tmp_path.iterdir())
+
+
+def test_train_and_bench_show_their_own_help(capsys):
+    for command, flag in (("train", "--out"), ("bench", "--presets")):
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "-h"])
+        assert exit_info.value.code == 0 and flag in capsys.readouterr().out
