@@ -114,7 +114,9 @@ class MaskedSampler:
     """Masked decoding (MaskGIT; MAGNeT spans): from all-[MASK] codes, exactly
     ``request.steps`` model calls (dit.masked.decode); ``to_tokens(codes (B, N), request)`` ->
     flow-layout tokens (B, N, dim). Previews show committed codes decoded and still-masked
-    ones as ``masked_value`` (mid grey, silence). ``settings``: :data:`DECODING`'s keys."""
+    ones as ``masked_value`` (mid grey, silence). ``settings``: :data:`DECODING`'s keys; the
+    request's solver picks the decoder: ``magnet`` commits whole spans of ``settings["span"]``
+    codes, ``maskgit`` single codes."""
 
     to_tokens: Callable[[torch.Tensor, Request], torch.Tensor]
     masked_value: float
@@ -123,6 +125,10 @@ class MaskedSampler:
     def __call__(self, model: DiT, inputs: Inputs, request: Request,
                  callback: StepCallback | None) -> State:  # fmt: skip
         lay, s = inputs.layouts[0], self.settings
+        if request.solver not in ("maskgit", "magnet"):
+            raise ValueError(f"solver={request.solver!r}: a masked model decodes with 'maskgit' "
+                             "or 'magnet'")  # fmt: skip
+        span = s["span"] if request.solver == "magnet" else 1  # MaskGIT commits single codes
         mask_id = model.mask_id(lay.stream)
         call = model
         if s["reuse"]:
@@ -139,6 +145,6 @@ class MaskedSampler:
                            device=inputs.positions[lay.stream].device)  # fmt: skip
         codes = decode(inputs.guided(call), start, mask_id, request.steps, s["schedule"],
                        s["temperature"], s["temperature_end"], s["choice_temperature"],
-                       s["span"], inputs.generators(),
+                       span, inputs.generators(),
                        on_step if callback is not None else None)  # fmt: skip
         return self.to_tokens(codes, request)

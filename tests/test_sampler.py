@@ -1,5 +1,6 @@
 """The sampler interface (pipelines/sampler.py) on analytic models, with no pipeline at all."""
 
+import pytest
 import torch
 
 from dit.flow import time_grid
@@ -69,3 +70,20 @@ def test_masked_sampler_fills_every_code_in_exactly_steps_guided_calls():
     # previews: committed codes decoded, still-masked ones at the masked value
     assert [int((s.preview == -1).sum()) for s in states][-1] == 0
     assert int((states[0].preview == -1).sum()) > 0
+
+
+def test_the_solver_picks_the_decoder_spans_for_magnet_single_codes_for_maskgit():
+    lay = Layout("image", 8, 1, torch.zeros(8, 4))
+    greedy = {**DECODING, "temperature": 0.0, "choice_temperature": 0.0, "span": 4}
+    sampler = MaskedSampler(lambda codes, r: codes[..., None].float(), -1.0, greedy)
+    committed = {}
+    for solver in ("magnet", "maskgit"):
+        states = []
+        request = Request("x", seed=1, steps=3, solver=solver, guidance=1.0, num_outputs=1)
+        sampler(PreferCode(code=2, k=5), _inputs(lay, 1), request, states.append)
+        committed[solver] = [int((s.state != 5).sum()) for s in states]
+    assert all(n % 4 == 0 for n in committed["magnet"])  # whole spans of 4
+    assert any(n % 4 for n in committed["maskgit"]), committed
+    with pytest.raises(ValueError, match="maskgit"):
+        sampler(PreferCode(2, 5), _inputs(lay, 1), Request("x", seed=1, steps=3, solver="heun",
+                                                           guidance=1.0), None)  # fmt: skip
