@@ -39,19 +39,17 @@ def cold(cmd: list[str], reps: int) -> list[float]:
 
 
 def rows(reps: int) -> list[list[str]]:
-    py = sys.executable
+    py, gen = sys.executable, f'dit-studio generate "{README_PROMPT}" --seed 0'
     with tempfile.TemporaryDirectory() as tmp:
         runs = {
             "python -c pass": cold([py, "-c", "pass"], reps),
             "python -c 'import torch'": cold([py, "-c", "import torch"], reps),
             "dit-studio --help": cold([*_cli(), "--help"], reps),
-            f'dit-studio generate "{README_PROMPT}" --seed 0': cold(
-                [*_cli(), "generate", README_PROMPT, "--seed", "0", "--out", tmp], reps),
+            gen: cold([*_cli(), "generate", README_PROMPT, "--seed", "0", "--out", tmp], reps),
         }  # fmt: skip
     med = {k: statistics.median(v) for k, v in runs.items()}
-    bare, torch_s = med["python -c pass"], med["python -c 'import torch'"]
-    targets = {"dit-studio --help": 1.5 * bare + 0.5}
-    targets[next(k for k in runs if k.startswith("dit-studio generate"))] = 2 * torch_s
+    targets = {"dit-studio --help": 1.5 * med["python -c pass"] + 0.5,
+               gen: 2 * med["python -c 'import torch'"]}  # fmt: skip
     table_rows = []
     for name, times in runs.items():
         target = targets.get(name)

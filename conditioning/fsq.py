@@ -21,6 +21,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from dit.codes import mixed_radix_basis
 from dit.loading import ParameterDevice, check_safe_folder
 
 
@@ -33,8 +34,7 @@ class FSQ(nn.Module):
             raise ValueError(f"levels={levels}: give at least one level count, each >= 2")
         lv = torch.tensor(levels, dtype=torch.float32)
         self.register_buffer("levels", lv, persistent=False)
-        basis = torch.cumprod(torch.tensor([1, *levels[:-1]]), 0)  # mixed-radix place values
-        self.register_buffer("basis", basis, persistent=False)
+        self.register_buffer("basis", mixed_radix_basis(tuple(levels)), persistent=False)
         self.codebook_size = math.prod(levels)
 
     def bound(self, z: torch.Tensor) -> torch.Tensor:

@@ -19,8 +19,9 @@ import torch
 from torch import nn
 
 
-def _basis(levels: tuple[int, ...]) -> torch.Tensor:
-    """(L,) mixed-radix place values, level 0 least significant (as conditioning/fsq.py)."""
+def mixed_radix_basis(levels: tuple[int, ...]) -> torch.Tensor:
+    """(L,) place values of an FSQ code's level digits, level 0 least significant (the index
+    conditioning/fsq.py gives a code)."""
     return torch.tensor([math.prod(levels[:i]) for i in range(len(levels))])
 
 
@@ -34,7 +35,7 @@ class FactorisedCodeEmbedding(nn.Module):
         self.table = nn.Embedding(sum(levels) + 1, width)
         offsets = torch.tensor([0, *levels[:-1]]).cumsum(0)
         self.register_buffer("offsets", offsets, persistent=False)  # (L,)
-        self.register_buffer("basis", _basis(levels), persistent=False)  # (L,)
+        self.register_buffer("basis", mixed_radix_basis(levels), persistent=False)  # (L,)
         self.register_buffer("levels", torch.tensor(levels), persistent=False)  # (L,)
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ from a checkpoint continues exactly as the uninterrupted run would have.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -216,7 +217,7 @@ def train(
         return other(recipe, out_dir, resume, max_minutes)
     out = Path(out_dir)
     deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
-    _rewriter(recipe)  # a wrong rewriter_from fails now, not at the export
+    _rewriter_folder(recipe)  # a wrong rewriter_from fails now, not at the export
     acc, micro, log_with = _accelerator(recipe, out)
     module, media = _objective(recipe)
     # Only what trains is optimised and averaged: everything, or a LoRA's weights alone.
@@ -324,8 +325,8 @@ def pipeline_of(module: FlowObjective | MaskedObjective, recipe: Recipe) -> Pipe
                                          _rewriter(recipe))  # fmt: skip
 
 
-def _rewriter(recipe: Recipe) -> PromptRewriter | None:
-    """``recipe.rewriter_from``'s prompt rewriter, for the export; it must be the same world's."""
+def _rewriter_folder(recipe: Recipe) -> Path | None:
+    """``recipe.rewriter_from``'s ``rewriter/`` folder, checked to be the same world's."""
     if not recipe.rewriter_from:
         return None
     folder = resolve_model(recipe.rewriter_from)
@@ -335,7 +336,19 @@ def _rewriter(recipe: Recipe) -> PromptRewriter | None:
                          f"with a rewriter/ of the {recipe.data!r} world (it has "
                          f"{'a' if (folder / 'rewriter').is_dir() else 'no'} rewriter, world "
                          f"{world!r})")  # fmt: skip
-    return PromptRewriter.from_pretrained(folder / "rewriter", torch_dtype=torch.float32).eval()
+    return folder / "rewriter"
+
+
+@functools.lru_cache(maxsize=2)
+def _load_rewriter(folder: Path) -> PromptRewriter:
+    """Read once per run, not at every export and sample strip."""
+    return PromptRewriter.from_pretrained(folder, torch_dtype=torch.float32).eval()
+
+
+def _rewriter(recipe: Recipe) -> PromptRewriter | None:
+    """The prompt rewriter the export carries (``recipe.rewriter_from``), or None."""
+    folder = _rewriter_folder(recipe)
+    return None if folder is None else _load_rewriter(folder)
 
 
 def export(module: FlowObjective, recipe: Recipe, folder: Path) -> None:
