@@ -95,8 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--fps", type=float, help="video models: frame rate (default: training's)")
     ev.add_argument("--phrasing", nargs="+", choices=("canonical", "train", "heldout"),
                     default=["canonical", "train", "heldout"],
-                    help="shapes, digits and motion models: which phrasings of the world's caption "
-                    "grammar to score "
+                    help="shapes, digits, sounds and motion models: which phrasings of the "
+                    "world's caption grammar to score "
                     "(default all three, side by side on the same scenes and seeds)")  # fmt: skip
 
     batch = sub.add_parser(

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 HEADS = ("none", "velocity", "logits")
+PREDICTIONS = ("velocity", "x")  # what a velocity head outputs (StreamConfig.prediction)
+X_PREDICTION_MIN_NOISE = 0.05  # 1 - t is clipped to this when x becomes a velocity (JiT)
 MLP_ACTS = ("gelu", "gelu_tanh")  # exact GELU; the tanh form (SD3, FLUX.1)
 
 # Rotary axes, in the order of the last dim of every position-id tensor. Time is in seconds on
@@ -44,6 +46,10 @@ class StreamConfig:
         is a sum of one embedding per level and the head one softmax per level, ``sum(levels)``
         outputs instead of ``codebook_size`` (``prod(levels)``). () = one embedding row and
         one logit per code.
+    prediction: what a ``velocity`` head's output means. ``velocity`` (v = data - noise), or
+        ``x``: the clean data, turned into the velocity it implies inside ``DiT.forward``
+        (v = (x - x_t) / (1 - t)), so losses and solvers still see velocities (JiT, Li & He
+        2025: predicting the clean signal works where tokens are wider than the model).
     """
 
     name: str
@@ -51,6 +57,7 @@ class StreamConfig:
     head: str = "velocity"
     codebook_size: int = 0
     levels: tuple[int, ...] = ()
+    prediction: str = "velocity"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -60,6 +67,12 @@ class StreamConfig:
         if not isinstance(self.levels, list | tuple):
             _fail(f"stream[{self.name}].levels", self.levels, "give a list of FSQ level counts")
         object.__setattr__(self, "levels", tuple(self.levels))  # JSON gives a list
+        if self.prediction not in PREDICTIONS:
+            _fail(f"stream[{self.name}].prediction", self.prediction,
+                  f"choose one of {PREDICTIONS}")
+        if self.prediction != "velocity" and self.head != "velocity":
+            _fail(f"stream[{self.name}].prediction", self.prediction, "only a 'velocity' head "
+                  "can predict 'x'; use 'velocity'")
         if self.head == "logits":
             if not _is_int(self.codebook_size) or self.codebook_size < 2:
                 _fail(

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 
 from .callbacks import StepCallback, StepState
+from .config import X_PREDICTION_MIN_NOISE
 from .tree import State, axpy, batch_size, tree_map
 
 VelocityFn = Callable[[State, torch.Tensor], State]  # (x, t of shape (B,)) -> v
@@ -42,6 +43,14 @@ def frame_noise(
     common = torch.randn((*lead, 1, n // frames, d), generator=generator)
     mixed = independent.unflatten(-2, (frames, n // frames))  # (..., F, S, D)
     return (math.sqrt(share) * common + math.sqrt(1 - share) * mixed).flatten(-3, -2)
+
+
+def x_to_velocity(x: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The velocity implied by a clean-signal prediction ``x`` at ``x_t`` (both (B, N, D)) and
+    t (B,): on the straight path v = (x - x_t) / (1 - t), with 1 - t clipped at
+    ``X_PREDICTION_MIN_NOISE`` so the last steps stay finite (JiT's clip)."""
+    noise_level = (1 - t.float()).clamp_min(X_PREDICTION_MIN_NOISE).view(-1, 1, 1)
+    return ((x.float() - x_t.float()) / noise_level).to(x.dtype)
 
 
 def target_velocity(noise: torch.Tensor, data: torch.Tensor) -> torch.Tensor:

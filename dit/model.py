@@ -18,6 +18,7 @@ from torch import nn
 from .block import JointBlock, SingleBlock
 from .codes import FactorisedCodeEmbedding, joint_logits
 from .config import DiTConfig
+from .flow import x_to_velocity
 from .layers import FinalLayer, TimestepEmbedder
 from .linear import Linear
 from .loading import ParameterDevice, check_safe_folder
@@ -236,6 +237,9 @@ class DiT(ParameterDevice, ModelMixin, ConfigMixin):
                 out[n] = joint_logits(out[n], levels)
         if video:
             out[video] = out[video].reshape(b, -1, out[video].shape[-1])  # (B, F S, out)
+        for n in out:  # clean-signal heads: x -> the velocity it implies at (x_t, t)
+            if self.cfg.stream(n).prediction == "x":
+                out[n] = x_to_velocity(out[n], tokens[n], (stream_t or {}).get(n, t))
         return out
 
     def _inputs(self, names: list[str], tokens: dict, positions: dict, t: torch.Tensor,

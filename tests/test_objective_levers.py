@@ -46,3 +46,39 @@ def test_contrastive_term_is_the_distance_to_the_rolled_batchs_target():
 def test_bad_lever_values_say_what_to_use(field, value):
     with pytest.raises(ValueError, match=field):
         Recipe.load("tiny-test", **{field: value})
+
+
+def test_x_prediction_returns_the_velocity_its_clean_signal_implies():
+    recipe = replace(Recipe.load("tiny-test"), prediction="x")
+    x_obj, _ = _objective(recipe)
+    v_obj, _ = _objective(Recipe.load("tiny-test"))
+    assert x_obj.transformer.cfg.stream("image").prediction == "x"
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # the same (non-zero) weights in both: only the head's meaning differs
+        for p in x_obj.parameters():
+            p.copy_(0.1 * torch.randn(p.shape, generator=g))
+        v_obj.load_state_dict(x_obj.state_dict())
+        x_t, pos = torch.randn(3, 16, 48, generator=g), image_positions(4, 4)
+        t = torch.tensor([0.0, 0.5, 0.99])  # the last one clipped: 1 - t -> 0.05
+        emb = x_obj.text_encoder.encode(["a red circle", "", "a blue star"])
+        raw = v_obj.velocity(x_t, pos, emb, t)  # the head's output, read as a velocity
+        v = x_obj.velocity(x_t, pos, emb, t)
+    scale = torch.tensor([1.0, 0.5, 0.05]).view(-1, 1, 1)
+    torch.testing.assert_close(v, (raw - x_t) / scale, atol=1e-5, rtol=1e-5)
+    # a perfect clean-signal prediction gives the true velocity anywhere on the path
+    from dit.flow import interpolate, x_to_velocity
+
+    data, noise = torch.randn(2, 5, 7, generator=g), torch.randn(2, 5, 7, generator=g)
+    tt = torch.tensor([0.2, 0.7])
+    torch.testing.assert_close(x_to_velocity(data, interpolate(noise, data, tt), tt),
+                               data - noise, atol=1e-5, rtol=1e-5)  # fmt: skip
+
+
+def test_x_prediction_is_saved_with_the_model_and_refused_for_masked(tmp_path):
+    from dit import DiT
+
+    objective, _ = _objective(replace(Recipe.load("tiny-test"), prediction="x"))
+    objective.transformer.save_pretrained(tmp_path)
+    assert DiT.from_pretrained(tmp_path).cfg.stream("image").prediction == "x"
+    with pytest.raises(ValueError, match="prediction"):
+        Recipe.load("tiny-test", prediction="eps")

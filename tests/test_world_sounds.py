@@ -346,3 +346,18 @@ def test_score_reads_tensors_and_summarise_skips_none():
     assert score(torch.from_numpy(wave)[None], s) == score(wave, s)
     results = [{"pitch": True, "order": None}, {"pitch": False, "order": None}]
     assert summarise(results) == {"pitch": 50.0}
+
+
+def test_eval_scenes_are_the_same_in_every_phrasing_and_only_the_words_differ():
+    import pytest
+
+    from training.eval_sounds import heldout_sound_scenes
+    from training.world.sounds import caption
+
+    runs = {p: heldout_sound_scenes(24, 3.0, phrasing=p) for p in ("canonical", "train", "heldout")}
+    scenes = runs["canonical"][0]
+    assert all(runs[p][0] == scenes for p in runs)
+    assert runs["canonical"][1] == [caption(s) for s in scenes]  # canonical: deterministic
+    assert runs["train"][1] != runs["canonical"][1] != runs["heldout"][1]
+    with pytest.raises(ValueError, match="phrasing"):
+        heldout_sound_scenes(2, 3.0, phrasing="poetic")

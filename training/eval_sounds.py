@@ -12,14 +12,20 @@ from collections import defaultdict
 
 import numpy as np
 
+from .world.grammar import PHRASINGS
 from .world.score_sounds import score, summarise
 from .world.sounds import caption, is_heldout, render, sample_scene
 
 
-def heldout_sound_scenes(n: int, max_duration: float, seed: int = 1234, min_duration=0.5):
+def heldout_sound_scenes(n: int, max_duration: float, seed: int = 1234, min_duration=0.5,
+                         phrasing: str = "train"):  # fmt: skip
+    """``n`` held-out scenes and their captions in ``phrasing``; the scenes do not depend on
+    the phrasing (they are drawn first)."""
+    if phrasing not in PHRASINGS:
+        raise ValueError(f"phrasing={phrasing!r}; choose from {list(PHRASINGS)}")
     rng = np.random.default_rng(seed)
     scenes = [sample_scene(rng, "heldout", max_duration, min_duration) for _ in range(n)]
-    return scenes, [caption(s, rng) for s in scenes]
+    return scenes, [caption(s, rng, phrasing) for s in scenes]
 
 
 def generate_at_durations(pipe, prompts, durations, seed=0, batch=16, **settings):
@@ -47,18 +53,24 @@ def evaluate_sounds(
     solver: str | None = None,
     seed: int = 0,
     longer: bool = True,
+    phrasings: tuple[str, ...] = ("train",),
 ) -> dict[str, float]:
-    """Percent right per attribute on ``n`` held-out prompts, generated and real; with
-    ``longer``, also on n / 10 prompts longer than the training clips."""
+    """Percent right per attribute on ``n`` held-out prompts, per phrasing (keys
+    ``"<phrasing> <attribute>"``; with one phrasing ``"gen <attribute>"``: the same scenes
+    and seeds in each), and on the real renders; with ``longer``, also on n / 10 prompts
+    longer than the training clips (in the first phrasing)."""
     seconds = pipe.spec.seconds
-    scenes, prompts = heldout_sound_scenes(n, seconds)
     settings = {k: v for k, v in dict(steps=steps, guidance=guidance, solver=solver).items()
                 if v is not None}  # fmt: skip
-    clips = generate_at_durations(pipe, prompts, [s.duration for s in scenes], seed=seed,
-                                  **settings)  # fmt: skip
-    gen = [score(c, s) for c, s in zip(clips, scenes, strict=True)]
+    out: dict[str, float] = {}
+    for phrasing in phrasings:
+        scenes, prompts = heldout_sound_scenes(n, seconds, phrasing=phrasing)
+        clips = generate_at_durations(pipe, prompts, [s.duration for s in scenes], seed=seed,
+                                      **settings)  # fmt: skip
+        gen = [score(c, s) for c, s in zip(clips, scenes, strict=True)]
+        label = "gen" if len(phrasings) == 1 else phrasing
+        out.update({f"{label} {k}": v for k, v in summarise(gen).items()})
     real = [score(render(s), s) for s in scenes]
-    out = {f"gen {k}": v for k, v in summarise(gen).items()}
     out.update({f"real {k}": v for k, v in summarise(real).items()})
     out["prompts"] = n
     out["unseen combinations"] = sum(map(is_heldout, scenes))
@@ -67,7 +79,7 @@ def evaluate_sounds(
     # Lengths training never saw: clips longer than its longest, up to the model's limit.
     n_long = max(1, n // 10)
     long, long_prompts = heldout_sound_scenes(
-        n_long, 2 * seconds, seed=99, min_duration=seconds + 0.1
+        n_long, 2 * seconds, seed=99, min_duration=seconds + 0.1, phrasing=phrasings[0]
     )
     long_clips = generate_at_durations(pipe, long_prompts, [s.duration for s in long],
                                        seed=seed, **settings)  # fmt: skip

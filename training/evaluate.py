@@ -21,8 +21,10 @@ def _digits(pipe, n, phrasings, **settings) -> dict:
     )
 
 
-def _sounds(pipe, n, phrasings, **settings) -> dict:  # one phrasing (its held-out prompts)
-    return import_module("training.eval_sounds").evaluate_sounds(pipe, n=n, **settings)
+def _sounds(pipe, n, phrasings, **settings) -> dict:
+    return import_module("training.eval_sounds").evaluate_sounds(
+        pipe, n=n, phrasings=phrasings, **settings
+    )
 
 
 def _motion(pipe, n, phrasings, fps=None, **settings) -> dict:

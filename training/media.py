@@ -36,7 +36,8 @@ class Media:
         return logit_normal_t(b, mean=self.recipe.t_mean, generator=g)
 
     def stream_configs(self) -> list[StreamConfig]:
-        return [StreamConfig(name, dim) for name, dim in self.streams.items()]
+        return [StreamConfig(name, dim, prediction=self.recipe.prediction)
+                for name, dim in self.streams.items()]  # fmt: skip
 
     def draws(self, first, b: int, g: torch.Generator) -> tuple:
         """A step's random draws for the whole global batch, given one item's tokens

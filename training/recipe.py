@@ -40,6 +40,9 @@ class Recipe:
     # flow: contrastive flow matching (Stoica et al. 2025): minus this weight x the squared
     # distance to another item's velocity target (the batch rolled by one); ~0.05 in the paper
     contrastive: float = 0.0
+    # flow: what the velocity heads output, "velocity" or "x" (the clean signal, turned into a
+    # velocity inside the model: dit.config.StreamConfig.prediction; JiT, issue 19)
+    prediction: str = "velocity"
     codec: dict[str, Any] = field(default_factory=dict)  # audio: MelCodec settings
     patch: int = 4
     objective: str = "flow"  # flow | masked | tokenizer | distill | rewriter
@@ -133,6 +136,10 @@ class Recipe:
                 self.factorised_codes and self.objective != "masked"):
             raise ValueError(f"recipe factorised_codes={self.factorised_codes!r}: use true (only "
                              "with objective 'masked') or false")
+        if self.prediction not in ("velocity", "x") or (
+                self.prediction != "velocity" and self.objective not in ("flow", "distill")):
+            raise ValueError(f"recipe prediction={self.prediction!r}: use 'velocity' or 'x' "
+                             "(only with objective 'flow' or 'distill')")
         if not isinstance(self.span, int) or self.span < 1:
             raise ValueError(f"recipe span={self.span!r}: use an integer >= 1")
         kinds = {"image": ("shapes", "digits", "folder"), "audio": ("sounds", "folder"),
