@@ -22,6 +22,7 @@ def test_columns_differ_only_in_the_caption(pipe):
         assert r["other"] == pytest.approx(r["empty"], rel=1e-6)
     real = probe(pipe, data, captions, times=(0.1, 0.5))
     assert [r["t"] for r in real] == [0.1, 0.5]
-    assert all(r["empty"] == pytest.approx(b["empty"], rel=1e-6) for r, b in zip(real, blank, strict=True))
+    for r, b in zip(real, blank, strict=True):  # the same draws for every caption set
+        assert r["empty"] == pytest.approx(b["empty"], rel=1e-6)
     assert any(abs(r["true"] - r["empty"]) > 1e-4 for r in real)  # the captions are read
     assert "gain of the text" in table(real) and table(real).count("\n") == 3
