@@ -82,3 +82,14 @@ def test_x_prediction_is_saved_with_the_model_and_refused_for_masked(tmp_path):
     assert DiT.from_pretrained(tmp_path).cfg.stream("image").prediction == "x"
     with pytest.raises(ValueError, match="prediction"):
         Recipe.load("tiny-test", prediction="eps")
+
+
+def test_the_sound_ab_arms_differ_from_the_baseline_in_their_one_lever():
+    from dataclasses import asdict
+
+    base = asdict(Recipe.load("sounds-t2a-ab-velocity"))
+    arms = {"sounds-t2a-ab-x": {"prediction": "x"}, "sounds-t2a-ab-t-mean": {"t_mean": -0.5},
+            "sounds-t2a-ab-contrastive": {"contrastive": 0.05}}  # fmt: skip
+    for name, lever in arms.items():
+        arm = asdict(Recipe.load(name))
+        assert {k: v for k, v in arm.items() if base[k] != v} == lever, name
