@@ -48,6 +48,15 @@ class MelCodec:
         """Tokens that cover ``seconds`` of audio (the last one partly)."""
         return max(1, math.ceil(seconds / self.seconds_per_token - 1e-9))
 
+    def semitones_per_band(self, f: float) -> float:
+        """How coarse the frequency axis is at ``f`` Hz, in semitones: the wider of the mel
+        band spacing there (torchaudio's default HTK mel scale) and the STFT bin width."""
+        mel = lambda hz: 2595.0 * math.log10(1.0 + hz / 700.0)  # noqa: E731
+        spacing = (mel(self.f_max) - mel(self.f_min)) / (self.n_mels + 1)  # mel per band
+        band_hz = spacing * (700.0 + f) * math.log(10.0) / 2595.0  # d(hz)/d(mel) x spacing
+        width = max(band_hz, self.sample_rate / self.n_fft)
+        return 12.0 * math.log2(1.0 + width / f)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

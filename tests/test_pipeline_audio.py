@@ -139,3 +139,26 @@ def test_bundled_sounds_model_is_the_audio_default(tmp_path):
     assert (len(samples), rate, settings["model"]) == (32_000, 16_000, "sounds-t2a")
     assert samples.std() > 0.01
     assert a.read_bytes() == b.read_bytes()
+
+
+def test_semitones_per_band_matches_the_filterbank_centres():
+    import math
+
+    import numpy as np
+    import torchaudio
+
+    from conditioning.mel import MelCodec
+
+    codec = MelCodec()  # 80 bands over 20 Hz - 8 kHz: the 3.1 / 1.9 / 1.3 semitones
+    fb = torchaudio.functional.melscale_fbanks(codec.n_fft // 2 + 1, codec.f_min, codec.f_max,
+                                               codec.n_mels, codec.sample_rate)  # fmt: skip
+    freqs = np.linspace(0, codec.sample_rate / 2, codec.n_fft // 2 + 1)
+    centres = freqs[fb.argmax(0).numpy()]  # each band's peak bin: its centre, to a bin
+    for f in (440.0, 987.77):  # where bands are wider than a bin, the spacing of the centres
+        i = int(np.searchsorted(centres, f))
+        measured = 12 * math.log2(1 + (centres[i + 2] - centres[i - 2]) / 4 / f)
+        assert codec.semitones_per_band(f) == pytest.approx(measured, rel=0.25)
+    coarse = [round(codec.semitones_per_band(f), 1) for f in (130.81, 261.63, 440.0)]
+    assert coarse == [3.1, 1.9, 1.3]
+    fine = MelCodec(n_mels=160, f_min=100.0, f_max=4000.0, n_fft=2048)
+    assert fine.semitones_per_band(130.81) < 0.6 * codec.semitones_per_band(130.81)
