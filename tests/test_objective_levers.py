@@ -89,7 +89,9 @@ def test_the_sound_ab_arms_differ_from_the_baseline_in_their_one_lever():
 
     base = asdict(Recipe.load("sounds-t2a-ab-velocity"))
     arms = {"sounds-t2a-ab-x": {"prediction": "x"}, "sounds-t2a-ab-t-mean": {"t_mean": -0.5},
-            "sounds-t2a-ab-contrastive": {"contrastive": 0.05}}  # fmt: skip
+            "sounds-t2a-ab-contrastive": {"contrastive": 0.05},
+            "sounds-t2a-ab-mel128": {"codec": {"n_mels": 128, "f_min": 100.0,
+                                               "frames_per_token": 2}}}  # fmt: skip
     for name, lever in arms.items():
         arm = asdict(Recipe.load(name))
         assert {k: v for k, v in arm.items() if base[k] != v} == lever, name
