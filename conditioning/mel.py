@@ -51,6 +51,7 @@ class MelCodec:
     def semitones_per_band(self, f: float) -> float:
         """How coarse the frequency axis is at ``f`` Hz, in semitones: the wider of the mel
         band spacing there (torchaudio's default HTK mel scale) and the STFT bin width."""
+        # The HTK formula written here: torchaudio's own (_hz_to_mel) is private.
         mel = lambda hz: 2595.0 * math.log10(1.0 + hz / 700.0)  # noqa: E731
         spacing = (mel(self.f_max) - mel(self.f_min)) / (self.n_mels + 1)  # mel per band
         band_hz = spacing * (700.0 + f) * math.log(10.0) / 2595.0  # d(hz)/d(mel) x spacing
