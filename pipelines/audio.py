@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from conditioning.mel import MelCodec
-from dit.tokens import audio_positions
 
 from .base import Layout, Pipeline
 from .figures import frequency_ticks, time_ticks, with_axes
@@ -44,13 +43,6 @@ def spectrogram_figure(frames: torch.Tensor, codec: MelCodec, height: int = 240,
     return with_axes(image, time_ticks(seconds), frequency_ticks(codec.f_min, codec.f_max))
 
 
-def audio_layout(codec: MelCodec, duration: float) -> Layout:
-    """The audio stream of a request for ``duration`` seconds: its tokens carry their start
-    time in seconds."""
-    n = codec.tokens_for(duration)
-    return Layout("audio", n, codec.token_dim, audio_positions(n, codec.seconds_per_token))
-
-
 def decode_audio(codec: MelCodec, x: torch.Tensor, duration: float) -> list[np.ndarray]:
     """(B, N, D) mel tokens -> waves (T,) float32 of exactly ``duration`` seconds."""
     waves = codec.decode(codec.from_tokens(x), round(duration * codec.sample_rate))  # (B, T)
@@ -63,10 +55,10 @@ class TextToAudioPipeline(Pipeline):
 
     def __init__(self, transformer, text_encoder, spec, tokenizer=None, rewriter=None) -> None:
         super().__init__(transformer, text_encoder, spec, tokenizer, rewriter)
-        self.codec = MelCodec(**spec.extra.get("codec", {}))
+        self.codec = self.streams["audio"].codec
 
     def layout(self, request: Request) -> Layout:
-        return audio_layout(self.codec, request.duration)
+        return self.streams["audio"].layout(request.duration)
 
     def decode(self, x: torch.Tensor, request: Request) -> list[np.ndarray]:
         return decode_audio(self.codec, x, request.duration)

@@ -15,10 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from conditioning.mel import MelCodec
-from dit.tokens import patchify_video
-
-from .audio import audio_layout, decode_audio, spectrogram_figure
+from .audio import decode_audio, spectrogram_figure
 from .base import Layout, Output
 from .figures import MARGIN_LEFT, frame_grid
 from .mp4 import mp4_bytes
@@ -40,10 +37,10 @@ class TextToAudioVideoPipeline(TextToVideoPipeline):
 
     def __init__(self, transformer, text_encoder, spec, tokenizer=None, rewriter=None) -> None:
         super().__init__(transformer, text_encoder, spec, tokenizer, rewriter)
-        self.codec = MelCodec(**spec.extra.get("codec", {}))
+        self.codec = self.streams["audio"].codec
 
     def layouts(self, request: Request) -> list[Layout]:
-        return [self.layout(request), audio_layout(self.codec, request.duration)]
+        return [self.layout(request), self.streams["audio"].layout(request.duration)]
 
     def guidance_scales(self, request: Request) -> float | dict[str, float]:
         """LTX-2's modality-aware guidance: the audio stream may have its own scale."""
@@ -98,7 +95,7 @@ class TextToAudioVideoPipeline(TextToVideoPipeline):
         """Pictures for a given sound (T,) float at the model's sample rate."""
         req = self.resolve(request, **overrides, duration=len(wave) / self.codec.sample_rate)
         tokens = self.codec.clip_tokens(torch.from_numpy(wave).float(), req.duration)[None]
-        lay = audio_layout(self.codec, req.duration)
+        lay = self.streams["audio"].layout(req.duration)
         given = {"audio": (tokens.expand(req.num_outputs, -1, -1), lay.positions)}
         video = self.sample(req, callback, given=given)
         frames = self.frames_of(video, req)
@@ -108,7 +105,7 @@ class TextToAudioVideoPipeline(TextToVideoPipeline):
         """(B, F, H, W, 3) uint8 clips -> (B, N, D) video tokens, as the model sees them."""
         video = torch.from_numpy(np.ascontiguousarray(clips)).permute(0, 1, 4, 2, 3)
         video = video.float() / 127.5 - 1  # (B, F, 3, H, W) in [-1, 1]
-        return patchify_video(video, self.spec.patch, self.spec.tpatch)
+        return self.streams[self.stream].encode(video)
 
     def _fps(self, request: Request | str, overrides: dict[str, Any]) -> float:
         fps = overrides.get("fps", getattr(request, "fps", None))

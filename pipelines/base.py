@@ -1,6 +1,7 @@
 """What every pipeline shares: loading, request checks, seeding, guidance, sampling, saving.
 
-A modality subclass only says how its tokens are laid out (``layout``) and how the sampled
+A modality subclass only says which of its streams a request lays out (``layout``, through the
+token definitions of ``pipelines/modality.py`` that the trainer uses too) and how the sampled
 tokens become media (``decode``) and files (``encode_file``).
 """
 
@@ -28,6 +29,7 @@ from dit.tokens import text_positions
 from dit.tree import State
 
 from .adapters import AdapterGate
+from .modality import streams_of
 from .request import Limits, Request
 from .sampler import DECODING, FlowSampler, Inputs, Layout, MaskedSampler, Sampler
 from .spec import INDEX, ModelSpec, bundled_models, resolve_model  # noqa: F401 (re-export)
@@ -55,6 +57,7 @@ class Pipeline:
         # Free phrasing -> the model's own caption form (conditioning/rewriter.py), if it has one
         self.rewriter = rewriter.eval() if rewriter is not None else None
         self.spec = spec
+        self.streams = streams_of(spec)  # the token layout of each stream (pipelines/modality.py)
         self.limits: Limits = spec.request_limits()
         if (spec.objective == "masked") != (tokenizer is not None):
             raise ValueError(f"model {spec.name!r} ({spec.objective}): a masked model needs its "

@@ -7,8 +7,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from dit.tokens import image_positions, patchify, unpatchify
-
 from .base import Layout, Pipeline
 from .outputs import png_bytes
 from .request import Request
@@ -25,20 +23,17 @@ class TextToImagePipeline(Pipeline):
     suffix = ".png"
 
     def layout(self, request: Request) -> Layout:
-        p = self.spec.patch
-        h, w = request.height // p, request.width // p
-        return Layout("image", h * w, self.spec.channels * p * p, image_positions(h, w))
+        return self.streams["image"].layout(request.height, request.width)
 
     def decode(self, x: torch.Tensor, request: Request) -> list[np.ndarray]:
-        p = self.spec.patch
-        images = unpatchify(x, p, request.height // p, request.width // p)  # (B, C, H, W)
+        images = self.streams["image"].decode(x, request.height, request.width)  # (B, C, H, W)
         return list(to_uint8(images))
 
     def codes_to_tokens(self, codes: torch.Tensor, request: Request) -> torch.Tensor:
         """(B, N) codes -> (B, N, 3 p p) pixel patches (the tokenizer's factor is p)."""
         p = self.spec.patch
         grid = codes.view(-1, request.height // p, request.width // p)
-        return patchify(self.tokenizer.decode(grid), p)
+        return self.streams["image"].encode(self.tokenizer.decode(grid))
 
     def encode_file(self, media: np.ndarray, settings: dict[str, Any]) -> bytes:
         return png_bytes(media, settings)

@@ -14,7 +14,6 @@ import torch
 
 from dit.flow import frame_noise
 from dit.temporal import frame_split
-from dit.tokens import unpatchify_video, video_positions
 
 from .base import Layout, Pipeline
 from .figures import enlarge, frame_grid
@@ -35,16 +34,9 @@ class TextToVideoPipeline(Pipeline):
     suffix = ".mp4"
     stream = "video"
 
-    def grid(self, request: Request) -> tuple[int, int, int]:
-        """(tubelets in time, patches down, patches across) of a resolved request."""
-        p, q = self.spec.patch, self.spec.tpatch
-        return request.frames() // q, request.height // p, request.width // p
-
     def layout(self, request: Request) -> Layout:
-        p, q = self.spec.patch, self.spec.tpatch
-        f, h, w = self.grid(request)
-        pos = video_positions(f * q, h, w, request.fps, q)
-        return Layout(self.stream, f * h * w, self.spec.channels * q * p * p, pos)
+        video = self.streams[self.stream]
+        return video.layout(request.frames(), request.height, request.width, request.fps)
 
     def noise(self, lay: Layout, g: torch.Generator) -> torch.Tensor:
         """Frames share ``frame_noise_share`` of their noise when the model was trained so."""
@@ -56,7 +48,8 @@ class TextToVideoPipeline(Pipeline):
 
     def frames_of(self, x: torch.Tensor, request: Request) -> np.ndarray:
         """(B, N, D) video tokens -> (B, F, H, W, 3) uint8."""
-        video = unpatchify_video(x, self.spec.patch, self.spec.tpatch, *self.grid(request))
+        video = self.streams[self.stream].decode(x, request.frames(), request.height,
+                                                 request.width)  # (B, F, C, H, W)
         b, f = video.shape[:2]
         return to_uint8(video.flatten(0, 1)).reshape(b, f, *video.shape[-2:], 3)
 

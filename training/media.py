@@ -1,7 +1,9 @@
-"""What the trainer needs to know of a modality: its stream, how a batch of source items
-becomes tokens with positions, and the model spec the export carries.
+"""What the trainer needs to know of a modality: the model spec the export carries, how a
+batch of source items becomes tokens with positions, and each step's random draws.
 
-One adapter per modality; the trainer loop, the objective and the export are shared.
+The token layout itself is the pipelines' own (``pipelines/modality.py``, built from the
+spec), so a model trains on exactly the tokens it will be sampled in. One adapter per
+modality; the trainer loop, the objective and the export are shared.
 """
 
 from __future__ import annotations
@@ -14,30 +16,34 @@ from conditioning.mel import MelCodec
 from dit import StreamConfig
 from dit.flow import frame_noise, logit_normal_t
 from dit.masked import random_mask, span_mask
-from dit.tokens import audio_positions, image_positions, patchify, patchify_video, video_positions
 from dit.tree import tree_map
+from pipelines.modality import StreamTokens, streams_of
 from pipelines.spec import ModelSpec, resolve_tokenizer
 
 from .recipe import Recipe
 
 
 class Media:
-    """One generated stream: its name and token size, and each step's flow times."""
+    """The generated streams of a recipe, and each step's flow times.
 
-    stream: str
-    token_dim: int
+    ``streams``: name -> its token definition (pipelines/modality.py), built from the spec the
+    export will carry, so training lays tokens out exactly as the pipelines will.
+    """
 
-    @property
-    def streams(self) -> dict[str, int]:
-        return {self.stream: self.token_dim}
+    stream: str  # the first (or only) stream
+    streams: dict[str, StreamTokens]
+
+    def _define_streams(self) -> None:
+        self.streams = streams_of(self.spec())
+        self.stream = next(iter(self.streams))
 
     def times(self, b: int, g: torch.Generator) -> torch.Tensor:
         """(B,) training times of a step's global batch (SD3's logit-normal, mean t_mean)."""
         return logit_normal_t(b, mean=self.recipe.t_mean, generator=g)
 
     def stream_configs(self) -> list[StreamConfig]:
-        return [StreamConfig(name, dim, prediction=self.recipe.prediction)
-                for name, dim in self.streams.items()]  # fmt: skip
+        return [StreamConfig(name, s.dim, prediction=self.recipe.prediction)
+                for name, s in self.streams.items()]  # fmt: skip
 
     def draws(self, first, b: int, g: torch.Generator) -> tuple:
         """A step's random draws for the whole global batch, given one item's tokens
@@ -49,17 +55,14 @@ class Media:
 class ImageMedia(Media):
     """Items are images (3, H, W) in [-1, 1]; tokens are p x p pixel patches."""
 
-    stream = "image"
-
     def __init__(self, recipe: Recipe) -> None:
-        self.recipe, self.patch = recipe, recipe.patch
-        self.token_dim = 3 * recipe.patch**2
+        self.recipe = recipe
+        self._define_streams()
 
     def tokens(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) -> tokens (B, N, 3 p p) and positions (N, 4)."""
-        p = self.patch
-        positions = image_positions(batch.shape[-2] // p, batch.shape[-1] // p)
-        return patchify(batch, p), positions
+        image = self.streams["image"]
+        return image.encode(batch), image.layout(*batch.shape[-2:]).positions
 
     def spec(self) -> ModelSpec:
         r = self.recipe
@@ -71,15 +74,13 @@ class ImageMedia(Media):
 class AudioMedia(Media):
     """Items are mel tokens (N, frames_per_token * n_mels), already encoded by the source."""
 
-    stream = "audio"
-
     def __init__(self, recipe: Recipe) -> None:
         self.recipe, self.codec = recipe, MelCodec(**recipe.codec)
-        self.token_dim = self.codec.token_dim
+        self._define_streams()
 
     def tokens(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, N, D) tokens -> the same, and positions (N, 4) with time in seconds."""
-        return batch, audio_positions(batch.shape[1], self.codec.seconds_per_token)
+        return batch, self.streams["audio"].layout_of(batch.shape[1]).positions
 
     def spec(self) -> ModelSpec:
         r = self.recipe
@@ -94,17 +95,15 @@ class VideoMedia(Media):
     """Items are clips (F, 3, H, W) in [-1, 1]; tokens are tpatch x p x p pixel tubelets whose
     positions carry time in seconds at the recipe's fps."""
 
-    stream = "video"
-
     def __init__(self, recipe: Recipe) -> None:
-        self.recipe, self.patch, self.tpatch = recipe, recipe.patch, recipe.tpatch
-        self.token_dim = 3 * recipe.tpatch * recipe.patch**2
+        self.recipe = recipe
+        self._define_streams()
 
     def tokens(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, F, 3, H, W) -> tokens (B, N, 3 q p p) and positions (N, 4)."""
-        p, q = self.patch, self.tpatch
-        f, h, w = batch.shape[1], batch.shape[-2] // p, batch.shape[-1] // p
-        return patchify_video(batch, p, q), video_positions(f, h, w, self.recipe.fps, q)
+        video = self.streams["video"]
+        frames, height, width = batch.shape[1], *batch.shape[-2:]
+        return video.encode(batch), video.layout(frames, height, width, self.recipe.fps).positions
 
     def draws(self, first, b: int, g: torch.Generator) -> tuple:
         share = self.recipe.frame_noise_share
@@ -134,19 +133,15 @@ class AudioVideoMedia(VideoMedia):
     MODES = (0.6, 0.2, 0.2)
 
     def __init__(self, recipe: Recipe) -> None:
-        super().__init__(recipe)
-        self.codec = MelCodec(**recipe.codec)
-
-    @property
-    def streams(self) -> dict[str, int]:
-        return {"video": self.token_dim, "audio": self.codec.token_dim}
+        self.recipe, self.codec = recipe, MelCodec(**recipe.codec)
+        self._define_streams()
 
     def tokens(self, batch: dict[str, torch.Tensor]) -> tuple[dict, dict]:
         """{"video": (B, F, 3, H, W), "audio": (B, N_a, D_a)} -> tokens and positions per
         stream."""
         video, video_pos = super().tokens(batch["video"])
         audio = batch["audio"]
-        audio_pos = audio_positions(audio.shape[1], self.codec.seconds_per_token)
+        audio_pos = self.streams["audio"].layout_of(audio.shape[1]).positions
         return {"video": video, "audio": audio}, {"video": video_pos, "audio": audio_pos}
 
     def times(self, b: int, g: torch.Generator) -> dict[str, torch.Tensor]:
@@ -181,7 +176,8 @@ class MaskedMedia(Media):
         if base.stream not in ("image", "audio"):
             raise ValueError(f"recipe objective=masked: {recipe.modality} is not supported; "
                              "use an image or audio recipe")  # fmt: skip
-        self.base, self.recipe, self.stream = base, recipe, base.stream
+        self.base, self.recipe = base, recipe
+        self.stream, self.streams = base.stream, base.streams
         fp32 = {"torch_dtype": torch.float32}
         folder = resolve_tokenizer(recipe.tokenizer)
         self.tokenizer = FSQAutoencoder.from_pretrained(folder, **fp32).eval()
@@ -195,7 +191,6 @@ class MaskedMedia(Media):
             raise ValueError(f"tokenizer {recipe.tokenizer} was trained on mel settings "
                              f"{self.tokenizer.config.codec}, the recipe's codec makes "
                              f"{base.codec.to_dict()}: use the same codec")  # fmt: skip
-        self.token_dim = 0
 
     def stream_configs(self) -> list[StreamConfig]:
         k = self.tokenizer.codebook_size

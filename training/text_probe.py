@@ -18,7 +18,7 @@ import argparse
 import torch
 
 from dit.flow import interpolate, target_velocity
-from dit.tokens import audio_positions, text_positions
+from dit.tokens import text_positions
 from pipelines.audio import TextToAudioPipeline
 
 TIMES = (0.02, 0.1, 0.25, 0.5, 0.75, 0.9)
@@ -42,7 +42,7 @@ def probe(pipe: TextToAudioPipeline, data: torch.Tensor, captions: list[str],
     """Per t: mean squared velocity error with the true, empty and rolled captions."""
     model, encoder = pipe.transformer, pipe.text_encoder
     b, n, _ = data.shape
-    pos = {"audio": audio_positions(n, pipe.codec.seconds_per_token)}
+    pos = {"audio": pipe.streams["audio"].layout_of(n).positions}
     rows = []
     texts = {"true": captions, "empty": [""] * b, "other": captions[1:] + captions[:1]}
     embs = {k: encoder.encode(v) for k, v in texts.items()}
