@@ -11,17 +11,12 @@ classifier-free guidance needs.
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
 import torch
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from dit.attention import attention
 from dit.layers import MLP
-from dit.loading import ParameterDevice, check_safe_folder
+from dit.pretrained import Pretrained, register_to_config
 from dit.rope import apply_rope
 
 from .text import TextEmbeddings, check_prompts, warn_truncated
@@ -100,14 +95,13 @@ class ByteBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class ByteTextEncoder(ParameterDevice, TokenEncoder, ModelMixin, ConfigMixin):
+class ByteTextEncoder(TokenEncoder, Pretrained):
     """Bytes -> (tokens (B, L, width), mask (B, L), pooled (B, pooled_dim)).
 
     max_length counts bytes (UTF-8), so a CJK character costs 3 and most emoji 4.
     pooled_dim: ``None`` means ``width``.
     """
 
-    config_name = "config.json"
 
     @register_to_config
     def __init__(
@@ -134,12 +128,6 @@ class ByteTextEncoder(ParameterDevice, TokenEncoder, ModelMixin, ConfigMixin):
         self.blocks = nn.ModuleList(ByteBlock(width, heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
         self.pool = nn.Linear(width, self.pooled_dim)
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, **kwargs: Any) -> ByteTextEncoder:
-        """Load a local folder; only safetensors are read, pickles are refused."""
-        check_safe_folder(path, cls.config_name)
-        return super().from_pretrained(path, use_safetensors=True, **kwargs)
 
     def tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompts -> ids (B, L) long, padded with PAD, and mask (B, L) bool, on this device."""

@@ -14,15 +14,12 @@ One class serves both kinds: ``kind="image"`` is a 2-D conv autoencoder on (B, 3
 from __future__ import annotations
 
 import math
-import os
 
 import torch
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from dit.codes import mixed_radix_basis
-from dit.loading import ParameterDevice, check_safe_folder
+from dit.pretrained import Pretrained, register_to_config
 
 
 class FSQ(nn.Module):
@@ -83,10 +80,8 @@ def _stages(conv: type, deconv: type, hidden: int, down: int, blocks: int) -> tu
     return enc, dec
 
 
-class FSQAutoencoder(ParameterDevice, ModelMixin, ConfigMixin):
+class FSQAutoencoder(Pretrained):
     """Conv encoder -> FSQ -> conv decoder. ``encode`` gives codes, ``decode`` media."""
-
-    config_name = "config.json"
 
     @register_to_config
     def __init__(
@@ -150,9 +145,3 @@ class FSQAutoencoder(ParameterDevice, ModelMixin, ConfigMixin):
     def _from_latents(self, q: torch.Tensor) -> torch.Tensor:
         x = self.decoder(q)
         return x.transpose(1, 2) if self.kind == "mel" else x
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, **kwargs) -> FSQAutoencoder:
-        """Load a local tokenizer folder; only safetensors are read, pickles are refused."""
-        check_safe_folder(path, cls.config_name)
-        return super().from_pretrained(path, use_safetensors=True, **kwargs)

@@ -28,15 +28,10 @@ and an adapter may know the new one. ``""`` (the unconditional prompt) stays ``"
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
 import torch
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from dit.loading import ParameterDevice, check_safe_folder
+from dit.pretrained import Pretrained, register_to_config
 from dit.rope import rope_angles, rope_cos_sin
 
 from .byte_encoder import ByteBlock
@@ -44,7 +39,7 @@ from .text import check_prompts
 from .word_encoder import SPECIALS, UNK, WordVocab
 
 
-class PromptRewriter(ParameterDevice, ModelMixin, ConfigMixin):
+class PromptRewriter(Pretrained):
     """Prompts -> prompts in the caption form of one world (see the module docstring).
 
     vocab: input phrase -> id (ids 0-2 are ``SPECIALS``); known: world words that map to
@@ -52,7 +47,6 @@ class PromptRewriter(ParameterDevice, ModelMixin, ConfigMixin):
     index 0 = ``<pad>`` (end).
     """
 
-    config_name = "config.json"
 
     @register_to_config
     def __init__(
@@ -112,12 +106,6 @@ class PromptRewriter(ParameterDevice, ModelMixin, ConfigMixin):
                 allowed[t, i, list(words)] = True
             allowed[t, len(template) :, 0] = True
         return allowed
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, **kwargs: Any) -> PromptRewriter:
-        """Load a local folder; only safetensors are read, pickles are refused."""
-        check_safe_folder(path, cls.config_name)
-        return super().from_pretrained(path, use_safetensors=True, **kwargs)
 
     def _rows(self, prompts: list[str]) -> list[list[int]]:
         return [self.words.ids(p, self.max_length, i) for i, p in enumerate(prompts)]

@@ -18,16 +18,12 @@ Unconditional prompt: ``""`` is one learned ``<null>`` token, as in the byte enc
 from __future__ import annotations
 
 import difflib
-import os
 import re
-from typing import Any
 
 import torch
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from dit.loading import ParameterDevice, check_safe_folder
+from dit.pretrained import Pretrained, register_to_config
 
 from .byte_encoder import ByteBlock, TokenEncoder
 from .text import check_prompts, warn_truncated
@@ -109,14 +105,13 @@ class WordVocab:
         return ids.to(device), (ids != PAD).to(device)
 
 
-class WordTextEncoder(ParameterDevice, TokenEncoder, ModelMixin, ConfigMixin):
+class WordTextEncoder(TokenEncoder, Pretrained):
     """Words -> (tokens (B, L, width), mask (B, L), pooled (B, pooled_dim)).
 
     vocab: phrase -> id, ids 0-2 being ``<pad>``, ``<null>``, ``<unk>``. max_length counts
     tokens (phrases). pooled_dim: ``None`` means ``width``.
     """
 
-    config_name = "config.json"
 
     @register_to_config
     def __init__(
@@ -147,12 +142,6 @@ class WordTextEncoder(ParameterDevice, TokenEncoder, ModelMixin, ConfigMixin):
         self.blocks = nn.ModuleList(ByteBlock(width, heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
         self.pool = nn.Linear(width, self.pooled_dim)
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, **kwargs: Any) -> WordTextEncoder:
-        """Load a local folder; only safetensors are read, pickles are refused."""
-        check_safe_folder(path, cls.config_name)
-        return super().from_pretrained(path, use_safetensors=True, **kwargs)
 
     def ids(self, prompt: str, index: int = 0) -> list[int]:
         return self.words.ids(prompt, self.max_length, index)

@@ -102,7 +102,15 @@ def available_backends() -> list[str]:
     return [name for name, b in BACKENDS.items() if b.available()]
 
 
-@torch.compiler.assume_constant_result
+def _constant_under_compile(fn):
+    """``torch.compiler.assume_constant_result``, written out: in torch 2.11 it only sets this
+    attribute (torch/_dynamo/decorators.py), but reaching it imports ``torch._dynamo``, about
+    1.1 s of every cold start on two cores for a process that never compiles."""
+    fn._dynamo_marked_constant = True
+    return fn
+
+
+@_constant_under_compile
 def _selected_name() -> str:
     # Read once at trace time under torch.compile (a ContextVar would break the graph);
     # a compiled model keeps the backend it was traced with.

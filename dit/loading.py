@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
@@ -30,14 +28,3 @@ def check_safe_folder(path: str | os.PathLike, config_name: str = "config.json")
             )
         raise FileNotFoundError(f"{folder} has no .safetensors weights")
     return folder
-
-
-class ParameterDevice:
-    """``device`` from the first parameter, for the studio's ModelMixin classes (put it first
-    among the bases). diffusers' own ``ModelMixin.device`` first looks for a group-offloading
-    hook, which imports its hooks package and with it peft and transformers: about 2 s of a
-    cold ``generate``, for models that never carry such a hook."""
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device

@@ -1,18 +1,16 @@
 """The DiT: streams in, one joint trunk, a velocity or logits head per generated stream.
 
-A diffusers ``ModelMixin`` + ``ConfigMixin``: ``save_pretrained`` writes ``config.json`` and
-``diffusion_pytorch_model.safetensors``; ``from_pretrained`` reads them back through
-safetensors only (see :mod:`dit.loading`).
+A diffusers-style model folder (``dit/pretrained.py``): ``save_pretrained`` writes
+``config.json`` and ``diffusion_pytorch_model.safetensors``; ``from_pretrained`` reads them back
+through safetensors only.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.modeling_utils import ModelMixin
+import torch.utils.checkpoint
 from torch import nn
 
 from .block import JointBlock, SingleBlock
@@ -21,14 +19,12 @@ from .config import DiTConfig
 from .flow import x_to_velocity
 from .layers import FinalLayer, TimestepEmbedder
 from .linear import Linear
-from .loading import ParameterDevice, check_safe_folder
+from .pretrained import Pretrained, register_to_config
 from .rope import rope_angles, rope_cos_sin
 from .temporal import TemporalLayer, frame_split, time_positions
 
 
-class DiT(ParameterDevice, ModelMixin, ConfigMixin):
-    config_name = "config.json"
-    _supports_gradient_checkpointing = True
+class DiT(Pretrained):
 
     @register_to_config
     def __init__(
@@ -88,15 +84,17 @@ class DiT(ParameterDevice, ModelMixin, ConfigMixin):
             {s.name: FinalLayer(width, s.out_dim, eps) for s in cfg.streams if s.head != "none"}
         )
 
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute each block in the backward pass instead of keeping its activations."""
+        self.gradient_checkpointing = True
+
+    @staticmethod
+    def _gradient_checkpointing_func(fn, *args):
+        return torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=False)
+
     @classmethod
     def from_dit_config(cls, cfg: DiTConfig) -> DiT:
         return cls(**cfg.to_dict())
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, **kwargs: Any) -> DiT:
-        """Load a local model folder; only safetensors are read, pickles are refused."""
-        check_safe_folder(path, cls.config_name)
-        return super().from_pretrained(path, use_safetensors=True, **kwargs)
 
     def mask_id(self, stream: str) -> int:
         return self.cfg.stream(stream).codebook_size

@@ -76,11 +76,7 @@ class Pipeline:
 
         def part(name: str, loader):
             try:
-                model = loader(folder / name, **fp32)
-                # Loaded on the CPU: moving there is a no-op, but diffusers' ModelMixin.to
-                # imports its offloading hooks (and peft, transformers: ~2 s of a cold start).
-                on = {p.device for p in model.parameters()}
-                return model if on <= {torch.device(device)} else model.to(device)
+                return loader(folder / name, **fp32).to(device)
             except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
                 first = str(e).splitlines()[0] if str(e) else type(e).__name__
                 raise ValueError(f"model folder {folder}: {name}/ cannot be loaded ({first}); "

@@ -123,7 +123,7 @@ def _objective(recipe: Recipe) -> tuple[torch.nn.Module, Any]:
     if recipe.lora:
         add_lora(transformer, text_encoder, recipe)
     if recipe.gradient_checkpointing:
-        transformer.enable_gradient_checkpointing()  # diffusers' hook; dit/model.py uses it
+        transformer.enable_gradient_checkpointing()
     media = media_of(recipe)
     if recipe.objective == "masked":
         return MaskedObjective(transformer, text_encoder, media.stream), media
