@@ -1,4 +1,4 @@
-"""Conditioning: text encoders, tokenizers and the codec of each modality.
+"""Conditioning: text encoders, autoencoders and the codec of each modality.
 
 They turn prompts and media into model tokens and back.
 """

@@ -53,8 +53,8 @@ class TextToAudioPipeline(Pipeline):
     class_name = "TextToAudioPipeline"
     suffix = ".wav"
 
-    def __init__(self, transformer, text_encoder, spec, tokenizer=None, rewriter=None) -> None:
-        super().__init__(transformer, text_encoder, spec, tokenizer, rewriter)
+    def __init__(self, transformer, text_encoder, spec, autoencoder=None, rewriter=None) -> None:
+        super().__init__(transformer, text_encoder, spec, autoencoder, rewriter)
         self.codec = self.streams["audio"].codec
 
     def layout(self, request: Request) -> Layout:
@@ -65,7 +65,7 @@ class TextToAudioPipeline(Pipeline):
 
     def codes_to_tokens(self, codes: torch.Tensor, request: Request) -> torch.Tensor:
         """(B, N) codes -> (B, N, frames_per_token * n_mels) mel tokens."""
-        return self.codec.to_tokens(self.tokenizer.decode(codes))
+        return self.codec.to_tokens(self.autoencoder.decode(codes))
 
     @property
     def masked_token_value(self) -> float:  # a masked span previews as silence

@@ -35,8 +35,8 @@ class AudioVideo:
 class TextToAudioVideoPipeline(TextToVideoPipeline):
     class_name = "TextToAudioVideoPipeline"
 
-    def __init__(self, transformer, text_encoder, spec, tokenizer=None, rewriter=None) -> None:
-        super().__init__(transformer, text_encoder, spec, tokenizer, rewriter)
+    def __init__(self, transformer, text_encoder, spec, autoencoder=None, rewriter=None) -> None:
+        super().__init__(transformer, text_encoder, spec, autoencoder, rewriter)
         self.codec = self.streams["audio"].codec
 
     def layouts(self, request: Request) -> list[Layout]:

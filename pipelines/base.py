@@ -50,7 +50,7 @@ class Pipeline:
     suffix: ClassVar[str] = ""
 
     def __init__(self, transformer: DiT, text_encoder: ByteTextEncoder, spec: ModelSpec,
-                 tokenizer: FSQAutoencoder | None = None,
+                 autoencoder: FSQAutoencoder | None = None,
                  rewriter: PromptRewriter | None = None):  # fmt: skip
         self.transformer = transformer.eval()
         self.text_encoder = text_encoder.eval()
@@ -59,10 +59,10 @@ class Pipeline:
         self.spec = spec
         self.streams = streams_of(spec)  # the token layout of each stream (pipelines/modality.py)
         self.limits: Limits = spec.request_limits()
-        if (spec.objective == "masked") != (tokenizer is not None):
+        if (spec.objective == "masked") != (autoencoder is not None):
             raise ValueError(f"model {spec.name!r} ({spec.objective}): a masked model needs its "
-                             "FSQ tokenizer, a flow model has none")  # fmt: skip
-        self.tokenizer = tokenizer.eval() if tokenizer is not None else None
+                             "FSQ autoencoder, a flow model has none")  # fmt: skip
+        self.autoencoder = autoencoder.eval() if autoencoder is not None else None
         self.adapters = AdapterGate(self.use_loras)  # requests with other adapters wait their turn
 
     # --- loading and saving ------------------------------------------------------------------
@@ -84,21 +84,24 @@ class Pipeline:
 
         transformer = part("transformer", DiT.from_pretrained)
         text_encoder = part("text_encoder", load_text_encoder)
-        tokenizer = None
+        autoencoder = None
         if spec.objective == "masked":
-            tokenizer = part("tokenizer", FSQAutoencoder.from_pretrained)
+            # folders exported before the rename keep their codec in tokenizer/
+            old = not (folder / "autoencoder").is_dir() and (folder / "tokenizer").is_dir()
+            autoencoder = part("tokenizer" if old else "autoencoder",
+                               FSQAutoencoder.from_pretrained)  # fmt: skip
         rewriter = None
         if (folder / "rewriter").is_dir():
             rewriter = part("rewriter", PromptRewriter.from_pretrained)
-        return cls(transformer, text_encoder, spec, tokenizer, rewriter)
+        return cls(transformer, text_encoder, spec, autoencoder, rewriter)
 
     def save_pretrained(self, folder: str | os.PathLike, half: bool = False) -> None:
         """``half`` stores weights in fp16 (bundled models: half the size); loading always
         computes in fp32 on the CPU."""
         folder = Path(folder)
         modules = [("transformer", self.transformer), ("text_encoder", self.text_encoder)]
-        if self.tokenizer is not None:
-            modules.append(("tokenizer", self.tokenizer))
+        if self.autoencoder is not None:
+            modules.append(("autoencoder", self.autoencoder))
         if self.rewriter is not None:
             modules.append(("rewriter", self.rewriter))
         for name, module in modules:
@@ -129,7 +132,7 @@ class Pipeline:
     def encode_file(self, media: np.ndarray, settings: dict[str, Any]) -> bytes:
         raise NotImplementedError
 
-    # masked models: tokenizer codes (B, N) -> the flow layout's tokens (B, N, dim)
+    # masked models: autoencoder codes (B, N) -> the flow layout's tokens (B, N, dim)
     masked_token_value: ClassVar[float] = 0.0  # what a still-masked token previews as
 
     def codes_to_tokens(self, codes: torch.Tensor, request: Request) -> torch.Tensor:
@@ -187,7 +190,7 @@ class Pipeline:
     @cached_property
     def sampler(self) -> Sampler:
         """The sampler family, chosen once (at first use: subclasses set up their codec after
-        this class's ``__init__``): flow matching, or masked decoding over the tokenizer's
+        this class's ``__init__``): flow matching, or masked decoding over the autoencoder's
         codes with the model's decoding settings (its spec's extra["masked"] over the
         defaults)."""
         if self.spec.objective != "masked":

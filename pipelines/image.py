@@ -30,10 +30,10 @@ class TextToImagePipeline(Pipeline):
         return list(to_uint8(images))
 
     def codes_to_tokens(self, codes: torch.Tensor, request: Request) -> torch.Tensor:
-        """(B, N) codes -> (B, N, 3 p p) pixel patches (the tokenizer's factor is p)."""
+        """(B, N) codes -> (B, N, 3 p p) pixel patches (the autoencoder's factor is p)."""
         p = self.spec.patch
         grid = codes.view(-1, request.height // p, request.width // p)
-        return self.streams["image"].encode(self.tokenizer.decode(grid))
+        return self.streams["image"].encode(self.autoencoder.decode(grid))
 
     def encode_file(self, media: np.ndarray, settings: dict[str, Any]) -> bytes:
         return png_bytes(media, settings)

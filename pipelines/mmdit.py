@@ -94,7 +94,7 @@ class MMDiTPipeline(Pipeline):
         self.parts = parts  # the diffusers pipeline of the folder, without its transformer
         self.text_encoder = None
         self.rewriter = None
-        self.tokenizer = None
+        self.autoencoder = None
         self.spec = spec
         self.limits = spec.request_limits()
         self.family = spec.extra["family"]

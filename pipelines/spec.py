@@ -58,16 +58,16 @@ def resolve_lora(name_or_path: str) -> Path:
     )
 
 
-def resolve_tokenizer(name_or_path: str) -> Path:
-    """A tokenizer folder as given, or the bundled one of that name (``assets/tokenizers``)."""
+def resolve_autoencoder(name_or_path: str) -> Path:
+    """An autoencoder folder as given, or the bundled one of that name (``assets/autoencoders``)."""
     path = Path(name_or_path)
     if (path / "config.json").is_file():
         return path
-    if (ASSETS / "tokenizers" / name_or_path / "config.json").is_file():
-        return ASSETS / "tokenizers" / name_or_path
-    bundled = sorted(p.parent.name for p in (ASSETS / "tokenizers").glob("*/config.json"))
-    raise ValueError(f"tokenizer {name_or_path!r} is neither a tokenizer folder (config.json + "
-                     f"safetensors) nor a bundled one; bundled: {bundled or 'none'}")  # fmt: skip
+    if (ASSETS / "autoencoders" / name_or_path / "config.json").is_file():
+        return ASSETS / "autoencoders" / name_or_path
+    bundled = sorted(p.parent.name for p in (ASSETS / "autoencoders").glob("*/config.json"))
+    raise ValueError(f"autoencoder {name_or_path!r} is neither an autoencoder folder (config.json "
+                     f"+ safetensors) nor a bundled one; bundled: {bundled or 'none'}")  # fmt: skip
 
 
 def resolve_model(name_or_path: str) -> Path:
@@ -151,7 +151,7 @@ class ModelSpec:
             "_class_name": class_name,
             "transformer": ["dit", "DiT"],
             "text_encoder": ["conditioning", text_encoder],
-            **({"tokenizer": ["conditioning", "FSQAutoencoder"]} if self.objective == "masked"
+            **({"autoencoder": ["conditioning", "FSQAutoencoder"]} if self.objective == "masked"
                else {}),
             **({"rewriter": ["conditioning", "PromptRewriter"]} if rewriter else {}),
             "studio": asdict(self),

@@ -1,5 +1,5 @@
 """FSQ: exact code <-> value maps, a grid of L values per channel, a straight-through
-gradient, and a tokenizer folder that saves, loads and codes the same."""
+gradient, and an autoencoder folder that saves, loads and codes the same."""
 
 import itertools
 
@@ -43,7 +43,7 @@ def test_straight_through_gradient_reaches_the_latents():
     [("image", 3, (2, 3, 16, 8), (2, 4, 2)), ("mel", 10, (2, 12, 10), (2, 3))],
 )
 @pytest.mark.parametrize("blocks", [0, 1])
-def test_tokenizer_shapes_and_save_load_same_codes(tmp_path, kind, channels, shape, grid, blocks):
+def test_autoencoder_shapes_and_save_load_same_codes(tmp_path, kind, channels, shape, grid, blocks):
     torch.manual_seed(0)
     tok = FSQAutoencoder(kind=kind, channels=channels, hidden=8, down=2, levels=[4, 3],
                          blocks=blocks).eval()  # fmt: skip

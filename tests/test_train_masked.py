@@ -1,10 +1,11 @@
-"""Masked models end to end on tiny recipes: a tokenizer trained (and resumed exactly), a
+"""Masked models end to end on tiny recipes: an autoencoder trained (and resumed exactly), a
 masked DiT trained on its codes, and the ordinary pipelines sampling it by MaskGIT / MAGNeT
 with exactly `steps` calls, partly unmasked previews and per-sample seeds."""
 
 import shutil
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -17,54 +18,54 @@ TEXT = {"width": 16, "depth": 1, "heads": 2, "max_length": 96}
 CODEC = {"n_mels": 16, "frames_per_token": 2, "n_fft": 256, "hop": 128}
 
 
-def tokenizer_recipe(kind: str, **kw) -> Recipe:
+def autoencoder_recipe(kind: str, **kw) -> Recipe:
     media = (
         dict(modality="image", data="shapes", size=16, patch=4)
         if kind == "image"
         else dict(modality="audio", data="sounds", seconds=1.0, codec=CODEC)
     )
     down = 2 if kind == "image" else 1
-    return Recipe(name=f"tok-{kind}", objective="tokenizer", data_size=16, batch_size=4,
+    return Recipe(name=f"tok-{kind}", objective="autoencoder", data_size=16, batch_size=4,
                   steps=4, warmup=1, lr=1e-3, checkpoint_every=2, **media,
                   fsq={"hidden": 8, "down": down, "levels": [4, 3]}, **kw)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def image_tokenizer(tmp_path_factory):
-    return train(tokenizer_recipe("image"), tmp_path_factory.mktemp("tok") / "run")
+def image_autoencoder(tmp_path_factory):
+    return train(autoencoder_recipe("image"), tmp_path_factory.mktemp("tok") / "run")
 
 
-def test_tokenizer_training_resumes_exactly(tmp_path, image_tokenizer):
-    train(tokenizer_recipe("image", stop_at=2), tmp_path / "run")
-    resumed = train(tokenizer_recipe("image"), tmp_path / "run", resume=True)
-    a = load_file(next(image_tokenizer.glob("*.safetensors")))
+def test_autoencoder_training_resumes_exactly(tmp_path, image_autoencoder):
+    train(autoencoder_recipe("image", stop_at=2), tmp_path / "run")
+    resumed = train(autoencoder_recipe("image"), tmp_path / "run", resume=True)
+    a = load_file(next(image_autoencoder.glob("*.safetensors")))
     b = load_file(next(resumed.glob("*.safetensors")))
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def masked_recipe(tokenizer, kind: str, **kw) -> Recipe:
+def masked_recipe(autoencoder, kind: str, **kw) -> Recipe:
     media = (
         dict(modality="image", data="shapes", size=16, patch=4)
         if kind == "image"
         else dict(modality="audio", data="sounds", seconds=1.0, codec=CODEC, span=2)
     )
     return Recipe(name=f"masked-{kind}", preset="tiny", objective="masked",
-                  tokenizer=str(tokenizer), data_size=16, text_encoder=TEXT, batch_size=4,
+                  autoencoder=str(autoencoder), data_size=16, text_encoder=TEXT, batch_size=4,
                   steps=3, warmup=1, lr=1e-3, checkpoint_every=3, sample_every=1000,
                   **{**media, **kw})  # fmt: skip
 
 
 @pytest.mark.parametrize("factorised", [False, True])
-def test_masked_image_model_samples_through_the_image_pipeline(tmp_path, image_tokenizer,
+def test_masked_image_model_samples_through_the_image_pipeline(tmp_path, image_autoencoder,
                                                                factorised):  # fmt: skip
-    recipe = masked_recipe(image_tokenizer, "image", factorised_codes=factorised)
+    recipe = masked_recipe(image_autoencoder, "image", factorised_codes=factorised)
     folder = train(recipe, tmp_path / "run")
     pipe = load_pipeline(str(folder))
-    assert pipe.spec.objective == "masked" and pipe.tokenizer is not None
+    assert pipe.spec.objective == "masked" and pipe.autoencoder is not None
     stream = pipe.transformer.cfg.stream("image")
     assert stream.codebook_size == 12
-    assert stream.levels == ((tuple(pipe.tokenizer.config.levels)) if factorised else ())
+    assert stream.levels == ((tuple(pipe.autoencoder.config.levels)) if factorised else ())
 
     states = []
     outs = pipe("a red circle", callback=states.append, steps=5, num_outputs=2, seed=3)
@@ -84,7 +85,7 @@ def test_masked_image_model_samples_through_the_image_pipeline(tmp_path, image_t
 
 
 def test_masked_audio_model_decodes_spans_to_a_wav(tmp_path):
-    tok = train(tokenizer_recipe("mel"), tmp_path / "tok")
+    tok = train(autoencoder_recipe("mel"), tmp_path / "tok")
     folder = train(masked_recipe(tok, "mel"), tmp_path / "run")
     pipe = load_pipeline(str(folder))
     assert pipe.spec.extra["masked"]["span"] == 2
@@ -100,23 +101,23 @@ def test_masked_audio_model_decodes_spans_to_a_wav(tmp_path):
             assert torch.all(pairs[:, 0] == pairs[:, 1])
 
 
-def test_masked_recipe_errors_name_the_fix(tmp_path, image_tokenizer):
-    with pytest.raises(ValueError, match="needs tokenizer"):
+def test_masked_recipe_errors_name_the_fix(tmp_path, image_autoencoder):
+    with pytest.raises(ValueError, match="needs autoencoder"):
         Recipe(name="x", objective="masked")
     with pytest.raises(ValueError, match="factorised_codes"):
         Recipe(name="x", factorised_codes=True)
-    with pytest.raises(ValueError, match="neither a tokenizer folder"):
+    with pytest.raises(ValueError, match="neither an autoencoder folder"):
         train(masked_recipe(tmp_path / "nothing", "image"), tmp_path / "run0")
     with pytest.raises(ValueError, match="patch"):
-        train(masked_recipe(image_tokenizer, "image", size=16, patch=2), tmp_path / "run")
+        train(masked_recipe(image_autoencoder, "image", size=16, patch=2), tmp_path / "run")
 
 
-def test_studio_offers_a_masked_model_with_its_decoder_and_previews(tmp_path, image_tokenizer):
+def test_studio_offers_a_masked_model_with_its_decoder_and_previews(tmp_path, image_autoencoder):
     from app.studio import Done, Progress, Studio
     from benchmarks.quality_calls import CallCounter
     from pipelines.request import Request
 
-    folder = train(masked_recipe(image_tokenizer, "image"), tmp_path / "run")
+    folder = train(masked_recipe(image_autoencoder, "image"), tmp_path / "run")
     shutil.copytree(folder, tmp_path / "models" / "tiny-masked")
     studio = Studio(models_dir=tmp_path / "models", outputs_dir=tmp_path / "out")
     name = str(tmp_path / "models" / "tiny-masked")
@@ -132,28 +133,28 @@ def test_studio_offers_a_masked_model_with_its_decoder_and_previews(tmp_path, im
         studio.validate(Request("x", model=name, solver="heun"))
 
 
-def test_tokenizer_data_mixes_both_splits_and_only_tokenizers_may():
+def test_autoencoder_data_mixes_both_splits_and_only_autoencoders_may():
     from training.data import batch_indices, make_source
     from training.world.shapes import is_heldout
 
-    source = make_source(tokenizer_recipe("image", data_split="all"))
+    source = make_source(autoencoder_recipe("image", data_split="all"))
     assert len(source) == 32
     scenes = [source.sources[i % 2].ds[i // 2]["scene"] for i in range(len(source))]
     assert [is_heldout(s) for s in scenes[1::2]] == [True] * 16  # odd items: held-out split
     assert not any(is_heldout(s) for s in scenes[0::2])
     assert all(0 <= i < len(source) for i in batch_indices(source, 0, 3, 64))
-    with pytest.raises(ValueError, match="only tokenizers"):
+    with pytest.raises(ValueError, match="only autoencoders"):
         Recipe(name="x", data_split="all")
 
 
-def test_masked_model_starts_from_the_flow_models_trunk(tmp_path, image_tokenizer):
+def test_masked_model_starts_from_the_flow_models_trunk(tmp_path, image_autoencoder):
     from training.start import init_trunk
     from training.trainer import build_models
 
     flow = train(Recipe(name="flow", preset="tiny", data="shapes", data_size=16, size=16,
                         patch=4, text_encoder=TEXT, batch_size=4, steps=2, warmup=1, lr=1e-3,
                         checkpoint_every=2, sample_every=1000), tmp_path / "flow")  # fmt: skip
-    transformer, _ = build_models(masked_recipe(image_tokenizer, "image"))
+    transformer, _ = build_models(masked_recipe(image_autoencoder, "image"))
     fresh = {k: v.clone() for k, v in transformer.state_dict().items()}
     left = init_trunk(transformer, str(flow))
     theirs = load_pipeline(str(flow)).transformer.state_dict()
@@ -163,17 +164,35 @@ def test_masked_model_starts_from_the_flow_models_trunk(tmp_path, image_tokenize
     # the code embedding (codebook + [MASK] rows) and the logits head stay as built
     assert "embed.image.weight" in left and all(torch.equal(ours[k], fresh[k]) for k in left)
     assert any(".image." in k or k.startswith("final") for k in left if k != "embed.image.weight")
-    wide, _ = build_models(replace(masked_recipe(image_tokenizer, "image"), preset="xs"))
+    wide, _ = build_models(replace(masked_recipe(image_autoencoder, "image"), preset="xs"))
     with pytest.raises(ValueError, match=r"init_trunk.*blocks do not fit"):
         init_trunk(wide, str(flow))
 
 
-def test_export_carries_the_same_worlds_rewriter(tmp_path, image_tokenizer):
-    folder = train(masked_recipe(image_tokenizer, "image", rewriter_from="shapes-t2i"),
+def test_export_carries_the_same_worlds_rewriter(tmp_path, image_autoencoder):
+    folder = train(masked_recipe(image_autoencoder, "image", rewriter_from="shapes-t2i"),
                    tmp_path / "run")  # fmt: skip
     pipe = load_pipeline(str(folder))
     assert pipe.rewriter is not None and (folder / "rewriter" / "config.json").is_file()
     assert pipe.rewrite(["there is a big red disc on the left"])[0] != ""
     with pytest.raises(ValueError, match="rewriter_from"):
-        train(masked_recipe(image_tokenizer, "image", rewriter_from="digits-t2i"),
+        train(masked_recipe(image_autoencoder, "image", rewriter_from="digits-t2i"),
               tmp_path / "run2")  # fmt: skip
+
+
+def test_a_folder_exported_before_the_rename_loads_its_codec_from_tokenizer(tmp_path):
+    from pipelines.spec import ASSETS
+
+    old = tmp_path / "old"
+    shutil.copytree(ASSETS / "sounds-t2a-masked", old)
+    (old / "autoencoder").rename(old / "tokenizer")
+    a = load_pipeline(str(old))("a high beep", seed=1, steps=2, duration=0.5)[0].media
+    b = load_pipeline("sounds-t2a-masked")("a high beep", seed=1, steps=2, duration=0.5)[0].media
+    assert np.array_equal(a, b)
+
+
+def test_a_recipe_with_the_old_field_name_says_what_to_rename(tmp_path):
+    path = tmp_path / "old.json"
+    path.write_text('{"objective": "masked", "tokenizer": "shapes-fsq"}')
+    with pytest.raises(ValueError, match="rename the field 'tokenizer' to 'autoencoder'"):
+        Recipe.load(str(path))

@@ -274,7 +274,7 @@ class MixedSource(Source):
 
 
 def make_source(recipe) -> Source:
-    if recipe.data_split == "all":  # both splits' media, half each (tokenizers: no captions)
+    if recipe.data_split == "all":  # both splits' media, half each (autoencoders: no captions)
         from dataclasses import replace
 
         parts = [replace(recipe, data_split="train"),

@@ -18,7 +18,7 @@ from dit.flow import frame_noise, logit_normal_t
 from dit.masked import random_mask, span_mask
 from dit.tree import tree_map
 from pipelines.modality import StreamTokens, streams_of
-from pipelines.spec import ModelSpec, resolve_tokenizer
+from pipelines.spec import ModelSpec, resolve_autoencoder
 
 from .recipe import Recipe
 
@@ -179,22 +179,23 @@ class MaskedMedia(Media):
         self.base, self.recipe = base, recipe
         self.stream, self.streams = base.stream, base.streams
         fp32 = {"torch_dtype": torch.float32}
-        folder = resolve_tokenizer(recipe.tokenizer)
-        self.tokenizer = FSQAutoencoder.from_pretrained(folder, **fp32).eval()
-        self.tokenizer.requires_grad_(False)
+        folder = resolve_autoencoder(recipe.autoencoder)
+        self.autoencoder = FSQAutoencoder.from_pretrained(folder, **fp32).eval()
+        self.autoencoder.requires_grad_(False)
         per_token = recipe.patch if base.stream == "image" else base.codec.frames_per_token
-        if self.tokenizer.factor != per_token:
-            raise ValueError(f"tokenizer {recipe.tokenizer} codes cover {self.tokenizer.factor} "
-                             f"pixels / frames, the recipe's tokens {per_token}: make them "
+        if self.autoencoder.factor != per_token:
+            raise ValueError(f"autoencoder {recipe.autoencoder} codes cover "
+                             f"{self.autoencoder.factor} pixels / frames, the recipe's tokens "
+                             f"{per_token}: make them "
                              "equal (patch, or codec frames_per_token)")  # fmt: skip
-        if base.stream == "audio" and self.tokenizer.config.codec != base.codec.to_dict():
-            raise ValueError(f"tokenizer {recipe.tokenizer} was trained on mel settings "
-                             f"{self.tokenizer.config.codec}, the recipe's codec makes "
+        if base.stream == "audio" and self.autoencoder.config.codec != base.codec.to_dict():
+            raise ValueError(f"autoencoder {recipe.autoencoder} was trained on mel settings "
+                             f"{self.autoencoder.config.codec}, the recipe's codec makes "
                              f"{base.codec.to_dict()}: use the same codec")  # fmt: skip
 
     def stream_configs(self) -> list[StreamConfig]:
-        k = self.tokenizer.codebook_size
-        levels = tuple(self.tokenizer.config.levels) if self.recipe.factorised_codes else ()
+        k = self.autoencoder.codebook_size
+        levels = tuple(self.autoencoder.config.levels) if self.recipe.factorised_codes else ()
         return [StreamConfig(self.stream, head="logits", codebook_size=k, levels=levels)]
 
     @torch.no_grad()
@@ -202,7 +203,7 @@ class MaskedMedia(Media):
         """Images (B, 3, H, W) or mel tokens (B, N, D) -> codes (B, N) long, positions (N, 4)."""
         _, positions = self.base.tokens(batch)
         media = self.base.codec.from_tokens(batch) if self.stream == "audio" else batch
-        return self.tokenizer.encode(media).flatten(1), positions
+        return self.autoencoder.encode(media).flatten(1), positions
 
     def draws(self, first, b: int, g: torch.Generator) -> tuple:
         n = first.shape[1]
@@ -215,7 +216,7 @@ class MaskedMedia(Media):
         base = self.base.spec()
         return replace(base, objective="masked", defaults={"solver": solver, **r.defaults},
                        limits={**base.limits, "solvers": [solver]},
-                       extra={**base.extra, "tokenizer": r.tokenizer,
+                       extra={**base.extra, "autoencoder": r.autoencoder,
                               "masked": {"schedule": r.mask_schedule, "span": r.span}})  # fmt: skip
 
 

@@ -18,7 +18,7 @@ class Recipe:
     data: str = "shapes"  # shapes | digits | sounds | motion | bounce | folder
     data_path: str = ""  # for data = folder
     data_size: int = 20_000  # procedural items (index -> item is deterministic)
-    # train | heldout | all (half each). Tokenizers, which see no captions, train on "all": a
+    # train | heldout | all (half each). Autoencoders, which see no captions, train on "all": a
     # codec must represent every scene; the held-out test is of the text-to-media model.
     data_split: str = "train"
     # the world's captions: "train" (free phrasings of the grammar, read by the model itself) or
@@ -45,11 +45,11 @@ class Recipe:
     prediction: str = "velocity"
     codec: dict[str, Any] = field(default_factory=dict)  # audio: MelCodec settings
     patch: int = 4
-    objective: str = "flow"  # flow | masked | tokenizer | distill | rewriter
-    # objective "tokenizer": the FSQ autoencoder's settings {"hidden", "down", "levels"};
-    # objective "masked": ``tokenizer`` names the trained tokenizer folder whose codes it models
+    objective: str = "flow"  # flow | masked | autoencoder | distill | rewriter
+    # objective "autoencoder": the FSQ autoencoder's settings {"hidden", "down", "levels"};
+    # objective "masked": ``autoencoder`` names the trained autoencoder folder whose codes it models
     fsq: dict[str, Any] = field(default_factory=dict)
-    tokenizer: str = ""
+    autoencoder: str = ""
     mask_schedule: str = "cosine"  # masked: the share masked at progress u (dit/masked.py)
     span: int = 1  # masked: tokens per masked span (MAGNeT: > 1 for audio)
     # masked: one embedding and one softmax per FSQ level (dit/codes.py), not one per code
@@ -109,9 +109,9 @@ class Recipe:
             raise ValueError(f"recipe size={self.size} must be a multiple of patch={self.patch}")
         if not 0.0 <= self.decay <= 1.0:
             raise ValueError(f"recipe decay={self.decay}: use a share of the steps, 0 to 1")
-        if self.objective not in ("flow", "masked", "tokenizer", "distill", "rewriter"):
+        if self.objective not in ("flow", "masked", "autoencoder", "distill", "rewriter"):
             raise ValueError(f"recipe objective={self.objective!r}: use 'flow', 'masked', "
-                             "'tokenizer', 'distill' or 'rewriter'")  # fmt: skip
+                             "'autoencoder', 'distill' or 'rewriter'")  # fmt: skip
         if self.objective in ("distill", "rewriter") and not self.init:
             raise ValueError(f"recipe objective={self.objective} needs init: the model folder "
                              "it serves")  # fmt: skip
@@ -122,15 +122,15 @@ class Recipe:
         if set(self.rewriter) - {"position_jitter", "unk_insert", "unk_run"}:
             raise ValueError(f"recipe rewriter={self.rewriter!r}: known keys are position_jitter "
                              "(true/false), unk_insert and unk_run (counts >= 1)")  # fmt: skip
-        if self.objective == "masked" and not self.tokenizer:
-            raise ValueError("recipe objective=masked needs tokenizer: the FSQ tokenizer folder "
-                             "(trained by a recipe with objective 'tokenizer')")  # fmt: skip
+        if self.objective == "masked" and not self.autoencoder:
+            raise ValueError("recipe objective=masked needs autoencoder: the FSQ autoencoder "
+                             "folder (made by a recipe with objective 'autoencoder')")  # fmt: skip
         if self.phrasing not in ("train", "canonical"):
             raise ValueError(f"recipe phrasing={self.phrasing!r}: use 'train' or 'canonical'")
         if self.data_split not in ("train", "heldout", "all"):
             raise ValueError(f"recipe data_split={self.data_split!r}: use train, heldout or all")
-        if self.data_split != "train" and self.objective != "tokenizer":
-            raise ValueError("recipe data_split: only tokenizers (no captions) may train on "
+        if self.data_split != "train" and self.objective != "autoencoder":
+            raise ValueError("recipe data_split: only autoencoders (no captions) may train on "
                              "held-out scenes; text-to-media recipes use 'train'")  # fmt: skip
         if not isinstance(self.factorised_codes, bool) or (
                 self.factorised_codes and self.objective != "masked"):
@@ -217,6 +217,10 @@ class Recipe:
                 f"recipe {name_or_path!r} not found: give a .json file or one of {known}"
             )
         data = json.loads(path.read_text())
+        if "tokenizer" in data or data.get("objective") == "tokenizer":
+            raise ValueError(f"{path}: the FSQ codec is now called an autoencoder: rename the "
+                             "field 'tokenizer' to 'autoencoder' (and objective 'tokenizer' to "
+                             "'autoencoder')")  # fmt: skip
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"{path}: unknown recipe fields {sorted(unknown)}")

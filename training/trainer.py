@@ -80,7 +80,7 @@ def _other_trainer(objective: str) -> Callable[..., Path] | None:
     """The trainer of an objective that is not a DiT's flow or masked loss (None for those)."""
     from importlib import import_module
 
-    where = {"tokenizer": ("tokenizer", "train_tokenizer"), "rewriter": ("rewriter",
+    where = {"autoencoder": ("autoencoder", "train_autoencoder"), "rewriter": ("rewriter",
              "train_rewriter"), "distill": ("distill", "distill")}.get(objective)  # fmt: skip
     return getattr(import_module(f"training.{where[0]}"), where[1]) if where else None
 
@@ -320,8 +320,8 @@ class ema_weights:
 
 def pipeline_of(module: FlowObjective | MaskedObjective, recipe: Recipe) -> Pipeline:
     media = media_of(recipe)
-    spec, tokenizer = media.spec(), getattr(media, "tokenizer", None)
-    return pipeline_class(spec.modality)(module.transformer, module.text_encoder, spec, tokenizer,
+    spec, autoencoder = media.spec(), getattr(media, "autoencoder", None)
+    return pipeline_class(spec.modality)(module.transformer, module.text_encoder, spec, autoencoder,
                                          _rewriter(recipe))  # fmt: skip
 
 

@@ -1,9 +1,9 @@
-"""How well an FSQ tokenizer keeps what the worlds' scorers look for.
+"""How well an FSQ autoencoder keeps what the worlds' scorers look for.
 
-``python -m training.eval_tokenizer FOLDER [--items 320]`` renders held-out scenes, passes
-them through the tokenizer (encode -> codes -> decode) and scores the round trip with the
+``python -m training.eval_autoencoder FOLDER [--items 320]`` renders held-out scenes, passes
+them through the autoencoder (encode -> codes -> decode) and scores the round trip with the
 world's own scorer, beside the real renders: a masked model can be no better than its
-tokenizer's round trip. Images: PSNR and the shapes scores. Audio: mel error (normalised
+autoencoder's round trip. Images: PSNR and the shapes scores. Audio: mel error (normalised
 log-mel, MSE) and the sound scores after Griffin-Lim, beside the mel codec alone.
 """
 
@@ -17,13 +17,13 @@ import torch
 
 from conditioning.fsq import FSQAutoencoder
 from conditioning.mel import MelCodec
-from pipelines.spec import resolve_tokenizer
+from pipelines.spec import resolve_autoencoder
 
 from .world.summary import summarise
 
 
 @torch.no_grad()
-def eval_image_tokenizer(tok: FSQAutoencoder, n: int, size: int = 32) -> dict[str, float]:
+def eval_image_autoencoder(tok: FSQAutoencoder, n: int, size: int = 32) -> dict[str, float]:
     from .eval_shapes import KEYS, heldout_scenes
     from .world.score_shapes import score
     from .world.shapes import render
@@ -42,7 +42,7 @@ def eval_image_tokenizer(tok: FSQAutoencoder, n: int, size: int = 32) -> dict[st
 
 
 @torch.no_grad()
-def eval_mel_tokenizer(tok: FSQAutoencoder, n: int, codec: MelCodec, seconds: float):
+def eval_mel_autoencoder(tok: FSQAutoencoder, n: int, codec: MelCodec, seconds: float):
     from .eval_sounds import heldout_sound_scenes
     from .world.score_sounds import score
     from .world.sounds import render
@@ -68,19 +68,19 @@ def eval_mel_tokenizer(tok: FSQAutoencoder, n: int, codec: MelCodec, seconds: fl
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m training.eval_tokenizer", description=__doc__)
-    ap.add_argument("folder", help="a tokenizer folder (runs/X/model) or a bundled name")
+    ap = argparse.ArgumentParser(prog="python -m training.eval_autoencoder", description=__doc__)
+    ap.add_argument("folder", help="an autoencoder folder (runs/X/model) or a bundled name")
     ap.add_argument("--items", type=int, default=320, help="held-out scenes to score")
     ap.add_argument("--seconds", type=float, default=3.0, help="audio: longest scene")
     args = ap.parse_args(argv)
-    folder = resolve_tokenizer(args.folder)
+    folder = resolve_autoencoder(args.folder)
     tok = FSQAutoencoder.from_pretrained(folder, torch_dtype=torch.float32).eval()
     if tok.kind == "image":
-        result = eval_image_tokenizer(tok, args.items)
+        result = eval_image_autoencoder(tok, args.items)
     else:
         codec = MelCodec(**tok.config.codec)  # the settings it was trained on
-        result = eval_mel_tokenizer(tok, args.items, codec, args.seconds)
-    print(f"{args.folder}: {tok.kind} tokenizer, {tok.codebook_size} codes, {args.items} items")
+        result = eval_mel_autoencoder(tok, args.items, codec, args.seconds)
+    print(f"{args.folder}: {tok.kind} autoencoder, {tok.codebook_size} codes, {args.items} items")
     for k, v in result.items():
         print(f"  {k:28s} {v:6.2f}")
     return 0

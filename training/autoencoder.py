@@ -1,10 +1,10 @@
-"""Train an FSQ tokenizer (recipe ``objective: "tokenizer"``) and measure its round trip.
+"""Train an FSQ autoencoder (recipe ``objective: "autoencoder"``) and measure its round trip.
 
 The loop is the flow trainer's in miniature: batches are a pure function of (seed, step),
 a checkpoint (weights, optimiser, step) is written atomically every ``checkpoint_every``
 steps, ``--resume`` continues from it exactly, and the export is a model folder
-(config.json + safetensors) that masked recipes name in ``tokenizer``. One process: the
-tokenizers are small convnets that train in minutes.
+(config.json + safetensors) that masked recipes name in ``autoencoder``. One process: the
+autoencoders are small convnets that train in minutes.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .data import batch_indices, make_source
 from .recipe import Recipe
 
 
-def build_tokenizer(recipe: Recipe) -> FSQAutoencoder:
+def build_autoencoder(recipe: Recipe) -> FSQAutoencoder:
     if recipe.modality == "audio":
         codec = MelCodec(**recipe.codec)
         return FSQAutoencoder(kind="mel", channels=codec.n_mels, codec=codec.to_dict(),
@@ -42,12 +42,12 @@ def media_batch(source, codec: MelCodec | None, indices) -> torch.Tensor:
     return codec.from_tokens(items) if codec is not None else items
 
 
-def train_tokenizer(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = False,
+def train_autoencoder(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = False,
                     max_minutes: float | None = None) -> Path:  # fmt: skip
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(recipe.seed)
-    model = build_tokenizer(recipe)
+    model = build_autoencoder(recipe)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     step = 0
     if resume:  # training/checkpoint.py: safetensors + JSON, no pickles
