@@ -162,8 +162,9 @@ def merge_manifest(out: Path) -> dict[tuple[str, str | None], dict[str, Any]]:
     from pipelines.outputs import atomic_write_bytes
 
     parts = sorted(out.glob(PART.format(rank="*")))
-    records = {(r["id"], r.get("request")): r for p in [out / MANIFEST, *parts]
-               for r in _records(p)}  # fmt: skip
+    records = {
+        (r["id"], r.get("request")): r for p in [out / MANIFEST, *parts] for r in _records(p)
+    }
     ordered = sorted(records.values(), key=lambda r: (r.get("line", 0), r["id"]))
     text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered)
     if parts or (out / MANIFEST).exists() or records:
@@ -207,8 +208,12 @@ def done_and_kept(job: Job, records: dict, out: Path) -> tuple[bool, frozenset[s
     records for other requests (an edited job's earlier outputs, never written over)."""
     digest = request_digest(job.request)
     mine = [r for (i, d), r in records.items() if i == job.id and d in (digest, None)]
-    kept = {f["path"] for (i, d), r in records.items() if i == job.id and d not in (digest, None)
-            for f in r.get("outputs", [])}  # fmt: skip
+    kept = {
+        f["path"]
+        for (i, d), r in records.items()
+        if i == job.id and d not in (digest, None)
+        for f in r.get("outputs", [])
+    }
     return any(is_done(r, out) for r in mine), frozenset(kept)
 
 
@@ -220,8 +225,9 @@ def _name(job: Job, index: int, suffix: str, kept: frozenset[str]) -> str:
     return name
 
 
-def run_job(pipe, job: Job, out: Path, callback=None, kept: frozenset[str] = frozenset()
-            ) -> dict[str, Any]:  # fmt: skip
+def run_job(
+    pipe, job: Job, out: Path, callback=None, kept: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """Make one job's outputs, write each atomically (never over a name in ``kept``); returns
     its manifest record."""
     from pipelines.outputs import atomic_write_bytes
@@ -234,8 +240,14 @@ def run_job(pipe, job: Job, out: Path, callback=None, kept: frozenset[str] = fro
         atomic_write_bytes(out / name, data)
         files.append({"path": name, "sha256": hashlib.sha256(data).hexdigest()})
         settings.append(o.settings)
-    return {"id": job.id, "line": job.line, "model": job.request.model, "outputs": files,
-            "settings": settings, "request": request_digest(job.request)}  # fmt: skip
+    return {
+        "id": job.id,
+        "line": job.line,
+        "model": job.request.model,
+        "outputs": files,
+        "settings": settings,
+        "request": request_digest(job.request),
+    }
 
 
 def run_batch(jobs_file: str, out_dir: str, device: str | None = None, quiet: bool = False) -> int:
@@ -265,8 +277,10 @@ def run_batch(jobs_file: str, out_dir: str, device: str | None = None, quiet: bo
     pending = [j for j in jobs if not state_of[j.id][0]]
     mine = pending[rank::world]
     if state.is_main_process:
-        print(f"{len(jobs)} job(s), {len(jobs) - len(pending)} already done, {len(pending)} to "
-              f"make on {world} process(es); {len(bad)} invalid line(s)")  # fmt: skip
+        print(
+            f"{len(jobs)} job(s), {len(jobs) - len(pending)} already done, {len(pending)} to "
+            f"make on {world} process(es); {len(bad)} invalid line(s)"
+        )
     part = out / PART.format(rank=rank)
     pipes: dict[str, Any] = {}
     dev = device or str(state.device)
@@ -277,11 +291,17 @@ def run_batch(jobs_file: str, out_dir: str, device: str | None = None, quiet: bo
             model = job.request.model
             if model not in pipes:
                 pipes[model] = load_pipeline(model, device=dev)
-            with tqdm(total=job.request.steps, unit="step", leave=False, disable=not show,
-                      desc=job.id) as steps:  # fmt: skip
+            with tqdm(
+                total=job.request.steps, unit="step", leave=False, disable=not show, desc=job.id
+            ) as steps:
                 try:
-                    record = run_job(pipes[model], job, out, callback=lambda s: steps.update(1),
-                                     kept=state_of[job.id][1])  # fmt: skip
+                    record = run_job(
+                        pipes[model],
+                        job,
+                        out,
+                        callback=lambda s: steps.update(1),
+                        kept=state_of[job.id][1],
+                    )
                 except ValueError as e:  # e.g. a LoRA made for another model: this job only
                     failed += 1
                     print(f"{jobs_file}:{job.line}: {e}", file=sys.stderr)

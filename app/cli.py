@@ -55,25 +55,46 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"bundled model name or model folder (default: {DEFAULT_MODEL})",
     )
     gen.add_argument("--negative-prompt", default="", help="what to steer away from")
-    gen.add_argument("--dtype", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
-                     help="SD3 / FLUX.1 folders: compute dtype (default: as the weights are "
-                          "stored); the studio's own models compute in fp32")  # fmt: skip
+    gen.add_argument(
+        "--dtype",
+        choices=("auto", "bf16", "fp16", "fp32"),
+        default="auto",
+        help="SD3 / FLUX.1 folders: compute dtype (default: as the weights are "
+        "stored); the studio's own models compute in fp32",
+    )
     gen.add_argument("--seed", type=int, help="random seed (default: a fresh one, recorded)")
     gen.add_argument("--steps", type=int, help="sampling steps (more: slower, finer)")
     gen.add_argument("--guidance", type=float, help="classifier-free guidance scale (1 = off)")
-    gen.add_argument("--audio-guidance", type=float,
-                     help="audio+video: the audio stream's scale (default: guidance)")  # fmt: skip
+    gen.add_argument(
+        "--audio-guidance",
+        type=float,
+        help="audio+video: the audio stream's scale (default: guidance)",
+    )
     gen.add_argument("--solver", help="flow: euler, heun or midpoint; masked: the model's decoder")
     gen.add_argument("--width", type=int, help="image width in pixels (multiple of the patch)")
     gen.add_argument("--height", type=int, help="image height in pixels")
     gen.add_argument("--duration", type=float, help="length in seconds (audio, video models)")
-    gen.add_argument("--fps", type=float, help="video frames per second (any; default: the "
-                     "model's training rate)")  # fmt: skip
+    gen.add_argument(
+        "--fps",
+        type=float,
+        help="video frames per second (any; default: the model's training rate)",
+    )
     gen.add_argument("--sample-rate", type=int, help="check the audio model's rate (Hz)")
-    gen.add_argument("--lora", action="append", default=[], metavar="PATH",
-                     help="apply a LoRA adapter folder (repeat for several)")  # fmt: skip
-    gen.add_argument("--lora-scale", action="append", type=float, default=[], metavar="S",
-                     help="scale of the matching --lora (default 1; repeat in order)")  # fmt: skip
+    gen.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="apply a LoRA adapter folder (repeat for several)",
+    )
+    gen.add_argument(
+        "--lora-scale",
+        action="append",
+        type=float,
+        default=[],
+        metavar="S",
+        help="scale of the matching --lora (default 1; repeat in order)",
+    )
     gen.add_argument("--num-outputs", type=int, default=1, help="outputs to make (seeds s, s+1..)")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -93,11 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--solver", help="ODE solver (default: the model's)")
     ev.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
     ev.add_argument("--fps", type=float, help="video models: frame rate (default: training's)")
-    ev.add_argument("--phrasing", nargs="+", choices=("canonical", "train", "heldout"),
-                    default=["canonical", "train", "heldout"],
-                    help="shapes, digits, sounds and motion models: which phrasings of the "
-                    "world's caption grammar to score "
-                    "(default all three, side by side on the same scenes and seeds)")  # fmt: skip
+    ev.add_argument(
+        "--phrasing",
+        nargs="+",
+        choices=("canonical", "train", "heldout"),
+        default=["canonical", "train", "heldout"],
+        help="shapes, digits, sounds and motion models: which phrasings of the "
+        "world's caption grammar to score "
+        "(default all three, side by side on the same scenes and seeds)",
+    )
 
     batch = sub.add_parser(
         "batch",
@@ -115,9 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--quiet", action="store_true", help="no progress bars")
 
     bench = sub.add_parser(
-        "bench", help="print speed tables: the DiT core vs diffusers, attention backends",
+        "bench",
+        help="print speed tables: the DiT core vs diffusers, attention backends",
         add_help=False,
-    )  # fmt: skip
+    )
     bench.add_argument("args", nargs=argparse.REMAINDER)
     web = sub.add_parser(
         "app",
@@ -126,17 +152,24 @@ def build_parser() -> argparse.ArgumentParser:
         "a queue, history and replay. Listens on 127.0.0.1 only unless --host says otherwise; "
         "never makes a public share link unless --share is given.",
     )
-    web.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
-                     "127.0.0.1; 0.0.0.0 exposes it to your network)")  # fmt: skip
+    web.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1; 0.0.0.0 exposes it to your network)",
+    )
     web.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
     web.add_argument("--auth", help="require a login, given as user:password")
     web.add_argument("--share", action="store_true", help="also open a public Gradio link")
     web.add_argument("--models-dir", help="also offer every model folder inside this folder")
     web.add_argument("--loras-dir", help="also offer every LoRA adapter folder inside this folder")
     web.add_argument("--outputs", default="outputs", help="where files are written")
-    web.add_argument("--max-side", type=int, default=256,
-                     help="the largest width or height a request may ask for (default 256; "
-                          "1024 for SD3 / FLUX.1 folders at their own size)")  # fmt: skip
+    web.add_argument(
+        "--max-side",
+        type=int,
+        default=256,
+        help="the largest width or height a request may ask for (default 256; "
+        "1024 for SD3 / FLUX.1 folders at their own size)",
+    )
     web.add_argument(
         "--concurrency",
         type=int,
@@ -162,23 +195,37 @@ def generate(args: argparse.Namespace) -> int:
     if args.model == DEFAULT_MODEL and (args.audio or args.video):
         model = DEFAULT_AUDIO_MODEL if args.audio else DEFAULT_VIDEO_MODEL
     if not args.prompt.strip():
-        print("dit-studio generate: the prompt is empty: say what to make, for example "
-              '"a small red circle on the left"', file=sys.stderr)  # fmt: skip
+        print(
+            "dit-studio generate: the prompt is empty: say what to make, for example "
+            '"a small red circle on the left"',
+            file=sys.stderr,
+        )
         return 2
     if len(args.lora_scale) > len(args.lora):
-        print("dit-studio generate: more --lora-scale than --lora: give one scale per adapter",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "dit-studio generate: more --lora-scale than --lora: give one scale per adapter",
+            file=sys.stderr,
+        )
         return 2
     scales = args.lora_scale + [1.0] * (len(args.lora) - len(args.lora_scale))
     try:
         request = Request(
-            prompt=args.prompt, negative_prompt=args.negative_prompt, seed=args.seed,
-            steps=args.steps, guidance=args.guidance, solver=args.solver, width=args.width,
-            height=args.height, num_outputs=args.num_outputs, model=model,
-            duration=args.duration, sample_rate=args.sample_rate, fps=args.fps,
+            prompt=args.prompt,
+            negative_prompt=args.negative_prompt,
+            seed=args.seed,
+            steps=args.steps,
+            guidance=args.guidance,
+            solver=args.solver,
+            width=args.width,
+            height=args.height,
+            num_outputs=args.num_outputs,
+            model=model,
+            duration=args.duration,
+            sample_rate=args.sample_rate,
+            fps=args.fps,
             audio_guidance=args.audio_guidance,
             loras=tuple(zip(args.lora, scales, strict=True)),
-        )  # fmt: skip
+        )
         from pipelines.registry import load_pipeline
 
         pipe = load_pipeline(model, dtype=args.dtype)
@@ -203,8 +250,10 @@ def run_batch_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     if not Path(args.jobs).is_file():
-        print(f"dit-studio batch: {args.jobs} is not a file: give a JSONL file of requests",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"dit-studio batch: {args.jobs} is not a file: give a JSONL file of requests",
+            file=sys.stderr,
+        )
         return 2
     from .batch import run_batch
 
@@ -219,8 +268,15 @@ def evaluate(args: argparse.Namespace) -> int:
         pipe = load_pipeline(args.model)
         from training.evaluate import evaluate as score
 
-        scores = score(pipe, args.prompts, tuple(args.phrasing), steps=args.steps,
-                       solver=args.solver, guidance=args.guidance, fps=args.fps)  # fmt: skip
+        scores = score(
+            pipe,
+            args.prompts,
+            tuple(args.phrasing),
+            steps=args.steps,
+            solver=args.solver,
+            guidance=args.guidance,
+            fps=args.fps,
+        )
     except (RequestError, FileNotFoundError, ValueError) as e:
         print(f"dit-studio eval: {e}", file=sys.stderr)
         return 2
@@ -275,11 +331,19 @@ def serve(args: argparse.Namespace) -> int:
 
     from .studio import SERVER_LIMITS, Studio
 
-    limits = replace(SERVER_LIMITS, max_side=args.max_side,
-                     max_pixels=max(SERVER_LIMITS.max_pixels, args.max_side**2))  # fmt: skip
+    limits = replace(
+        SERVER_LIMITS,
+        max_side=args.max_side,
+        max_pixels=max(SERVER_LIMITS.max_pixels, args.max_side**2),
+    )
     try:
-        studio = Studio(models_dir=args.models_dir, outputs_dir=args.outputs, device=args.device,
-                        loras_dir=args.loras_dir, limits=limits)  # fmt: skip
+        studio = Studio(
+            models_dir=args.models_dir,
+            outputs_dir=args.outputs,
+            device=args.device,
+            loras_dir=args.loras_dir,
+            limits=limits,
+        )
     except (FileNotFoundError, ValueError) as e:
         print(f"dit-studio app: {e}", file=sys.stderr)
         return 2
@@ -309,15 +373,25 @@ def models_table() -> str:
         d = spec.request_defaults()
         defaults = f"{d['steps']} steps, guidance {d['guidance']:g}, {d['solver']}"
         card = read_card(folder)
-        rows.append((name, spec.modality, spec.objective, size, f"{mb:.1f}", defaults,
-                     card.verdict()))  # fmt: skip
+        rows.append(
+            (name, spec.modality, spec.objective, size, f"{mb:.1f}", defaults, card.verdict())
+        )
         mark = {True: "", False: " (not met)", None: ""}
-        scores += [f"{name}: " + ", ".join(
-            f"{s.metric} {s.value}" + (f" / {s.target}" if s.target else "") + mark[s.met]
-            for s in card.scores)] if card.scores else []  # fmt: skip
+        scores += (
+            [
+                f"{name}: "
+                + ", ".join(
+                    f"{s.metric} {s.value}" + (f" / {s.target}" if s.target else "") + mark[s.met]
+                    for s in card.scores
+                )
+            ]
+            if card.scores
+            else []
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                      for r in rows)  # fmt: skip
+    table = "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
     return table + "\n\nmeasured / target:\n" + "\n".join(scores) if scores else table
 
 

@@ -147,8 +147,11 @@ class Studio:
         words = model_words(resolve_model(model))
         if not words:
             return ""
-        return ("Understands free phrasing of: " + ", ".join(words) +
-                ", in your own words and word order")  # fmt: skip
+        return (
+            "Understands free phrasing of: "
+            + ", ".join(words)
+            + ", in your own words and word order"
+        )
 
     def _spec(self, model: str) -> ModelSpec:
         if model not in self.models:
@@ -188,8 +191,10 @@ class Studio:
                 raise RequestError(f"LoRA {given!r} is not offered here; choose from {offered}")
             base = self.lora_base(name)
             if base is not None and base != self._spec(model).name:
-                raise RequestError(f"LoRA {name!r} was trained for {base!r}, not {model!r}: "
-                                   f"choose {base!r} or leave the LoRA out")  # fmt: skip
+                raise RequestError(
+                    f"LoRA {name!r} was trained for {base!r}, not {model!r}: "
+                    f"choose {base!r} or leave the LoRA out"
+                )
             loras.append((str(self.loras[name]), scale))
         request = replace(request, model=model, loras=tuple(loras))
         return request.resolve(self.defaults_for(model), self.limits_for(model))

@@ -13,6 +13,7 @@ endpoints (``/generate``, ``/generate_audio`` ...) raise them, as API clients ex
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -53,15 +54,24 @@ JS = """
 """
 
 
-def _gallery(label: str, columns: int, height: int | str, elem_id: str,
-             result: bool = False, wide: bool = False) -> gr.Gallery:  # fmt: skip
+def _gallery(
+    label: str,
+    columns: int,
+    height: int | str,
+    elem_id: str,
+    result: bool = False,
+    wide: bool = False,
+) -> gr.Gallery:
     return gr.Gallery(
         label=label,
         columns=columns,
         height=height,
         object_fit="contain",
-        elem_classes=["dit-media", *(["dit-result"] if result else []),
-                      *(["dit-wide"] if wide else [])],
+        elem_classes=[
+            "dit-media",
+            *(["dit-result"] if result else []),
+            *(["dit-wide"] if wide else []),
+        ],
         elem_id=elem_id,
         interactive=False,
         fit_columns=False,  # one result stays one column wide, whole inside the box
@@ -90,13 +100,15 @@ class TabSpec:
 
 
 def _audio_player(i: int, elem_id: str) -> gr.Audio:
-    return gr.Audio(label=f"Sound {i + 1}", type="filepath", interactive=False,
-                    elem_id=elem_id, visible=i == 0)  # fmt: skip
+    return gr.Audio(
+        label=f"Sound {i + 1}", type="filepath", interactive=False, elem_id=elem_id, visible=i == 0
+    )
 
 
 def _video_player(label: str) -> Callable[[int, str], gr.Video]:
-    return lambda i, elem_id: gr.Video(label=f"{label} {i + 1}", interactive=False,
-                                       elem_id=elem_id, visible=i == 0)  # fmt: skip
+    return lambda i, elem_id: gr.Video(
+        label=f"{label} {i + 1}", interactive=False, elem_id=elem_id, visible=i == 0
+    )
 
 
 TABS: dict[str, TabSpec] = {
@@ -181,8 +193,9 @@ class _Page:
         """What the page's Generate updates."""
         return [self.gallery, *self.players, self.files, self.status, self.error, self.last_seed]
 
-    def updates(self, shown=None, played=None, paths=None, text=None, error=None, seed=None
-                ) -> list:  # fmt: skip
+    def updates(
+        self, shown=None, played=None, paths=None, text=None, error=None, seed=None
+    ) -> list:
         """One value per output; None leaves it as it is. ``played``: the files to play (one
         player each, the others hidden)."""
         keep = gr.skip()
@@ -190,9 +203,12 @@ class _Page:
         if played is None:
             vals += [keep] * len(self.players)
         else:
-            vals += [gr.update(value=str(played[i]), visible=True) if i < len(played)
-                     else gr.update(value=None, visible=False)
-                     for i in range(len(self.players))]  # fmt: skip
+            vals += [
+                gr.update(value=str(played[i]), visible=True)
+                if i < len(played)
+                else gr.update(value=None, visible=False)
+                for i in range(len(self.players))
+            ]
         return vals + [keep if v is None else v for v in (paths, text, error, seed)]
 
     def api_outputs(self) -> list[Any]:
@@ -202,60 +218,91 @@ class _Page:
 
 
 def build_tab(studio: Studio, tab: TabSpec, demo: gr.Blocks) -> None:
+    """One tab: the form on the left, results and history on the right, then the wiring."""
     models = studio.models_for(tab.modality)
-    card = studio.card_for(models[0])
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=380):
-            form: dict[str, Any] = {}
-            form["model"] = gr.Dropdown(models, value=models[0], label="Model")
-            form["prompt"] = gr.Textbox(label="Prompt", placeholder=tab.placeholder, lines=2,
-                                        elem_id=f"{tab.key}-prompt")  # fmt: skip
-            with gr.Row():
-                run = gr.Button("Generate", variant="primary", elem_id=f"{tab.key}-generate")
-                stop = gr.Button("Cancel", variant="stop", elem_id=f"{tab.key}-cancel")
-            api = gr.Button(visible=False)
-            status = gr.Markdown("Type a prompt, then Generate (or Ctrl+Enter).",
-                                 elem_id=f"{tab.key}-status")
-            error = gr.Markdown("", elem_id=f"{tab.key}-error", elem_classes="dit-error")
-            examples = gr.Dataset(components=[form["prompt"]], label="Examples (click one)",
-                                  samples=[[e] for e in card.examples] or [[tab.placeholder]],
-                                  elem_id=f"{tab.key}-examples")  # fmt: skip
-            with gr.Accordion("About this model", open=False):
-                card_view = gr.Markdown(_card_text(studio, models[0]), elem_id=f"{tab.key}-card")
-            form |= _form(studio, tab, models)
-            with gr.Row():
-                reuse_seed = gr.Button("Reuse the last seed", size="sm",
-                                       elem_id=f"{tab.key}-reuse-seed")  # fmt: skip
-            replay = gr.File(
-                label="Replay: drop a file the studio wrote",
-                file_types=[".png", ".wav", ".mp4"],
-                type="filepath",
-            )
+            left = _form_column(studio, tab, models)
         with gr.Column(scale=3):
-            gallery = _gallery("Result", columns=tab.columns, height="auto",
-                               elem_id=f"{tab.key}-result", result=True,
-                               wide=tab.columns == 1)  # fmt: skip
-            most = max(studio.limits_for(m).max_outputs for m in models)
-            players = ([tab.player(i, f"{tab.key}-player-{i}") for i in range(most)]
-                       if tab.player else [])  # fmt: skip
-            files = gr.File(label="Download", file_count="multiple", interactive=False,
-                            elem_id=f"{tab.key}-files")
-            history = _gallery("History (the outputs folder)", columns=6, height=240,
-                               elem_id=f"{tab.key}-history")  # fmt: skip
-            with gr.Row():
-                newer = gr.Button("‹ newer", size="sm")
-                history_label = gr.Markdown("", elem_id=f"{tab.key}-history-page")
-                older = gr.Button("older ›", size="sm")
-            selected_info = gr.Markdown("")
-            reuse = gr.Button("Use these settings", size="sm", elem_id=f"{tab.key}-reuse")
-    page = _Page(form, run, api, stop, status, error, examples, card_view, reuse_seed,
-                 gr.State(None), replay, gallery, players, files, history, gr.State(0),
-                 gr.State([]), history_label, newer, older, gr.State(None), selected_info,
-                 reuse)  # fmt: skip
+            right = _result_column(studio, tab, models)
+    states = dict(
+        last_seed=gr.State(None),
+        history_page=gr.State(0),
+        history_items=gr.State([]),
+        selected=gr.State(None),
+    )
+    page = _Page(**left, **right, **states)
     _wire_generate(studio, tab, page)
     _wire_model_change(studio, page)
     _wire_replay(studio, tab, page)
     wire_history(studio, tab, page, demo)
+
+
+def _form_column(studio: Studio, tab: TabSpec, models: list[str]) -> dict[str, Any]:
+    """The prompt, buttons, status, examples, model card, settings and replay drop."""
+    key, card = tab.key, studio.card_for(models[0])
+    form: dict[str, Any] = {"model": gr.Dropdown(models, value=models[0], label="Model")}
+    form["prompt"] = gr.Textbox(
+        label="Prompt", placeholder=tab.placeholder, lines=2, elem_id=f"{key}-prompt"
+    )
+    with gr.Row():
+        run = gr.Button("Generate", variant="primary", elem_id=f"{key}-generate")
+        stop = gr.Button("Cancel", variant="stop", elem_id=f"{key}-cancel")
+    parts = dict(run=run, stop=stop, api=gr.Button(visible=False))
+    parts["status"] = gr.Markdown(
+        "Type a prompt, then Generate (or Ctrl+Enter).", elem_id=f"{key}-status"
+    )
+    parts["error"] = gr.Markdown("", elem_id=f"{key}-error", elem_classes="dit-error")
+    parts["examples"] = gr.Dataset(
+        components=[form["prompt"]],
+        label="Examples (click one)",
+        samples=[[e] for e in card.examples] or [[tab.placeholder]],
+        elem_id=f"{key}-examples",
+    )
+    with gr.Accordion("About this model", open=False):
+        parts["card"] = gr.Markdown(_card_text(studio, models[0]), elem_id=f"{key}-card")
+    form |= _form(studio, tab, models)
+    with gr.Row():
+        parts["reuse_seed"] = gr.Button(
+            "Reuse the last seed", size="sm", elem_id=f"{key}-reuse-seed"
+        )
+    parts["replay"] = gr.File(
+        label="Replay: drop a file the studio wrote",
+        file_types=[".png", ".wav", ".mp4"],
+        type="filepath",
+    )
+    return {"form": form, **parts}
+
+
+def _result_column(studio: Studio, tab: TabSpec, models: list[str]) -> dict[str, Any]:
+    """The result gallery, players, downloads and the history with its pager."""
+    key = tab.key
+    parts: dict[str, Any] = {}
+    parts["gallery"] = _gallery(
+        "Result",
+        columns=tab.columns,
+        height="auto",
+        elem_id=f"{key}-result",
+        result=True,
+        wide=tab.columns == 1,
+    )
+    most = max(studio.limits_for(m).max_outputs for m in models)
+    parts["players"] = (
+        [tab.player(i, f"{key}-player-{i}") for i in range(most)] if tab.player else []
+    )
+    parts["files"] = gr.File(
+        label="Download", file_count="multiple", interactive=False, elem_id=f"{key}-files"
+    )
+    parts["history"] = _gallery(
+        "History (the outputs folder)", columns=6, height=240, elem_id=f"{key}-history"
+    )
+    with gr.Row():
+        parts["newer"] = gr.Button("‹ newer", size="sm")
+        parts["history_label"] = gr.Markdown("", elem_id=f"{key}-history-page")
+        parts["older"] = gr.Button("older ›", size="sm")
+    parts["selected_info"] = gr.Markdown("")
+    parts["reuse"] = gr.Button("Use these settings", size="sm", elem_id=f"{key}-reuse")
+    return parts
 
 
 def _card_text(studio: Studio, model: str) -> str:
@@ -269,14 +316,15 @@ def _form(studio: Studio, tab: TabSpec, models: list[str]) -> dict[str, Any]:
     c: dict[str, Any] = {}
     c["negative_prompt"] = gr.Textbox(label="Negative prompt", lines=1)
     with gr.Row():
-        c["seed"] = gr.Number(label="Seed", value=0, precision=0, info="-1: random",
-                              elem_id=f"{tab.key}-seed")  # fmt: skip
-        c["random_seed"] = gr.Checkbox(label="random", value=True,
-                                       elem_id=f"{tab.key}-random-seed")  # fmt: skip
+        c["seed"] = gr.Number(
+            label="Seed", value=0, precision=0, info="-1: random", elem_id=f"{tab.key}-seed"
+        )
+        c["random_seed"] = gr.Checkbox(label="random", value=True, elem_id=f"{tab.key}-random-seed")
     with gr.Accordion("Settings", open=True):
         c |= _settings(studio, tab, models)
-        c["num_outputs"] = gr.Slider(1, studio.limits_for(first).max_outputs, value=1, step=1,
-                                     label="Outputs")  # fmt: skip
+        c["num_outputs"] = gr.Slider(
+            1, studio.limits_for(first).max_outputs, value=1, step=1, label="Outputs"
+        )
         offered = studio.loras_for(tab.modality)
         c["loras"] = gr.Textbox(
             label="LoRAs (name:scale, comma-separated)",
@@ -302,20 +350,28 @@ def _settings(studio: Studio, tab: TabSpec, models: list[str]) -> dict[str, Any]
     solvers = [*dict.fromkeys(s for m in models for s in studio.limits_for(m).solvers)]
     c["solver"] = gr.Dropdown(solvers, value=dft["solver"], label="Solver")
     none = gr.State
-    c["duration"] = gr.Slider(0.1, lim.max_seconds, value=dft["duration"], step=0.1,
-                              label="Duration (s)") if lim.max_seconds else none(None)  # fmt: skip
+    c["duration"] = (
+        gr.Slider(0.1, lim.max_seconds, value=dft["duration"], step=0.1, label="Duration (s)")
+        if lim.max_seconds
+        else none(None)
+    )
     if lim.max_side:
         c["width"] = _side_slider("Width", lim, dft["width"])
         c["height"] = _side_slider("Height", lim, dft["height"])
     else:
         c["width"], c["height"] = none(None), none(None)
     # video: any frame rate; duration x fps whole tubelets
-    c["fps"] = gr.Slider(1, lim.max_fps, value=dft["fps"], step=1,
-                         label="FPS") if lim.max_fps else none(None)  # fmt: skip
+    c["fps"] = (
+        gr.Slider(1, lim.max_fps, value=dft["fps"], step=1, label="FPS")
+        if lim.max_fps
+        else none(None)
+    )
     # LTX-2's per-modality guidance
-    c["audio_guidance"] = gr.Slider(0, 15, value=dft["guidance"], step=0.5,
-                                    label="Audio guidance") if (
-        tab.modality == "audio+video") else none(None)  # fmt: skip
+    c["audio_guidance"] = (
+        gr.Slider(0, 15, value=dft["guidance"], step=0.5, label="Audio guidance")
+        if (tab.modality == "audio+video")
+        else none(None)
+    )
     return c
 
 
@@ -327,8 +383,9 @@ class _Failed:
     message: str
 
 
-def _job(studio: Studio, values: dict[str, Any], session: str, progress
-         ) -> Iterator[Progress | Done | _Failed | tuple[str, int]]:  # fmt: skip
+def _job(
+    studio: Studio, values: dict[str, Any], session: str, progress
+) -> Iterator[Progress | Done | _Failed | tuple[str, int]]:
     """One request from the form's values: ("started", seed), then the studio's Progress
     items and Done, or _Failed with the message a person should read."""
     try:
@@ -347,8 +404,7 @@ def _job(studio: Studio, values: dict[str, Any], session: str, progress
 
 
 def _fields(*fields) -> dict[str, Any]:
-    """The form's fields by name. Both handlers spell their parameters out, since Gradio
-    names the API's parameters after the handler's signature."""
+    """The form's fields by name, from their values in ``FORM`` order."""
     return dict(zip(FORM, fields, strict=True))
 
 
@@ -356,15 +412,35 @@ def _seeds(first: int, n: int) -> str:
     return f"seed {first}" if n == 1 else f"seeds {first}-{first + n - 1}"
 
 
+def _form_handler(body: Callable) -> Callable:
+    """A Gradio handler of the form's fields, made from ``body(values, request, progress)``
+    (a generator; ``values``: the fields by name). Gradio names an endpoint's API parameters
+    after its handler's signature and finds the request by annotation and the progress
+    tracker by default value, so the signature is built from ``FORM``, once."""
+
+    def handler(*args):
+        *fields, request, progress = args
+        yield from body(_fields(*fields), request, progress)
+
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    handler.__signature__ = inspect.Signature(
+        [inspect.Parameter(name, kind) for name in FORM]
+        + [
+            inspect.Parameter("request", kind, annotation=gr.Request),
+            inspect.Parameter("progress", kind, default=gr.Progress()),
+        ]
+    )
+    handler.__annotations__ = {"request": gr.Request}
+    handler.__name__ = body.__name__
+    return handler
+
+
 def _generators(studio: Studio, tab: TabSpec, page: _Page) -> tuple[Callable, Callable]:
     """(the page's Generate handler, the API endpoint's). Parameters: the form's fields by
     name (the API's parameter names)."""
 
-    def page_generate(model, prompt, negative_prompt, seed, random_seed, steps, guidance, solver,
-                      width, height, num_outputs, duration, fps, audio_guidance, loras,
-                      request: gr.Request, progress=gr.Progress()):  # noqa: B008 (Gradio's)
-        values = _fields(model, prompt, negative_prompt, seed, random_seed, steps, guidance,
-                         solver, width, height, num_outputs, duration, fps, audio_guidance, loras)
+    @_form_handler
+    def page_generate(values: dict[str, Any], request: gr.Request, progress):
         session = request.session_hash if request is not None else ""
         last: list[np.ndarray] = []
         first = 0
@@ -374,27 +450,34 @@ def _generators(studio: Studio, tab: TabSpec, page: _Page) -> tuple[Callable, Ca
                 return
             if isinstance(item, tuple):
                 first = item[1]
-                yield page.updates(text=f"Running ({_seeds(first, int(num_outputs))})…",
-                                   error="")  # fmt: skip
+                yield page.updates(
+                    text=f"Running ({_seeds(first, int(values['num_outputs']))})…", error=""
+                )
             elif isinstance(item, Progress) and item.preview is not None:
                 last = item.preview
-                yield page.updates(shown=tab.show_preview(item.preview),
-                                   text=f"Step {item.step}/{item.total}")  # fmt: skip
+                yield page.updates(
+                    shown=tab.show_preview(item.preview), text=f"Step {item.step}/{item.total}"
+                )
             elif isinstance(item, Done):
-                text = (f"Done in {item.seconds:.1f} s, {_seeds(first, len(item.paths))}: "
-                        f"{', '.join(p.name for p in item.paths)}")  # fmt: skip
+                text = (
+                    f"Done in {item.seconds:.1f} s, {_seeds(first, len(item.paths))}: "
+                    f"{', '.join(p.name for p in item.paths)}"
+                )
                 played = item.paths if page.players else None
-                yield page.updates(tab.show_done(item.paths, last), played,
-                                   [str(p) for p in item.paths], text, "", first)  # fmt: skip
+                yield page.updates(
+                    tab.show_done(item.paths, last),
+                    played,
+                    [str(p) for p in item.paths],
+                    text,
+                    "",
+                    first,
+                )
                 return
         # cancelled: the previews were not a result, so they go
         yield page.updates(shown=[], text="Cancelled.", played=[])
 
-    def api_generate(model, prompt, negative_prompt, seed, random_seed, steps, guidance, solver,
-                     width, height, num_outputs, duration, fps, audio_guidance, loras,
-                     request: gr.Request, progress=gr.Progress()):  # noqa: B008 (Gradio's)
-        values = _fields(model, prompt, negative_prompt, seed, random_seed, steps, guidance,
-                         solver, width, height, num_outputs, duration, fps, audio_guidance, loras)
+    @_form_handler
+    def api_generate(values: dict[str, Any], request: gr.Request, progress):
         session = request.session_hash if request is not None else ""
         last: list[np.ndarray] = []
         keep = [gr.skip()] * len(page.api_outputs())
@@ -407,9 +490,13 @@ def _generators(studio: Studio, tab: TabSpec, page: _Page) -> tuple[Callable, Ca
                 player = [str(item.paths[0])] if page.players else []
                 # the history slot stays as it is: an API client has its files in ``files``,
                 # and sending it the folder's newest thumbnails costs every request 12 files
-                yield [tab.show_done(item.paths, last), *player, [str(p) for p in item.paths],
-                       f"Done in {item.seconds:.1f} s: {', '.join(p.name for p in item.paths)}",
-                       gr.skip()]  # fmt: skip
+                yield [
+                    tab.show_done(item.paths, last),
+                    *player,
+                    [str(p) for p in item.paths],
+                    f"Done in {item.seconds:.1f} s: {', '.join(p.name for p in item.paths)}",
+                    gr.skip(),
+                ]
                 return
             else:
                 yield keep
@@ -423,8 +510,15 @@ def _wire_generate(studio: Studio, tab: TabSpec, page: _Page) -> None:
     inputs = [page.form[k] for k in FORM]
     jobs = []
     for trigger in (page.run.click, page.form["prompt"].submit):
-        jobs.append(trigger(page_generate, inputs, page.outputs(), api_visibility="private",
-                            show_progress_on=[page.status]))  # fmt: skip
+        jobs.append(
+            trigger(
+                page_generate,
+                inputs,
+                page.outputs(),
+                api_visibility="private",
+                show_progress_on=[page.status],
+            )
+        )
     page.api.click(
         api_generate,
         inputs,
@@ -437,24 +531,40 @@ def _wire_generate(studio: Studio, tab: TabSpec, page: _Page) -> None:
         n = studio.cancel(request.session_hash, wait=60) if request is not None else 0
         return ("Cancelled." if n else "Nothing is running."), ""
 
-    page.stop.click(cancel, None, [page.status, page.error], cancels=jobs,
-                    api_visibility="private", queue=False)  # fmt: skip
+    page.stop.click(
+        cancel, None, [page.status, page.error], cancels=jobs, api_visibility="private", queue=False
+    )
 
     def reuse_seed(seed: int | None) -> tuple[Any, Any, str]:
         if seed is None:
             return gr.skip(), gr.skip(), "⚠ no result yet: generate something first"
         return seed, False, ""
 
-    page.reuse_seed.click(reuse_seed, page.last_seed,
-                          [page.form["seed"], page.form["random_seed"], page.error],
-                          api_visibility="private")  # fmt: skip
+    page.reuse_seed.click(
+        reuse_seed,
+        page.last_seed,
+        [page.form["seed"], page.form["random_seed"], page.error],
+        api_visibility="private",
+    )
     for job in jobs:
-        job.then(history_refresher(studio, tab, page), page.history_page, history_outputs(page),
-                 api_visibility="private")  # fmt: skip
+        job.then(
+            history_refresher(studio, tab, page),
+            page.history_page,
+            history_outputs(page),
+            api_visibility="private",
+        )
 
 
-MODEL_SETTINGS = ("steps", "guidance", "solver", "width", "height", "duration", "fps",
-                  "num_outputs")  # fmt: skip
+MODEL_SETTINGS = (
+    "steps",
+    "guidance",
+    "solver",
+    "width",
+    "height",
+    "duration",
+    "fps",
+    "num_outputs",
+)
 
 
 def _wire_model_change(studio: Studio, page: _Page) -> None:
@@ -465,10 +575,11 @@ def _wire_model_change(studio: Studio, page: _Page) -> None:
         sides = (_side_update(lim, dft["width"]), _side_update(lim, dft["height"]))
         shape = (
             *(sides if lim.max_side else (gr.skip(), gr.skip())),
-            gr.update(maximum=lim.max_seconds, value=dft["duration"]) if lim.max_seconds
+            gr.update(maximum=lim.max_seconds, value=dft["duration"])
+            if lim.max_seconds
             else gr.skip(),
             gr.update(maximum=lim.max_fps, value=dft["fps"]) if lim.max_fps else gr.skip(),
-        )  # fmt: skip
+        )
         return (
             gr.update(maximum=lim.max_steps, value=dft["steps"]),
             gr.update(value=dft["guidance"]),
@@ -482,11 +593,11 @@ def _wire_model_change(studio: Studio, page: _Page) -> None:
         return _card_text(studio, model), gr.Dataset(samples=[[e] for e in examples] or [[""]])
 
     model = page.form["model"]
-    model.change(on_model, model, [page.form[k] for k in MODEL_SETTINGS],
-                 api_visibility="private")  # fmt: skip
+    model.change(on_model, model, [page.form[k] for k in MODEL_SETTINGS], api_visibility="private")
     model.change(on_card, model, [page.card, page.examples], api_visibility="private")
-    page.examples.click(lambda sample: sample[0], page.examples, page.form["prompt"],
-                        api_visibility="private")  # fmt: skip
+    page.examples.click(
+        lambda sample: sample[0], page.examples, page.form["prompt"], api_visibility="private"
+    )
 
 
 def _wire_replay(studio: Studio, tab: TabSpec, page: _Page) -> None:
@@ -500,8 +611,10 @@ def _wire_replay(studio: Studio, tab: TabSpec, page: _Page) -> None:
         except RequestError as e:
             return [*unchanged, f"⚠ cannot replay this file: {e}"]
         if settings.get("modality", tab.modality) != tab.modality:
-            return [*unchanged, f"⚠ that file is {settings.get('modality')}; drop it on its "
-                                "own tab"]  # fmt: skip
+            return [
+                *unchanged,
+                f"⚠ that file is {settings.get('modality')}; drop it on its own tab",
+            ]
         model = given.get("model")
         notes = []
         if model not in studio.models:
@@ -530,10 +643,15 @@ def _wire_replay(studio: Studio, tab: TabSpec, page: _Page) -> None:
         except Exception as e:  # any unreadable or foreign file: say so in the page
             return [*unchanged, f"⚠ cannot replay this file: {e}"]
 
-    page.reuse.click(reuse_selected, [page.history_items, page.selected], [*form, page.error],
-                     api_visibility="private")  # fmt: skip
-    page.replay.upload(on_replay, page.replay, [*form, page.error],
-                       api_name=f"read_settings_{tab.key}")  # fmt: skip
+    page.reuse.click(
+        reuse_selected,
+        [page.history_items, page.selected],
+        [*form, page.error],
+        api_visibility="private",
+    )
+    page.replay.upload(
+        on_replay, page.replay, [*form, page.error], api_name=f"read_settings_{tab.key}"
+    )
 
 
 def _side_slider(label: str, lim, value: int) -> gr.Slider:

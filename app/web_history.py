@@ -29,8 +29,15 @@ def thumb(path: Path) -> Any:
 
 
 def history_outputs(page: _Page) -> list[Any]:
-    return [page.history, page.history_items, page.history_label, page.newer, page.older,
-            page.selected, page.selected_info]  # fmt: skip
+    return [
+        page.history,
+        page.history_items,
+        page.history_label,
+        page.newer,
+        page.older,
+        page.selected,
+        page.selected_info,
+    ]
 
 
 def history_refresher(studio: Studio, tab: TabSpec, page: _Page) -> Callable:
@@ -41,8 +48,11 @@ def history_refresher(studio: Studio, tab: TabSpec, page: _Page) -> Callable:
             index = 0
             entries, more = studio.history.page(tab.modality, 0, HISTORY_PAGE)
         items = [{"path": str(e.path), "settings": e.settings} for e in entries]
-        label = (f"page {index + 1}: {len(items)} of the outputs folder's {tab.modality} files"
-                 if items else "nothing generated yet")  # fmt: skip
+        label = (
+            f"page {index + 1}: {len(items)} of the outputs folder's {tab.modality} files"
+            if items
+            else "nothing generated yet"
+        )
         thumbs = [thumb(e.path) for e in entries]
         newer, older = gr.update(interactive=index > 0), gr.update(interactive=more)
         return thumbs, items, label, newer, older, None, ""
@@ -51,8 +61,12 @@ def history_refresher(studio: Studio, tab: TabSpec, page: _Page) -> Callable:
 
 
 def _describe(settings: dict[str, Any]) -> str:
-    bits = [f"**{settings.get('prompt', '')}**", f"model {settings.get('model')}",
-            f"seed {settings.get('seed')}", f"{settings.get('steps')} steps"]  # fmt: skip
+    bits = [
+        f"**{settings.get('prompt', '')}**",
+        f"model {settings.get('model')}",
+        f"seed {settings.get('seed')}",
+        f"{settings.get('steps')} steps",
+    ]
     return " · ".join(str(b) for b in bits)
 
 
@@ -65,9 +79,12 @@ def wire_history(studio: Studio, tab: TabSpec, page: _Page, demo: gr.Blocks) -> 
         return max(0, int(index or 0) + by)
 
     for button, by in ((page.newer, -1), (page.older, 1)):
-        button.click(lambda i, by=by: step(i, by), page.history_page, page.history_page,
-                     api_visibility="private").then(refresh, page.history_page, outputs,
-                                                    api_visibility="private")  # fmt: skip
+        button.click(
+            lambda i, by=by: step(i, by),
+            page.history_page,
+            page.history_page,
+            api_visibility="private",
+        ).then(refresh, page.history_page, outputs, api_visibility="private")
 
     def on_select(items: list[dict], evt: gr.SelectData) -> tuple[int, str]:
         index = evt.index if isinstance(evt.index, int) else 0
@@ -75,5 +92,6 @@ def wire_history(studio: Studio, tab: TabSpec, page: _Page, demo: gr.Blocks) -> 
             return gr.skip(), ""
         return index, _describe(items[index]["settings"])
 
-    page.history.select(on_select, page.history_items, [page.selected, page.selected_info],
-                        api_visibility="private")  # fmt: skip
+    page.history.select(
+        on_select, page.history_items, [page.selected, page.selected_info], api_visibility="private"
+    )

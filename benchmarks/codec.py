@@ -27,8 +27,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--f-max", type=float, default=8000.0, help="highest band edge, Hz")
     ap.add_argument("--n-fft", type=int, default=1024, help="STFT size")
     args = ap.parse_args(argv)
-    codec = MelCodec(n_mels=args.n_mels, f_min=args.f_min, f_max=args.f_max, n_fft=args.n_fft,
-                     griffin_lim_iters=args.iters)  # fmt: skip
+    codec = MelCodec(
+        n_mels=args.n_mels,
+        f_min=args.f_min,
+        f_max=args.f_max,
+        n_fft=args.n_fft,
+        griffin_lim_iters=args.iters,
+    )
     notes = {"C3": 130.81, "C4": 261.63, "A4": 440.0, "B5": 987.77}  # the world's range
     rng = np.random.default_rng(7)
     scenes = [sample_scene(rng, "heldout" if i % 2 else "train") for i in range(args.clips)]
@@ -44,8 +49,10 @@ def main(argv: list[str] | None = None) -> None:
         errors.append(((codec.encode(out) - frames).abs().mean() * db).item())
         real.append(score(wave[0].numpy(), scene))
         back.append(score(out[0].numpy(), scene))
-    print(f"mel codec {codec.n_mels} mels, hop {codec.hop}, Griffin-Lim {args.iters} iterations,"
-          f" {args.clips} clips ({seconds:.0f} s of audio)\n")  # fmt: skip
+    print(
+        f"mel codec {codec.n_mels} mels, hop {codec.hop}, Griffin-Lim {args.iters} iterations,"
+        f" {args.clips} clips ({seconds:.0f} s of audio)\n"
+    )
     widths = ", ".join(f"{n} {codec.semitones_per_band(f):.2f}" for n, f in notes.items())
     print(f"frequency resolution (semitones per band; the scorer wants 1): {widths}")
     print(

@@ -175,6 +175,14 @@ def core_rows(
 
 
 CORE_HEADER = [
-    "preset", "path", "ms/step", "best ms", "GFLOP", "GFLOP/s", "% peak", "at best",
-    "vs diffusers", "max err",
-]  # fmt: skip
+    "preset",
+    "path",
+    "ms/step",
+    "best ms",
+    "GFLOP",
+    "GFLOP/s",
+    "% peak",
+    "at best",
+    "vs diffusers",
+    "max err",
+]

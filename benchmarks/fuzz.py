@@ -42,9 +42,24 @@ atoms = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from([0.0, 0.05, 0.5, 1.0, 2.0, 3.0, 12.0, 1e-9, 1e308, -0.0]),
     st.text(max_size=40),
-    st.sampled_from(["", " ", "a red circle", "heun", "euler", "maskgit", "magnet", "x" * 5000,
-                     "teal", "assets/loras/teal", "../../etc/passwd", "\ud800", *MODELS]),
-)  # fmt: skip
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "a red circle",
+            "heun",
+            "euler",
+            "maskgit",
+            "magnet",
+            "x" * 5000,
+            "teal",
+            "assets/loras/teal",
+            "../../etc/passwd",
+            "\ud800",
+            *MODELS,
+        ]
+    ),
+)
 
 
 def _nested(inner):
@@ -117,8 +132,9 @@ def _allowed(fn, *args) -> None:
 
 def checks(cases: int):
     """(name, hypothesis test) per layer, ``cases`` examples each."""
-    run = settings(max_examples=cases, deadline=None, database=None,
-                   suppress_health_check=list(HealthCheck))  # fmt: skip
+    run = settings(
+        max_examples=cases, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     folder = Path(tempfile.mkdtemp(prefix="dit-fuzz-"))
     nonfinite = st.sampled_from([math.nan, math.inf, 10**400, "1e999"])
     return [
@@ -126,10 +142,20 @@ def checks(cases: int):
         ("direct", run(given(requests))(lambda d: _allowed(layer_direct, d))),
         ("form", run(given(form_values))(lambda v: _allowed(layer_form, v))),
         ("replay", run(given(requests | values))(lambda s: _allowed(layer_replay, s))),
-        ("batch", run(given(st.lists(requests | st.text(max_size=30) | nonfinite.map(
-            lambda x: {"prompt": "a", "guidance": x}), max_size=4)))(
-            lambda lines: layer_batch(lines, folder))),
-    ]  # fmt: skip
+        (
+            "batch",
+            run(
+                given(
+                    st.lists(
+                        requests
+                        | st.text(max_size=30)
+                        | nonfinite.map(lambda x: {"prompt": "a", "guidance": x}),
+                        max_size=4,
+                    )
+                )
+            )(lambda lines: layer_batch(lines, folder)),
+        ),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,10 +25,19 @@ from pathlib import Path
 
 import torch
 
-SD35_MEDIUM = dict(sample_size=128, patch_size=2, in_channels=16, attention_head_dim=64,
-                   num_attention_heads=24, joint_attention_dim=4096, caption_projection_dim=1536,
-                   pooled_projection_dim=2048, out_channels=16, pos_embed_max_size=384,
-                   qk_norm="rms_norm")  # fmt: skip
+SD35_MEDIUM = dict(
+    sample_size=128,
+    patch_size=2,
+    in_channels=16,
+    attention_head_dim=64,
+    num_attention_heads=24,
+    joint_attention_dim=4096,
+    caption_projection_dim=1536,
+    pooled_projection_dim=2048,
+    out_channels=16,
+    pos_embed_max_size=384,
+    qk_norm="rms_norm",
+)
 TEXT_TOKENS = 77 + 256
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -83,13 +92,20 @@ def run_one(impl: str, folder: Path, size: int, dtype: torch.dtype, reps: int) -
             out = call()
             times.append(1e3 * (time.perf_counter() - start))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"ms": statistics.median(times), "best_ms": min(times), "peak_mb": peak_mb,
-            "out": out.float().flatten()[:4096].tolist()}  # fmt: skip
+    return {
+        "ms": statistics.median(times),
+        "best_ms": min(times),
+        "peak_mb": peak_mb,
+        "out": out.float().flatten()[:4096].tolist(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.mmdit", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.mmdit",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--depth", type=int, default=2, help="blocks (SD3.5 Medium has 24)")
     ap.add_argument("--size", type=int, default=512, help="image side in pixels")
     ap.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=sorted(DTYPES))
@@ -107,8 +123,19 @@ def main(argv: list[str] | None = None) -> int:
             build(folder, args.depth, DTYPES[name])
             res = {}
             for impl in ("diffusers", "studio"):
-                cmd = [sys.executable, "-m", "benchmarks.mmdit", "--one", impl, str(folder), name,
-                       "--size", str(args.size), "--reps", str(args.reps)]  # fmt: skip
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.mmdit",
+                    "--one",
+                    impl,
+                    str(folder),
+                    name,
+                    "--size",
+                    str(args.size),
+                    "--reps",
+                    str(args.reps),
+                ]
                 done = subprocess.run(cmd, capture_output=True, text=True, check=True)
                 res[impl] = json.loads(done.stdout.strip().splitlines()[-1])
             a, b = (torch.tensor(res[k]["out"]) for k in ("diffusers", "studio"))
@@ -116,14 +143,31 @@ def main(argv: list[str] | None = None) -> int:
             for impl in ("diffusers", "studio"):
                 r = res[impl]
                 speed = res["diffusers"]["ms"] / r["ms"]
-                rows.append([impl, name, f"{r['ms']:.0f}", f"{r['best_ms']:.0f}",
-                             f"{speed:.2f}x", f"{r['peak_mb']:.0f}",
-                             "-" if impl == "diffusers" else f"{diff:.1e}"])  # fmt: skip
-    print(f"SD3.5 Medium config, {args.depth} of 24 blocks, random weights; one transformer call "
-          f"at {args.size} x {args.size}, batch 2 (CFG), {TEXT_TOKENS} text tokens; "
-          f"device cpu, {os.cpu_count()} threads")  # fmt: skip
-    header = ["implementation", "dtype", "ms/step", "best ms", "speed-up", "peak RSS MB",
-              "rel. diff"]  # fmt: skip
+                rows.append(
+                    [
+                        impl,
+                        name,
+                        f"{r['ms']:.0f}",
+                        f"{r['best_ms']:.0f}",
+                        f"{speed:.2f}x",
+                        f"{r['peak_mb']:.0f}",
+                        "-" if impl == "diffusers" else f"{diff:.1e}",
+                    ]
+                )
+    print(
+        f"SD3.5 Medium config, {args.depth} of 24 blocks, random weights; one transformer call "
+        f"at {args.size} x {args.size}, batch 2 (CFG), {TEXT_TOKENS} text tokens; "
+        f"device cpu, {os.cpu_count()} threads"
+    )
+    header = [
+        "implementation",
+        "dtype",
+        "ms/step",
+        "best ms",
+        "speed-up",
+        "peak RSS MB",
+        "rel. diff",
+    ]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for r in rows:
         print("| " + " | ".join(r) + " |")

@@ -70,8 +70,16 @@ def rows_for(model: str, budgets: list[int], n: int) -> tuple[list[str], list[li
             tic = time.perf_counter()
             scores = score(pipe, solver, steps, n)
             per_sample = (time.perf_counter() - tic) / n
-            rows.append([model, pipe.spec.objective, solver, str(made),
-                         *(f"{scores[k]:.1f}" for k in keys), f"{per_sample:.3f}"])  # fmt: skip
+            rows.append(
+                [
+                    model,
+                    pipe.spec.objective,
+                    solver,
+                    str(made),
+                    *(f"{scores[k]:.1f}" for k in keys),
+                    f"{per_sample:.3f}",
+                ]
+            )
     counter.handle.remove()
     return list(keys), rows
 
@@ -83,8 +91,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--calls", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     ap.add_argument("--prompts", type=int, default=64, help="held-out prompts per row")
     args = ap.parse_args(argv)
-    print(f"{args.prompts} held-out prompts per row, {torch.get_num_threads()} threads; score "
-          "in % right, wall seconds per sample (batches of 16, decoding included)\n")  # fmt: skip
+    print(
+        f"{args.prompts} held-out prompts per row, {torch.get_num_threads()} threads; score "
+        "in % right, wall seconds per sample (batches of 16, decoding included)\n"
+    )
     for models in (args.image, args.audio):
         rows, keys = [], []
         for model in models:

@@ -23,8 +23,17 @@ def running_app(outputs: Path, *extra: str, timeout: float = 60.0):
     """Start the app (a subprocess: forking a process that already runs torch can hang), wait
     until it serves the page; yields (url, process, seconds to first page)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "app.cli", "app", "--port", str(port), "--outputs",
-           str(outputs), *extra]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "app.cli",
+        "app",
+        "--port",
+        str(port),
+        "--outputs",
+        str(outputs),
+        *extra,
+    ]
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
     outputs.parent.mkdir(parents=True, exist_ok=True)
     log = open(outputs.parent / f"app-{port}.log", "w")  # noqa: SIM115 (closed below)

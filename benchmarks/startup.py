@@ -46,16 +46,25 @@ def rows(reps: int) -> list[list[str]]:
             "python -c 'import torch'": cold([py, "-c", "import torch"], reps),
             "dit-studio --help": cold([*_cli(), "--help"], reps),
             gen: cold([*_cli(), "generate", README_PROMPT, "--seed", "0", "--out", tmp], reps),
-        }  # fmt: skip
+        }
     med = {k: statistics.median(v) for k, v in runs.items()}
-    targets = {"dit-studio --help": 1.5 * med["python -c pass"] + 0.5,
-               gen: 2 * med["python -c 'import torch'"]}  # fmt: skip
+    targets = {
+        "dit-studio --help": 1.5 * med["python -c pass"] + 0.5,
+        gen: 2 * med["python -c 'import torch'"],
+    }
     table_rows = []
     for name, times in runs.items():
         target = targets.get(name)
         meets = "" if target is None else ("yes" if med[name] <= target else "NO")
-        table_rows.append([name, f"{med[name]:.2f}", f"{min(times):.2f}",
-                           "" if target is None else f"{target:.2f}", meets])  # fmt: skip
+        table_rows.append(
+            [
+                name,
+                f"{med[name]:.2f}",
+                f"{min(times):.2f}",
+                "" if target is None else f"{target:.2f}",
+                meets,
+            ]
+        )
     return table_rows
 
 

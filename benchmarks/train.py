@@ -24,11 +24,30 @@ from torch.utils.flop_counter import FlopCounterMode
 from .timing import _CUSTOM_FLOPS, PROBE_SIZE, matmul_peak, matmul_probes, matmul_throughput
 
 # The recipes whose exports are bundled under assets/ (and the image-initialised motion one).
-RECIPES = ("shapes-t2i", "digits-t2i", "sounds-t2a", "motion-t2v-scratch", "motion-t2v",
-           "bounce-t2av", "shapes-t2i-masked", "shapes-t2i-masked-trunk",
-           "sounds-t2a-masked")  # fmt: skip
-HEADER = ["recipe", "preset", "path", "batch", "ms/step", "samples/s", "GFLOP/sample",
-          "GFLOP/s", "% peak", "data ms/item", "data share"]  # fmt: skip
+RECIPES = (
+    "shapes-t2i",
+    "digits-t2i",
+    "sounds-t2a",
+    "motion-t2v-scratch",
+    "motion-t2v",
+    "bounce-t2av",
+    "shapes-t2i-masked",
+    "shapes-t2i-masked-trunk",
+    "sounds-t2a-masked",
+)
+HEADER = [
+    "recipe",
+    "preset",
+    "path",
+    "batch",
+    "ms/step",
+    "samples/s",
+    "GFLOP/sample",
+    "GFLOP/s",
+    "% peak",
+    "data ms/item",
+    "data share",
+]
 
 
 def _run(recipe):
@@ -42,8 +61,7 @@ def _run(recipe):
     acc, micro, _ = _accelerator(recipe, __import__("pathlib").Path("/tmp/dit-bench-train"))
     module, media = _objective(recipe)
     params = [p for p in module.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(param_groups(module, params, recipe), lr=recipe.lr,
-                            betas=(0.9, 0.99))  # fmt: skip
+    opt = torch.optim.AdamW(param_groups(module, params, recipe), lr=recipe.lr, betas=(0.9, 0.99))
     ema = EMAModel(params, decay=recipe.ema_decay, foreach=True)
     module, opt = acc.prepare(module, opt)
     source = make_source(recipe)
@@ -95,8 +113,14 @@ def rows(names, compile_names, reps: int = 5, warmup: int = 2, batch: int = 0):
         for compiled in (False, True) if name in compile_names else (False,):
             # Starting weights do not change the speed, and a recipe's `init` may name a run
             # folder this machine lacks: time every recipe from its own fresh weights.
-            recipe = replace(base, checkpoint_every=10**9, export_every=0, init="",
-                             init_trunk="", init_text_encoder="")  # fmt: skip
+            recipe = replace(
+                base,
+                checkpoint_every=10**9,
+                export_every=0,
+                init="",
+                init_trunk="",
+                init_text_encoder="",
+            )
             if batch:  # samples/s barely depends on the batch once it fills the cores
                 recipe = replace(recipe, batch_size=batch, grad_accum=1)
             run = _run(recipe)
@@ -124,10 +148,21 @@ def rows(names, compile_names, reps: int = 5, warmup: int = 2, batch: int = 0):
             ms, peak = 1e3 * statistics.median(steps), statistics.median(peaks)
             b = recipe.batch_size
             gflops = flops / 1e9 / (ms / 1e3)
-            out.append([name, recipe.preset, "compiled" if compiled else "eager", str(b),
-                        f"{ms:.0f}", f"{b / (ms / 1e3):.1f}", f"{flops / 1e9 / b:.2f}",
-                        f"{gflops:.1f}", f"{100 * gflops / peak:.0f}%", f"{data_ms:.1f}",
-                        f"{100 * data_ms * b / ms:.0f}%"])  # fmt: skip
+            out.append(
+                [
+                    name,
+                    recipe.preset,
+                    "compiled" if compiled else "eager",
+                    str(b),
+                    f"{ms:.0f}",
+                    f"{b / (ms / 1e3):.1f}",
+                    f"{flops / 1e9 / b:.2f}",
+                    f"{gflops:.1f}",
+                    f"{100 * gflops / peak:.0f}%",
+                    f"{data_ms:.1f}",
+                    f"{100 * data_ms * b / ms:.0f}%",
+                ]
+            )
             print(" | ".join(out[-1]), flush=True)
     return out
 
@@ -143,12 +178,16 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     peak = matmul_peak(matmul_throughput(torch.device("cpu"), torch.float32))
-    print(f"cpu, {torch.get_num_threads()} threads, torch {torch.__version__}, fp32; "
-          f"matmul peak (best of 1024-4096) {peak:.1f} GFLOP/s")  # fmt: skip
+    print(
+        f"cpu, {torch.get_num_threads()} threads, torch {torch.__version__}, fp32; "
+        f"matmul peak (best of 1024-4096) {peak:.1f} GFLOP/s"
+    )
     result = rows(args.recipes, set(args.compile), reps=args.reps, batch=args.batch)
     print(table(HEADER, result))
-    print("% peak: against a 2048^2 matmul timed between the steps (median of the fastest "
-          "library per rep)")
+    print(
+        "% peak: against a 2048^2 matmul timed between the steps (median of the fastest "
+        "library per rep)"
+    )
 
 
 if __name__ == "__main__":

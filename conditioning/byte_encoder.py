@@ -78,8 +78,12 @@ class ByteBlock(nn.Module):
         self.norm2 = nn.LayerNorm(width)
         self.mlp = MLP(width, int(width * mlp_ratio))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor,
-                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """x: (B, L, D); mask: (B, L) bool, True = real byte. ``rope``: (cos, sin) tables
         (B or 1, L, 1, R/2) that rotate the first R dims of every head's q and k (partial
         rotary positions, GPT-NeoX style); None = no rotation."""
@@ -101,7 +105,6 @@ class ByteTextEncoder(TokenEncoder, Pretrained):
     max_length counts bytes (UTF-8), so a CJK character costs 3 and most emoji 4.
     pooled_dim: ``None`` means ``width``.
     """
-
 
     @register_to_config
     def __init__(
@@ -137,4 +140,3 @@ class ByteTextEncoder(TokenEncoder, Pretrained):
         for i, r in enumerate(rows):
             ids[i, : len(r)] = torch.tensor(r)
         return ids.to(self.device), (ids != PAD).to(self.device)
-

@@ -64,8 +64,9 @@ class Residual(nn.Module):
 
     def __init__(self, conv: type, hidden: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.SiLU(), conv(hidden, hidden, 3, 1, 1), nn.SiLU(),
-                                  conv(hidden, hidden, 3, 1, 1))  # fmt: skip
+        self.body = nn.Sequential(
+            nn.SiLU(), conv(hidden, hidden, 3, 1, 1), nn.SiLU(), conv(hidden, hidden, 3, 1, 1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -97,20 +98,29 @@ class FSQAutoencoder(Pretrained):
         super().__init__()
         if kind not in ("image", "mel"):
             raise ValueError(f"kind={kind!r}: use 'image' or 'mel'")
-        conv, deconv = (nn.Conv2d, nn.ConvTranspose2d) if kind == "image" else (
-            nn.Conv1d, nn.ConvTranspose1d)  # fmt: skip
+        conv, deconv = (
+            (nn.Conv2d, nn.ConvTranspose2d) if kind == "image" else (nn.Conv1d, nn.ConvTranspose1d)
+        )
         self.kind = kind
         self.fsq = FSQ(list(levels))
         d = len(levels)
         enc, dec = _stages(conv, deconv, hidden, down, blocks)
         self.encoder = nn.Sequential(
-            conv(channels, hidden, 3, 1, 1), *enc, nn.SiLU(), conv(hidden, hidden, 3, 1, 1),
-            nn.SiLU(), conv(hidden, d, 1),
-        )  # fmt: skip
+            conv(channels, hidden, 3, 1, 1),
+            *enc,
+            nn.SiLU(),
+            conv(hidden, hidden, 3, 1, 1),
+            nn.SiLU(),
+            conv(hidden, d, 1),
+        )
         self.decoder = nn.Sequential(
-            conv(d, hidden, 3, 1, 1), *dec, nn.SiLU(), conv(hidden, hidden, 3, 1, 1),
-            nn.SiLU(), conv(hidden, channels, 3, 1, 1),
-        )  # fmt: skip
+            conv(d, hidden, 3, 1, 1),
+            *dec,
+            nn.SiLU(),
+            conv(hidden, hidden, 3, 1, 1),
+            nn.SiLU(),
+            conv(hidden, channels, 3, 1, 1),
+        )
 
     @property
     def codebook_size(self) -> int:

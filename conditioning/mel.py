@@ -66,17 +66,25 @@ class MelCodec:
     @cached_property
     def _mel(self) -> torchaudio.transforms.MelSpectrogram:
         return torchaudio.transforms.MelSpectrogram(
-            sample_rate=self.sample_rate, n_fft=self.n_fft, hop_length=self.hop,
-            n_mels=self.n_mels, f_min=self.f_min, f_max=self.f_max, power=2.0,
+            sample_rate=self.sample_rate,
+            n_fft=self.n_fft,
+            hop_length=self.hop,
+            n_mels=self.n_mels,
+            f_min=self.f_min,
+            f_max=self.f_max,
+            power=2.0,
             center=True,
-        )  # fmt: skip
+        )
 
     @cached_property
     def _inverse_mel(self) -> torchaudio.transforms.InverseMelScale:
         return torchaudio.transforms.InverseMelScale(
-            n_stft=self.n_fft // 2 + 1, n_mels=self.n_mels, sample_rate=self.sample_rate,
-            f_min=self.f_min, f_max=self.f_max,
-        )  # fmt: skip
+            n_stft=self.n_fft // 2 + 1,
+            n_mels=self.n_mels,
+            sample_rate=self.sample_rate,
+            f_min=self.f_min,
+            f_max=self.f_max,
+        )
 
     @cached_property
     def _griffin_lim(self) -> torchaudio.transforms.GriffinLim:
@@ -121,8 +129,9 @@ class MelCodec:
         k = self.frames_per_token
         pad = (-f) % k
         if pad:
-            silence = torch.full((b, pad, m), self.silence, dtype=frames.dtype,
-                                 device=frames.device)  # fmt: skip
+            silence = torch.full(
+                (b, pad, m), self.silence, dtype=frames.dtype, device=frames.device
+            )
             frames = torch.cat([frames, silence], dim=1)
         return frames.reshape(b, -1, k * m)
 

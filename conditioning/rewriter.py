@@ -47,7 +47,6 @@ class PromptRewriter(Pretrained):
     index 0 = ``<pad>`` (end).
     """
 
-
     @register_to_config
     def __init__(
         self,
@@ -71,9 +70,11 @@ class PromptRewriter(Pretrained):
         if width % heads:
             raise ValueError(f"width {width} must be divisible by heads {heads}")
         if not isinstance(rotary, int) or rotary < 0 or rotary % 2 or rotary > width // heads:
-            raise ValueError(f"rotary={rotary!r}: give an even number of rotated dims per head, "
-                             f"at most width/heads={width // heads} (0 = learned absolute "
-                             "positions)")  # fmt: skip
+            raise ValueError(
+                f"rotary={rotary!r}: give an even number of rotated dims per head, "
+                f"at most width/heads={width // heads} (0 = learned absolute "
+                "positions)"
+            )
         self.rotary = rotary
         self.words = WordVocab(vocab, tuple(known or ()))
         self.out_words = out_words
@@ -97,12 +98,15 @@ class PromptRewriter(Pretrained):
         allowed = torch.zeros(len(templates), out_len, n_words, dtype=torch.bool)
         for t, template in enumerate(templates):
             if len(template) > out_len or not all(template):
-                raise ValueError(f"template {t}: {len(template)} positions (at most out_len="
-                                 f"{out_len}), each allowing at least one word")  # fmt: skip
+                raise ValueError(
+                    f"template {t}: {len(template)} positions (at most out_len="
+                    f"{out_len}), each allowing at least one word"
+                )
             for i, words in enumerate(template):
                 if not all(0 < w < n_words for w in words):
-                    raise ValueError(f"template {t} position {i}: word ids must be in "
-                                     f"1..{n_words - 1}")  # fmt: skip
+                    raise ValueError(
+                        f"template {t} position {i}: word ids must be in 1..{n_words - 1}"
+                    )
                 allowed[t, i, list(words)] = True
             allowed[t, len(template) :, 0] = True
         return allowed
@@ -113,8 +117,9 @@ class PromptRewriter(Pretrained):
     def tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         return self.words.pad(self._rows(prompts), self.device)
 
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor,
-                offset: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self, ids: torch.Tensor, mask: torch.Tensor, offset: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """ids, mask: (B, L); offset: (B,) first position of each row (training shifts rows so
         every position embedding learns every place in a prompt; 0 when rewriting). Returns
         logits (B, out_len, len(out_words))."""

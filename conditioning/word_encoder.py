@@ -112,7 +112,6 @@ class WordTextEncoder(TokenEncoder, Pretrained):
     tokens (phrases). pooled_dim: ``None`` means ``width``.
     """
 
-
     @register_to_config
     def __init__(
         self,

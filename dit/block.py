@@ -49,8 +49,13 @@ class StreamLayers(nn.Module):
         self.norm2 = nn.LayerNorm(d, elementwise_affine=False, eps=cfg.eps)
         self.mlp = MLP(d, cfg.mlp_dim, gelu_form(cfg))
 
-    def self_attention(self, h: torch.Tensor, cos: torch.Tensor | None, sin: torch.Tensor | None,
-                       mask: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+    def self_attention(
+        self,
+        h: torch.Tensor,
+        cos: torch.Tensor | None,
+        sin: torch.Tensor | None,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
         """The dual block's second attention: h (B, N_s, D) modulated norm -> (B, N_s, D)."""
         b, n, d = h.shape
         q, k, v = self.qkv2(h).view(b, n, 3, self.heads, d // self.heads).unbind(2)
@@ -109,8 +114,11 @@ class JointBlock(nn.Module):
             # Norm and rotate per stream, then concatenate: compiled, the norm and rotation of
             # each stream's q and k fuse into one pass over its projection (rotating after the
             # concat made inductor write the norms out and read them back: 4.3 vs 1.6 ms).
-            cos_s, sin_s = (None, None) if cos is None else (cos[:, start : start + n],
-                                                             sin[:, start : start + n])  # fmt: skip
+            cos_s, sin_s = (
+                (None, None)
+                if cos is None
+                else (cos[:, start : start + n], sin[:, start : start + n])
+            )
             qs.append(_rotate(layer.q_norm(q), cos_s, sin_s))  # (B, N_s, H, Dh)
             ks.append(_rotate(layer.k_norm(k), cos_s, sin_s))
             vs.append(v)
@@ -138,12 +146,23 @@ class JointBlock(nn.Module):
                 o_s = o_s.unflatten(0, (-1, frames)).mean(1)  # (B, H, N_s, Dh)
             o_s = o_s.transpose(1, 2).reshape(x.shape)  # (B, N_s, D)
             rows = slice(at, at + x.shape[1])  # this stream's tokens in the joint sequence
-            out[name] = self._residuals(name, x, o_s, mods[name], normed[name], cos, sin, mask,
-                                        rows)  # fmt: skip
+            out[name] = self._residuals(
+                name, x, o_s, mods[name], normed[name], cos, sin, mask, rows
+            )
         return out
 
-    def _residuals(self, name: str, x: torch.Tensor, o_s: torch.Tensor, mods: list, normed,
-                   cos, sin, mask, rows: slice) -> torch.Tensor:  # fmt: skip
+    def _residuals(
+        self,
+        name: str,
+        x: torch.Tensor,
+        o_s: torch.Tensor,
+        mods: list,
+        normed,
+        cos,
+        sin,
+        mask,
+        rows: slice,
+    ) -> torch.Tensor:
         """One stream's gated residual updates: attention output o_s (B, N_s, D), SD3.5's
         second self-attention for a dual block, then the MLP. Returns (B, N_s, D)."""
         layer = self.streams[name]
@@ -175,8 +194,14 @@ class SingleBlock(nn.Module):
         self.fc1 = Linear(d, cfg.mlp_dim)
         self.proj = Linear(d + cfg.mlp_dim, d)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, cos: torch.Tensor | None,
-                sin: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self,
+        x: torch.Tensor,
+        c: torch.Tensor,
+        cos: torch.Tensor | None,
+        sin: torch.Tensor | None,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
         """x: (B, N, D) every stream's tokens; c: (B, D) or per token (B, N, D); cos/sin as in
         :class:`JointBlock`; mask: (B, N) bool or None."""
         shift, scale, gate = self.mod(c) if c.dim() == 2 else self.mod.per_token(c)

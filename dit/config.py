@@ -68,11 +68,15 @@ class StreamConfig:
             _fail(f"stream[{self.name}].levels", self.levels, "give a list of FSQ level counts")
         object.__setattr__(self, "levels", tuple(self.levels))  # JSON gives a list
         if self.prediction not in PREDICTIONS:
-            _fail(f"stream[{self.name}].prediction", self.prediction,
-                  f"choose one of {PREDICTIONS}")
+            _fail(
+                f"stream[{self.name}].prediction", self.prediction, f"choose one of {PREDICTIONS}"
+            )
         if self.prediction != "velocity" and self.head != "velocity":
-            _fail(f"stream[{self.name}].prediction", self.prediction, "only a 'velocity' head "
-                  "can predict 'x'; use 'velocity'")
+            _fail(
+                f"stream[{self.name}].prediction",
+                self.prediction,
+                "only a 'velocity' head can predict 'x'; use 'velocity'",
+            )
         if self.head == "logits":
             if not _is_int(self.codebook_size) or self.codebook_size < 2:
                 _fail(
@@ -81,16 +85,25 @@ class StreamConfig:
                     "a logits stream needs an integer codebook_size >= 2",
                 )
             levels = self.levels
-            if levels and (not all(_is_int(n) and n >= 2 for n in levels)
-                           or math.prod(levels) != self.codebook_size):
-                _fail(f"stream[{self.name}].levels", self.levels, "give the FSQ level counts "
-                      f"(each >= 2) whose product is codebook_size={self.codebook_size}, or ()")
+            if levels and (
+                not all(_is_int(n) and n >= 2 for n in levels)
+                or math.prod(levels) != self.codebook_size
+            ):
+                _fail(
+                    f"stream[{self.name}].levels",
+                    self.levels,
+                    "give the FSQ level counts "
+                    f"(each >= 2) whose product is codebook_size={self.codebook_size}, or ()",
+                )
         else:
             if not _is_int(self.in_dim) or self.in_dim < 1:
                 _fail(f"stream[{self.name}].in_dim", self.in_dim, "use an integer >= 1")
             if self.levels:
-                _fail(f"stream[{self.name}].levels", self.levels, "only a 'logits' stream has "
-                      "levels; set them to ()")
+                _fail(
+                    f"stream[{self.name}].levels",
+                    self.levels,
+                    "only a 'logits' stream has levels; set them to ()",
+                )
             if self.codebook_size != 0:
                 _fail(
                     f"stream[{self.name}].codebook_size",
@@ -160,6 +173,12 @@ class DiTConfig:
     guidance_embed: bool = False
 
     def __post_init__(self) -> None:
+        self._check_streams()
+        self._check_sizes()
+        self._check_rope()
+        self._check_options()
+
+    def _check_streams(self) -> None:
         streams = self.streams
         if isinstance(streams, (list, tuple)):
             streams = tuple(StreamConfig(**s) if isinstance(s, dict) else s for s in streams)
@@ -173,6 +192,8 @@ class DiTConfig:
             _fail("streams", names, "stream names must be unique")
         if all(s.head == "none" for s in streams):
             _fail("streams", names, "at least one stream needs a 'velocity' or 'logits' head")
+
+    def _check_sizes(self) -> None:
         for name in ("width", "depth", "heads", "freq_dim"):
             v = getattr(self, name)
             if not _is_int(v) or v < 1 or v > 1 << 16:
@@ -196,6 +217,9 @@ class DiTConfig:
             _fail("eps", self.eps, "use a small positive number such as 1e-6")
         if not isinstance(self.qk_norm, bool):
             _fail("qk_norm", self.qk_norm, "use True or False")
+
+    def _check_rope(self) -> None:
+        head_dim = self.width // self.heads
         n_axes = len(ROPE_AXES)
         scales = tuple(self.rope_scales)
         if len(scales) != n_axes or not all(_is_real(s) and s > 0 for s in scales):
@@ -205,17 +229,26 @@ class DiTConfig:
         if len(dims) != n_axes or not all(_is_int(d) and d >= 0 and d % 2 == 0 for d in dims):
             _fail("rope_dims", self.rope_dims, f"give {n_axes} even integers, one per {ROPE_AXES}")
         if sum(dims) not in (0, head_dim):
-            _fail("rope_dims", dims, f"must sum to the head dim width/heads={head_dim} (or be "
-                  "all 0: no rotary positions, as in SD3)")
+            _fail(
+                "rope_dims",
+                dims,
+                f"must sum to the head dim width/heads={head_dim} (or be "
+                "all 0: no rotary positions, as in SD3)",
+            )
         object.__setattr__(self, "rope_dims", dims)
+
+    def _check_options(self) -> None:
         if self.mlp_act not in MLP_ACTS:
             _fail("mlp_act", self.mlp_act, f"choose one of {MLP_ACTS}")
         if not _is_int(self.pos_table) or not 0 <= self.pos_table <= 4096:
             _fail("pos_table", self.pos_table, "give the table's side (0 = none, at most 4096)")
         dual = tuple(self.dual_attention)
         if not all(_is_int(i) and 0 <= i < self.depth for i in dual) or len(set(dual)) < len(dual):
-            _fail("dual_attention", self.dual_attention,
-                  f"give distinct block indices in [0, depth={self.depth})")
+            _fail(
+                "dual_attention",
+                self.dual_attention,
+                f"give distinct block indices in [0, depth={self.depth})",
+            )
         object.__setattr__(self, "dual_attention", dual)
         if not _is_int(self.single_depth) or not 0 <= self.single_depth <= 1 << 16:
             _fail("single_depth", self.single_depth, "use an integer >= 0")
@@ -226,7 +259,7 @@ class DiTConfig:
         if not isinstance(self.temporal, str):
             _fail("temporal", self.temporal, "name a stream, or '' for none")
         if self.temporal:
-            generated = [s.name for s in streams if s.head != "none"]
+            generated = [s.name for s in self.streams if s.head != "none"]
             if generated != [self.temporal] or self.stream(self.temporal).discrete:
                 _fail(
                     "temporal",
@@ -235,8 +268,12 @@ class DiTConfig:
                     "(a temporal model generates one stream of frames), or leave it ''",
                 )
             if self.dual_attention or self.single_depth:
-                _fail("temporal", self.temporal, "a temporal model has neither dual attention "
-                      "nor single-stream blocks; leave it '' or drop those")
+                _fail(
+                    "temporal",
+                    self.temporal,
+                    "a temporal model has neither dual attention "
+                    "nor single-stream blocks; leave it '' or drop those",
+                )
 
     @property
     def head_dim(self) -> int:

@@ -50,8 +50,10 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     except (OSError, ValueError) as e:
         raise ValueError(f"{path} cannot be read ({e}): restore the model's transformer/") from None
     if config.get("_class_name") not in FAMILIES:
-        raise ValueError(f"{path}: transformer class {config.get('_class_name')!r} is not one the "
-                         f"studio maps; supported: {sorted(FAMILIES)}")  # fmt: skip
+        raise ValueError(
+            f"{path}: transformer class {config.get('_class_name')!r} is not one the "
+            f"studio maps; supported: {sorted(FAMILIES)}"
+        )
     return config
 
 
@@ -60,28 +62,46 @@ def dit_config(config: dict[str, Any]) -> DiTConfig:
     kind = config["_class_name"]
     heads, head_dim = config["num_attention_heads"], config["attention_head_dim"]
     width = heads * head_dim
-    common = dict(width=width, heads=heads, mlp_ratio=4.0, freq_dim=256, eps=1e-6,
-                  mlp_act="gelu_tanh", rope_scales=(1.0, 1.0, 1.0, 1.0))  # fmt: skip
+    common = dict(
+        width=width,
+        heads=heads,
+        mlp_ratio=4.0,
+        freq_dim=256,
+        eps=1e-6,
+        mlp_act="gelu_tanh",
+        rope_scales=(1.0, 1.0, 1.0, 1.0),
+    )
     if kind == SD3:
         p, c_in = config["patch_size"], config["in_channels"]
         c_out = config.get("out_channels") or c_in
         if c_out != c_in:
-            raise ValueError(f"SD3 transformer with in_channels={c_in} != out_channels={c_out}: "
-                             "the studio's image stream reads and writes one layout")  # fmt: skip
+            raise ValueError(
+                f"SD3 transformer with in_channels={c_in} != out_channels={c_out}: "
+                "the studio's image stream reads and writes one layout"
+            )
         if config.get("caption_projection_dim", width) != width:
-            raise ValueError("SD3 transformer whose caption_projection_dim differs from its "
-                             "width: not a released architecture")  # fmt: skip
+            raise ValueError(
+                "SD3 transformer whose caption_projection_dim differs from its "
+                "width: not a released architecture"
+            )
         qk = config.get("qk_norm")
         if qk not in (None, "rms_norm"):
             raise ValueError(f"SD3 qk_norm={qk!r}: supported are None and 'rms_norm'")
-        streams = (StreamConfig("text", config["joint_attention_dim"], "none"),
-                   StreamConfig("image", c_in * p * p, "velocity"))  # fmt: skip
-        return DiTConfig(streams=streams, depth=config["num_layers"],
-                         pooled_dim=config["pooled_projection_dim"], qk_norm=qk is not None,
-                         rope_dims=(0, 0, 0, 0), pos_table=config["pos_embed_max_size"],
-                         dual_attention=tuple(config.get("dual_attention_layers") or ()),
-                         extra={"family": "sd3", "patch": p, "channels": c_in},
-                         **common)  # fmt: skip
+        streams = (
+            StreamConfig("text", config["joint_attention_dim"], "none"),
+            StreamConfig("image", c_in * p * p, "velocity"),
+        )
+        return DiTConfig(
+            streams=streams,
+            depth=config["num_layers"],
+            pooled_dim=config["pooled_projection_dim"],
+            qk_norm=qk is not None,
+            rope_dims=(0, 0, 0, 0),
+            pos_table=config["pos_embed_max_size"],
+            dual_attention=tuple(config.get("dual_attention_layers") or ()),
+            extra={"family": "sd3", "patch": p, "channels": c_in},
+            **common,
+        )
     if kind == FLUX:
         if config.get("patch_size", 1) != 1:
             raise ValueError("FLUX transformer with patch_size != 1: not a released architecture")
@@ -91,14 +111,21 @@ def dit_config(config: dict[str, Any]) -> DiTConfig:
         axes = tuple(config.get("axes_dims_rope", (16, 56, 56)))
         if len(axes) != 3 or sum(axes) != head_dim:
             raise ValueError(f"FLUX axes_dims_rope={axes}: need 3 axes summing to the head dim")
-        streams = (StreamConfig("text", config["joint_attention_dim"], "none"),
-                   StreamConfig("image", c_in, "velocity"))  # fmt: skip
-        return DiTConfig(streams=streams, depth=config["num_layers"],
-                         single_depth=config["num_single_layers"],
-                         pooled_dim=config["pooled_projection_dim"], qk_norm=True,
-                         rope_dims=(0, *axes), guidance_embed=bool(config.get("guidance_embeds")),
-                         extra={"family": "flux", "patch": 2, "channels": c_in // 4},
-                         **common)  # fmt: skip
+        streams = (
+            StreamConfig("text", config["joint_attention_dim"], "none"),
+            StreamConfig("image", c_in, "velocity"),
+        )
+        return DiTConfig(
+            streams=streams,
+            depth=config["num_layers"],
+            single_depth=config["num_single_layers"],
+            pooled_dim=config["pooled_projection_dim"],
+            qk_norm=True,
+            rope_dims=(0, *axes),
+            guidance_embed=bool(config.get("guidance_embeds")),
+            extra={"family": "flux", "patch": 2, "channels": c_in // 4},
+            **common,
+        )
     raise ValueError(f"transformer class {kind!r}: supported are {sorted(FAMILIES)}")
 
 
@@ -124,8 +151,10 @@ class _Taker:
         if key not in self.sd:
             if not self.strict:
                 return None
-            raise ValueError(f"the checkpoint has no weight {key!r}: is it the architecture its "
-                             "config.json describes?")  # fmt: skip
+            raise ValueError(
+                f"the checkpoint has no weight {key!r}: is it the architecture its "
+                "config.json describes?"
+            )
         return self.sd.pop(key)
 
     def leftover(self) -> list[str]:
@@ -150,15 +179,23 @@ def _cat_parts(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
     return torch.cat([torch.zeros_like(like) if p is None else p for p in parts])
 
 
-def _fused_qkv(out: dict, ours: str, take: _Taker, names: tuple[str, str, str],
-               perm: torch.Tensor | None, heads: int) -> None:  # fmt: skip
+def _fused_qkv(
+    out: dict,
+    ours: str,
+    take: _Taker,
+    names: tuple[str, str, str],
+    perm: torch.Tensor | None,
+    heads: int,
+) -> None:
     """q, k, v linears -> one (3D, D) linear; ``perm`` reorders each head's q and k channels."""
     ws, bs = [], []
     for i, name in enumerate(names):
         w, b = take(f"{name}.weight"), take(f"{name}.bias")
         if perm is not None and i < 2:  # rows (H Dh) -> per head permuted
-            w, b = (None if y is None else y.unflatten(0, (heads, -1))[:, perm].flatten(0, 1)
-                    for y in (w, b))  # fmt: skip
+            w, b = (
+                None if y is None else y.unflatten(0, (heads, -1))[:, perm].flatten(0, 1)
+                for y in (w, b)
+            )
         ws.append(w)
         bs.append(b)
     _put(out, f"{ours}.weight", _cat_parts(ws))
@@ -184,9 +221,18 @@ def _continuous(out: dict, ours: str, take: _Taker, theirs: str, n: int) -> None
 IMAGE_QKV, TEXT_QKV = ("to_q", "to_k", "to_v"), ("add_q_proj", "add_k_proj", "add_v_proj")
 
 
-def _stream(out: dict, ours: str, take: _Taker, attn: str, qkv: tuple[str, str, str],
-            norms: tuple[str, str], to_out: str | None, ff: str | None, cfg: DiTConfig,
-            perm: torch.Tensor | None) -> None:  # fmt: skip
+def _stream(
+    out: dict,
+    ours: str,
+    take: _Taker,
+    attn: str,
+    qkv: tuple[str, str, str],
+    norms: tuple[str, str],
+    to_out: str | None,
+    ff: str | None,
+    cfg: DiTConfig,
+    perm: torch.Tensor | None,
+) -> None:
     _fused_qkv(out, f"{ours}.qkv", take, tuple(f"{attn}.{x}" for x in qkv), perm, cfg.heads)
     if cfg.qk_norm:
         _norm(out, f"{ours}.q_norm", take, f"{attn}.{norms[0]}", perm)
@@ -212,12 +258,16 @@ def _final(out: dict, take: _Taker, row_perm: torch.Tensor | None) -> None:
     _continuous(out, "heads_out.image.mod.linear", take, "norm_out.linear", 2)
     for part in ("weight", "bias"):
         y = take(f"proj_out.{part}")
-        _put(out, f"heads_out.image.linear.{part}",
-             y if row_perm is None or y is None else y[row_perm])  # fmt: skip
+        _put(
+            out,
+            f"heads_out.image.linear.{part}",
+            y if row_perm is None or y is None else y[row_perm],
+        )
 
 
-def sd3_state_dict(sd: dict[str, torch.Tensor], cfg: DiTConfig,
-                   strict: bool = True) -> dict[str, torch.Tensor]:  # fmt: skip
+def sd3_state_dict(
+    sd: dict[str, torch.Tensor], cfg: DiTConfig, strict: bool = True
+) -> dict[str, torch.Tensor]:
     """An ``SD3Transformer2DModel`` state dict -> the keys of the :class:`DiT` of ``cfg``
     (``strict=False``: any subset of it, as LoRA deltas are)."""
     take, out = _Taker(sd, strict), {}
@@ -232,11 +282,27 @@ def sd3_state_dict(sd: dict[str, torch.Tensor], cfg: DiTConfig,
     for i in range(cfg.depth):
         blk, ours = f"transformer_blocks.{i}", f"blocks.{i}.streams"
         _linear(out, f"{ours}.image.mod.linear", take, f"{blk}.norm1.linear")
-        _stream(out, f"{ours}.image", take, f"{blk}.attn", IMAGE_QKV, names, "to_out.0",
-                f"{blk}.ff", cfg, None)  # fmt: skip
+        _stream(
+            out,
+            f"{ours}.image",
+            take,
+            f"{blk}.attn",
+            IMAGE_QKV,
+            names,
+            "to_out.0",
+            f"{blk}.ff",
+            cfg,
+            None,
+        )
         if i in cfg.dual_attention:
-            _fused_qkv(out, f"{ours}.image.qkv2", take,
-                       tuple(f"{blk}.attn2.{x}" for x in IMAGE_QKV), None, cfg.heads)  # fmt: skip
+            _fused_qkv(
+                out,
+                f"{ours}.image.qkv2",
+                take,
+                tuple(f"{blk}.attn2.{x}" for x in IMAGE_QKV),
+                None,
+                cfg.heads,
+            )
             if cfg.qk_norm:
                 _norm(out, f"{ours}.image.q_norm2", take, f"{blk}.attn2.norm_q", None)
                 _norm(out, f"{ours}.image.k_norm2", take, f"{blk}.attn2.norm_k", None)
@@ -246,9 +312,18 @@ def sd3_state_dict(sd: dict[str, torch.Tensor], cfg: DiTConfig,
             _continuous(out, f"{ours}.text.mod.linear", take, f"{blk}.norm1_context.linear", 6)
         else:
             _linear(out, f"{ours}.text.mod.linear", take, f"{blk}.norm1_context.linear")
-        _stream(out, f"{ours}.text", take, f"{blk}.attn", TEXT_QKV, added,
-                None if last else "to_add_out", None if last else f"{blk}.ff_context", cfg,
-                None)  # fmt: skip
+        _stream(
+            out,
+            f"{ours}.text",
+            take,
+            f"{blk}.attn",
+            TEXT_QKV,
+            added,
+            None if last else "to_add_out",
+            None if last else f"{blk}.ff_context",
+            cfg,
+            None,
+        )
     # (p q c) rows -> (c p q), the core's patch order
     rows = torch.arange(p * p * c).view(p, p, c).permute(2, 0, 1).flatten()
     _final(out, take, rows)
@@ -256,8 +331,9 @@ def sd3_state_dict(sd: dict[str, torch.Tensor], cfg: DiTConfig,
     return out
 
 
-def flux_state_dict(sd: dict[str, torch.Tensor], cfg: DiTConfig,
-                    strict: bool = True) -> dict[str, torch.Tensor]:  # fmt: skip
+def flux_state_dict(
+    sd: dict[str, torch.Tensor], cfg: DiTConfig, strict: bool = True
+) -> dict[str, torch.Tensor]:
     """A ``FluxTransformer2DModel`` state dict -> the keys of the :class:`DiT` of ``cfg``
     (``strict=False``: any subset of it)."""
     take, out = _Taker(sd, strict), {}
@@ -269,15 +345,36 @@ def flux_state_dict(sd: dict[str, torch.Tensor], cfg: DiTConfig,
         blk, ours = f"transformer_blocks.{i}", f"blocks.{i}.streams"
         _linear(out, f"{ours}.image.mod.linear", take, f"{blk}.norm1.linear")
         _linear(out, f"{ours}.text.mod.linear", take, f"{blk}.norm1_context.linear")
-        _stream(out, f"{ours}.image", take, f"{blk}.attn", IMAGE_QKV, names, "to_out.0",
-                f"{blk}.ff", cfg, perm)  # fmt: skip
-        _stream(out, f"{ours}.text", take, f"{blk}.attn", TEXT_QKV, added, "to_add_out",
-                f"{blk}.ff_context", cfg, perm)  # fmt: skip
+        _stream(
+            out,
+            f"{ours}.image",
+            take,
+            f"{blk}.attn",
+            IMAGE_QKV,
+            names,
+            "to_out.0",
+            f"{blk}.ff",
+            cfg,
+            perm,
+        )
+        _stream(
+            out,
+            f"{ours}.text",
+            take,
+            f"{blk}.attn",
+            TEXT_QKV,
+            added,
+            "to_add_out",
+            f"{blk}.ff_context",
+            cfg,
+            perm,
+        )
     for i in range(cfg.single_depth):
         blk, ours = f"single_transformer_blocks.{i}", f"single_blocks.{i}"
         _linear(out, f"{ours}.mod.linear", take, f"{blk}.norm.linear")
-        _fused_qkv(out, f"{ours}.qkv", take, tuple(f"{blk}.attn.{x}" for x in IMAGE_QKV), perm,
-                   cfg.heads)  # fmt: skip
+        _fused_qkv(
+            out, f"{ours}.qkv", take, tuple(f"{blk}.attn.{x}" for x in IMAGE_QKV), perm, cfg.heads
+        )
         _norm(out, f"{ours}.q_norm", take, f"{blk}.attn.norm_q", perm)
         _norm(out, f"{ours}.k_norm", take, f"{blk}.attn.norm_k", perm)
         _linear(out, f"{ours}.fc1", take, f"{blk}.proj_mlp")
@@ -290,16 +387,19 @@ def flux_state_dict(sd: dict[str, torch.Tensor], cfg: DiTConfig,
 def _check_leftover(take: _Taker) -> None:
     left = take.leftover()
     if left:
-        raise ValueError(f"the checkpoint has {len(left)} weights the studio does not map "
-                         f"(first: {left[:3]}): an architecture variant it does not "
-                         "support")  # fmt: skip
+        raise ValueError(
+            f"the checkpoint has {len(left)} weights the studio does not map "
+            f"(first: {left[:3]}): an architecture variant it does not "
+            "support"
+        )
 
 
 STATE_DICTS = {"sd3": sd3_state_dict, "flux": flux_state_dict}
 
 
-def map_weights(cfg: DiTConfig, sd: dict[str, torch.Tensor],
-                strict: bool = True) -> dict[str, torch.Tensor]:  # fmt: skip
+def map_weights(
+    cfg: DiTConfig, sd: dict[str, torch.Tensor], strict: bool = True
+) -> dict[str, torch.Tensor]:
     """diffusers weights (all of them, or with ``strict=False`` any subset, such as LoRA
     updates: the map is linear, so it maps updates as it maps weights) -> the DiT's keys.
     ``sd`` is consumed (emptied) as it is mapped."""
@@ -314,16 +414,19 @@ def read_weights(folder: str | Path) -> dict[str, torch.Tensor]:
     folder = Path(folder)
     files = sorted(folder.glob("diffusion_pytorch_model*.safetensors"))
     if not files:
-        raise ValueError(f"{folder} has no diffusion_pytorch_model*.safetensors (the studio "
-                         "reads safetensors only)")  # fmt: skip
+        raise ValueError(
+            f"{folder} has no diffusion_pytorch_model*.safetensors (the studio "
+            "reads safetensors only)"
+        )
     sd: dict[str, torch.Tensor] = {}
     for f in files:
         sd.update(load_file(f))
     return sd
 
 
-def load_transformer(folder: str | Path, dtype: torch.dtype | None = None,
-                     device: str | torch.device = "cpu"):  # fmt: skip
+def load_transformer(
+    folder: str | Path, dtype: torch.dtype | None = None, device: str | torch.device = "cpu"
+):
     """The :class:`DiT` of a diffusers SD3 / FLUX.1 ``transformer/`` folder, weights mapped
     at load (built on the meta device, so memory holds one copy of the weights), in their
     stored dtype unless ``dtype`` is given."""
@@ -347,7 +450,8 @@ def load_transformer(folder: str | Path, dtype: torch.dtype | None = None,
     extra = set(sd) - want
     if extra:
         raise ValueError(f"mapped weights with no place in the DiT: {sorted(extra)[:3]}")
-    sd = {k: v.to(dtype) if dtype is not None and v.is_floating_point() else v
-          for k, v in sd.items()}  # fmt: skip
+    sd = {
+        k: v.to(dtype) if dtype is not None and v.is_floating_point() else v for k, v in sd.items()
+    }
     model.load_state_dict(sd, assign=True)
     return model.to(device).eval()

@@ -110,8 +110,13 @@ EAGER_MIN_ROWS = 512
 GELUS = ("none", "tanh")  # F.gelu's ``approximate``: exact (erf), or the tanh form (SD3, FLUX)
 
 
-def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gelu: bool,
-            approximate: str = "none"):  # fmt: skip
+def _onednn(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    gelu: bool,
+    approximate: str = "none",
+):
     # oneDNN's GELU algorithms carry F.gelu's names: "none" is exact (erf), "tanh" the tanh form.
     attr, algorithm = ("gelu", approximate) if gelu else ("none", "")
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, attr, [], algorithm)
@@ -121,22 +126,33 @@ def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ge
 # expect to have packed the weight themselves and reject an op they did not place.
 @torch.library.custom_op("dit::onednn_linear", mutates_args=())
 def _onednn_linear(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gelu: bool,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    gelu: bool,
     approximate: str = "none",
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     return _onednn(x, _packed(weight, x.numel() // x.shape[-1]), bias, gelu, approximate)
 
 
 @_onednn_linear.register_fake
-def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gelu: bool,
-      approximate: str = "none"):  # fmt: skip
+def _(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    gelu: bool,
+    approximate: str = "none",
+):
     return x.new_empty((*x.shape[:-1], weight.shape[0]))
 
 
 def linear(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    gelu: bool = False,
     approximate: str = "none",
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """(..., K) @ (N, K)^T + (N,)  ->  (..., N); then the GELU if ``gelu`` (exact, or the tanh
     form with ``approximate="tanh"``; on oneDNN in the GEMM's epilogue: one pass fewer)."""
     if approximate not in GELUS:

@@ -25,7 +25,6 @@ from .temporal import TemporalLayer, frame_split, time_positions
 
 
 class DiT(Pretrained):
-
     @register_to_config
     def __init__(
         self,
@@ -51,20 +50,35 @@ class DiT(Pretrained):
     ) -> None:
         super().__init__()
         cfg = DiTConfig(
-            streams=tuple(streams), width=width, depth=depth, heads=heads, mlp_ratio=mlp_ratio,
-            pooled_dim=pooled_dim, freq_dim=freq_dim, rope_dims=tuple(rope_dims),
-            rope_theta=rope_theta, rope_scales=tuple(rope_scales), qk_norm=qk_norm, eps=eps,
-            extra=dict(extra or {}), temporal=temporal, mlp_act=mlp_act, pos_table=pos_table,
-            dual_attention=tuple(dual_attention), single_depth=single_depth,
+            streams=tuple(streams),
+            width=width,
+            depth=depth,
+            heads=heads,
+            mlp_ratio=mlp_ratio,
+            pooled_dim=pooled_dim,
+            freq_dim=freq_dim,
+            rope_dims=tuple(rope_dims),
+            rope_theta=rope_theta,
+            rope_scales=tuple(rope_scales),
+            qk_norm=qk_norm,
+            eps=eps,
+            extra=dict(extra or {}),
+            temporal=temporal,
+            mlp_act=mlp_act,
+            pos_table=pos_table,
+            dual_attention=tuple(dual_attention),
+            single_depth=single_depth,
             guidance_embed=guidance_embed,
-        )  # fmt: skip
+        )
         self.cfg = cfg
         self.gradient_checkpointing = False
         self.embed = nn.ModuleDict(
             {
                 # A logits stream reads codes; index K is the learned [MASK] token.
-                s.name: FactorisedCodeEmbedding(s.levels, width) if s.levels
-                else nn.Embedding(s.codebook_size + 1, width) if s.discrete
+                s.name: FactorisedCodeEmbedding(s.levels, width)
+                if s.levels
+                else nn.Embedding(s.codebook_size + 1, width)
+                if s.discrete
                 else Linear(s.in_dim, width)
                 for s in cfg.streams
             }
@@ -99,8 +113,9 @@ class DiT(Pretrained):
     def mask_id(self, stream: str) -> int:
         return self.cfg.stream(stream).codebook_size
 
-    def _fold_frames(self, video: str, b: int, xs: dict, cs: dict, masks: dict,
-                     positions: dict) -> tuple:  # fmt: skip
+    def _fold_frames(
+        self, video: str, b: int, xs: dict, cs: dict, masks: dict, positions: dict
+    ) -> tuple:
         """A temporal stream's frames as batch items of the joint blocks: (frames, xs, cs,
         masks, positions, (cos, sin) of the temporal layers' time rotation)."""
         cfg = self.cfg
@@ -108,17 +123,22 @@ class DiT(Pretrained):
         positions = {**positions, video: spatial}
         xs = {**xs, video: xs[video].reshape(b * frames, -1, cfg.width)}  # (B F, S, D)
         cs = {**cs, video: cs[video].repeat_interleave(frames, 0)}  # (B F, D)
-        masks = {n: m.reshape(b * frames, -1) if n == video else m.repeat_interleave(frames, 0)
-                 for n, m in masks.items()}  # attention rows: (B F, N_s)  # fmt: skip
+        masks = {
+            n: m.reshape(b * frames, -1) if n == video else m.repeat_interleave(frames, 0)
+            for n, m in masks.items()
+        }  # attention rows: (B F, N_s)
         if any(p.dim() == 3 for p in positions.values()):
-            raise ValueError(f"stream {video!r} is temporal: give every stream's "
-                             "positions as one (N, 4) table")  # fmt: skip
-        t_angles = rope_angles(time_positions(times)[None], cfg.rope_dims, cfg.rope_theta,
-                               cfg.rope_scales)  # fmt: skip
+            raise ValueError(
+                f"stream {video!r} is temporal: give every stream's positions as one (N, 4) table"
+            )
+        t_angles = rope_angles(
+            time_positions(times)[None], cfg.rope_dims, cfg.rope_theta, cfg.rope_scales
+        )
         return frames, xs, cs, masks, positions, rope_cos_sin(t_angles, xs[video].dtype)
 
-    def _joint_rope_and_mask(self, names: list[str], xs: dict, positions: dict, masks: dict,
-                             video: str, b: int, device) -> tuple:  # fmt: skip
+    def _joint_rope_and_mask(
+        self, names: list[str], xs: dict, positions: dict, masks: dict, video: str, b: int, device
+    ) -> tuple:
         """The joint attention's rotation (cos, sin: (B or 1, N, 1, Dh/2)) over every stream's
         positions, and its key mask (rows, N) bool, or None when nothing is padded."""
         cfg = self.cfg
@@ -134,9 +154,15 @@ class DiT(Pretrained):
         if not masks:
             return cos, sin, None
         rows = xs[video].shape[0] if video else b  # attention rows: B, or B x frames
-        mask = torch.cat([masks[n] if n in masks else
-                          torch.ones(rows, xs[n].shape[1], dtype=torch.bool, device=device)
-                          for n in names], dim=1)  # (rows, N) bool  # fmt: skip
+        mask = torch.cat(
+            [
+                masks[n]
+                if n in masks
+                else torch.ones(rows, xs[n].shape[1], dtype=torch.bool, device=device)
+                for n in names
+            ],
+            dim=1,
+        )  # (rows, N) bool
         return cos, sin, mask
 
     def _table_rows(self, pos: torch.Tensor) -> torch.Tensor:
@@ -148,23 +174,30 @@ class DiT(Pretrained):
         if not torch.compiler.is_compiling():  # the check reads values: eager only
             h, w = int(y_max) + 1, int(x_max) + 1
             if h > side or w > side:
-                raise ValueError(f"a grid of {h} x {w} patches is larger than this model's "
-                                 f"position table ({side} x {side}): ask for a smaller "
-                                 "size")  # fmt: skip
+                raise ValueError(
+                    f"a grid of {h} x {w} patches is larger than this model's "
+                    f"position table ({side} x {side}): ask for a smaller "
+                    "size"
+                )
         # (side - h) // 2 with h = max + 1, in tensors: no host sync, so it compiles
         rows = (y + (side - 1 - y_max) // 2) * side + x + (side - 1 - x_max) // 2  # (N,) / (B, N)
         return self.abs_pos[0, rows]
 
-    def _single_blocks(self, xs: dict, cs: dict, c: torch.Tensor, cos, sin, mask,
-                       checkpoint: bool) -> dict:  # fmt: skip
+    def _single_blocks(
+        self, xs: dict, cs: dict, c: torch.Tensor, cos, sin, mask, checkpoint: bool
+    ) -> dict:
         """Every stream's tokens, concatenated in ``xs`` order, through the single-stream
         blocks (FLUX.1); each stream's modulation is its own condition (one shared tensor when
         no stream has its own time)."""
         names = list(xs)
         lens = [xs[n].shape[1] for n in names]
         x = torch.cat([xs[n] for n in names], dim=1)  # (B, N, D)
-        cc = c if all(cs[n] is c for n in names) else torch.cat(
-            [cs[n][:, None].expand(-1, k, -1) for n, k in zip(names, lens, strict=True)], 1
+        cc = (
+            c
+            if all(cs[n] is c for n in names)
+            else torch.cat(
+                [cs[n][:, None].expand(-1, k, -1) for n, k in zip(names, lens, strict=True)], 1
+            )
         )  # (B, D) or (B, N, D)
         for block in self.single_blocks:
             if checkpoint:
@@ -212,7 +245,8 @@ class DiT(Pretrained):
                 raise ValueError("kept keys and values (dit.reuse) are for masked models")
             clip_c = cs[video]  # (B, D): the temporal layers' modulation
             frames, xs, cs, masks, positions, (t_cos, t_sin) = self._fold_frames(
-                video, b, xs, cs, masks, positions)  # fmt: skip
+                video, b, xs, cs, masks, positions
+            )
             clip = (clip_c, t_cos, t_sin)
         cos, sin, mask = self._joint_rope_and_mask(names, xs, positions, masks, video, b, t.device)
         if extra_kv is not None and mask is not None:  # the kept tokens are all real
@@ -223,10 +257,21 @@ class DiT(Pretrained):
         checkpoint = self.gradient_checkpointing and torch.is_grad_enabled()
         singles = len(self.single_blocks) > 0
         if singles and (extra_kv is not None or kv_out is not None):
-            raise ValueError("kept keys and values (dit.reuse) need a model without "
-                             "single-stream blocks")  # fmt: skip
-        xs = self._joint_blocks(xs, cs, cos, sin, mask, with_head, extra_kv, kv_out, checkpoint,
-                                (video, b, frames, clip))  # fmt: skip
+            raise ValueError(
+                "kept keys and values (dit.reuse) need a model without single-stream blocks"
+            )
+        xs = self._joint_blocks(
+            xs,
+            cs,
+            cos,
+            sin,
+            mask,
+            with_head,
+            extra_kv,
+            kv_out,
+            checkpoint,
+            (video, b, frames, clip),
+        )
         if singles:
             xs = self._single_blocks(xs, cs, c, cos, sin, mask, checkpoint)
         out = {n: self.heads_out[n](xs[n], cs[n]) for n in names if n in with_head}
@@ -240,18 +285,31 @@ class DiT(Pretrained):
                 out[n] = x_to_velocity(out[n], tokens[n], (stream_t or {}).get(n, t))
         return out
 
-    def _inputs(self, names: list[str], tokens: dict, positions: dict, t: torch.Tensor,
-                pooled, stream_t, guidance) -> tuple:  # fmt: skip
+    def _inputs(
+        self,
+        names: list[str],
+        tokens: dict,
+        positions: dict,
+        t: torch.Tensor,
+        pooled,
+        stream_t,
+        guidance,
+    ) -> tuple:
         """Embedded tokens name -> (B, N_s, D), the shared modulation input c (B, D) and each
         stream's own (name -> (B, D): per-stream times where ``stream_t`` gives them)."""
         cfg = self.cfg
         xs = {n: self.embed[n](tokens[n]) for n in names}  # name -> (B, N_s, D)
         if cfg.pos_table:
-            xs |= {n: xs[n] + self._table_rows(positions[n]).to(xs[n].dtype) for n in names
-                   if n in self.heads_out}  # fmt: skip
+            xs |= {
+                n: xs[n] + self._table_rows(positions[n]).to(xs[n].dtype)
+                for n in names
+                if n in self.heads_out
+            }
         if (self.g_embed is not None) != (guidance is not None):
-            raise ValueError("give guidance (B,) exactly when the model has guidance_embed "
-                             f"(this one: {cfg.guidance_embed})")  # fmt: skip
+            raise ValueError(
+                "give guidance (B,) exactly when the model has guidance_embed "
+                f"(this one: {cfg.guidance_embed})"
+            )
 
         def embed_t(tt: torch.Tensor) -> torch.Tensor:  # (B,) -> (B, D)
             e = self.t_embed(tt, pooled)
@@ -261,8 +319,19 @@ class DiT(Pretrained):
         stream_t = stream_t or {}
         return xs, c, {n: embed_t(stream_t[n]) if n in stream_t else c for n in names}
 
-    def _joint_blocks(self, xs: dict, cs: dict, cos, sin, mask, with_head: frozenset,
-                      extra_kv, kv_out, checkpoint: bool, video_fold: tuple) -> dict:  # fmt: skip
+    def _joint_blocks(
+        self,
+        xs: dict,
+        cs: dict,
+        cos,
+        sin,
+        mask,
+        with_head: frozenset,
+        extra_kv,
+        kv_out,
+        checkpoint: bool,
+        video_fold: tuple,
+    ) -> dict:
         """The joint blocks, each followed by its temporal layer for a video stream.
         video_fold: (video stream or "", batch B, frames F, (clip_c, t_cos, t_sin) or None)."""
         video, b, frames, clip = video_fold

@@ -95,15 +95,19 @@ class Pretrained(nn.Module):
     def save_pretrained(self, folder: str | os.PathLike) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        config = {"_class_name": type(self).__name__, "_diffusers_version": _diffusers_version(),
-                  **self.config}  # fmt: skip
+        config = {
+            "_class_name": type(self).__name__,
+            "_diffusers_version": _diffusers_version(),
+            **self.config,
+        }
         (folder / self.config_name).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
         save_file(state, folder / WEIGHTS, metadata={"format": "pt"})
 
     @classmethod
-    def from_pretrained(cls: type[T], path: str | os.PathLike,
-                        torch_dtype: torch.dtype | None = None, **_: Any) -> T:  # fmt: skip
+    def from_pretrained(
+        cls: type[T], path: str | os.PathLike, torch_dtype: torch.dtype | None = None, **_: Any
+    ) -> T:
         """Load a local folder: the model is built in fp32 from its config, the stored weights
         (any float dtype) copied in, then cast to ``torch_dtype`` if given; in eval mode.
         Other keyword arguments (diffusers' ``use_safetensors`` ...) are accepted and unused."""
@@ -127,8 +131,9 @@ class Pretrained(nn.Module):
             model.load_state_dict(state)
         except RuntimeError as e:  # missing, unexpected or mis-shaped tensors: say which
             detail = " ".join(str(e).split("\n", 2)[1:2]).strip()
-            raise ValueError(f"{weights} does not fit a {cls.__name__} of its config: "
-                             f"{detail[:300]}") from None  # fmt: skip
+            raise ValueError(
+                f"{weights} does not fit a {cls.__name__} of its config: {detail[:300]}"
+            ) from None
         if torch_dtype is not None:
             model.to(torch_dtype)
         return model.eval()

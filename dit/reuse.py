@@ -57,9 +57,14 @@ class KVReuse:
         if m:
             extra = [(_take(k, kept, 2), _take(v, kept, 2)) for k, v in self.kv]
         kv_out: list = []
-        out = model({**tokens, self.stream: _take(codes, fresh, 1)},
-                    {**positions, self.stream: _take(pos, fresh, 1)}, t,
-                    extra_kv=extra, kv_out=kv_out, **kw)  # fmt: skip
+        out = model(
+            {**tokens, self.stream: _take(codes, fresh, 1)},
+            {**positions, self.stream: _take(pos, fresh, 1)},
+            t,
+            extra_kv=extra,
+            kv_out=kv_out,
+            **kw,
+        )
         self.computed += b * (n - m)
 
         # The stream's slice of each block's keys: streams enter in the config's order.

@@ -66,8 +66,10 @@ def frame_split(pos: torch.Tensor, name: str) -> tuple[int, torch.Tensor, torch.
     if frames * per_frame != pos.shape[0] or not torch.equal(
         pos[:, 1].view(frames, per_frame), times[:, None].expand(frames, per_frame)
     ):
-        raise ValueError(f"stream {name!r} is temporal: its tokens must be whole frames in "
-                         "time-major order (dit.tokens.video_positions)")  # fmt: skip
+        raise ValueError(
+            f"stream {name!r} is temporal: its tokens must be whole frames in "
+            "time-major order (dit.tokens.video_positions)"
+        )
     spatial = pos[:per_frame].clone()
     spatial[:, 1] = 0
     return frames, spatial, times

@@ -53,9 +53,13 @@ def unpatchify(tokens: torch.Tensor, p: int, h: int, w: int) -> torch.Tensor:
 
 
 def video_positions(
-    frames: int, h: int, w: int, fps: float, tpatch: int = 1,
+    frames: int,
+    h: int,
+    w: int,
+    fps: float,
+    tpatch: int = 1,
     device: torch.device | str | None = None,
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """(frames / tpatch * h * w, 4) ids for tubelets of ``tpatch`` frames: each carries the
     time (s) of its first frame, so any fps lands on the same seconds axis as audio."""
     return grid_positions(frames // tpatch, h, w, fps / tpatch, device=device)
@@ -68,5 +72,6 @@ def patchify_video(x: torch.Tensor, p: int, q: int) -> torch.Tensor:
 
 def unpatchify_video(tokens: torch.Tensor, p: int, q: int, f: int, h: int, w: int) -> torch.Tensor:
     """(B, f * h * w, C * q * p * p) -> (B, f * q, C, h * p, w * p); f, h, w in tubelets."""
-    return rearrange(tokens, "b (f h w) (c q p1 p2) -> b (f q) c (h p1) (w p2)",
-                     f=f, h=h, w=w, q=q, p1=p, p2=p)  # fmt: skip
+    return rearrange(
+        tokens, "b (f h w) (c q p1 p2) -> b (f q) c (h p1) (w p2)", f=f, h=h, w=w, q=q, p1=p, p2=p
+    )

@@ -33,8 +33,9 @@ def spectrogram_image(frames: torch.Tensor, silence: float, height: int = 128) -
     return rgb.repeat(k, 0).repeat(k, 1)
 
 
-def spectrogram_figure(frames: torch.Tensor, codec: MelCodec, height: int = 240,
-                       min_width: int = 480) -> np.ndarray:  # fmt: skip
+def spectrogram_figure(
+    frames: torch.Tensor, codec: MelCodec, height: int = 240, min_width: int = 480
+) -> np.ndarray:
     """(F, n_mels) normalised log-mel -> the spectrogram at least ``min_width`` pixels wide
     with its time axis (seconds) below and its frequency axis (Hz, on the mel scale) left."""
     image = spectrogram_image(frames, codec.silence, height)

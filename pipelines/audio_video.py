@@ -56,14 +56,16 @@ class TextToAudioVideoPipeline(TextToVideoPipeline):
     def preview(self, x: dict[str, torch.Tensor], request: Request) -> list[np.ndarray]:
         """The frames in a grid above the spectrogram with its time and frequency axes."""
         out = []
-        for video, mel in zip(self.frames_of(x[self.stream], request),
-                              self.codec.from_tokens(x["audio"]), strict=True):  # fmt: skip
+        for video, mel in zip(
+            self.frames_of(x[self.stream], request), self.codec.from_tokens(x["audio"]), strict=True
+        ):
             figure = spectrogram_figure(mel, self.codec)
             grid = frame_grid(video)
             # the grid as wide as the plot area (the figure less its axis margins), whole pixels
             area = figure.shape[1] - MARGIN_LEFT - 8
             grid = grid.repeat(max(1, area // grid.shape[1]), 0).repeat(
-                max(1, area // grid.shape[1]), 1)[:, :area]  # fmt: skip
+                max(1, area // grid.shape[1]), 1
+            )[:, :area]
             top = np.full((grid.shape[0] + 6, figure.shape[1], 3), 255, np.uint8)
             top[: grid.shape[0], MARGIN_LEFT : MARGIN_LEFT + grid.shape[1]] = grid
             out.append(np.concatenate([top, figure], axis=0))
@@ -71,18 +73,26 @@ class TextToAudioVideoPipeline(TextToVideoPipeline):
 
     def encode_file(self, media: AudioVideo, settings: dict[str, Any]) -> bytes:
         scale = display_scale(media.frames.shape[2], media.frames.shape[1])
-        return mp4_bytes(media.frames, settings["fps"], settings, audio=media.audio,
-                         sample_rate=self.codec.sample_rate, scale=scale)  # fmt: skip
+        return mp4_bytes(
+            media.frames,
+            settings["fps"],
+            settings,
+            audio=media.audio,
+            sample_rate=self.codec.sample_rate,
+            scale=scale,
+        )
 
     # --- one stream given ---------------------------------------------------------------------
 
-    def video_to_audio(self, frames: np.ndarray, request: Request | str, callback=None,
-                       **overrides: Any) -> list[Output]:  # fmt: skip
+    def video_to_audio(
+        self, frames: np.ndarray, request: Request | str, callback=None, **overrides: Any
+    ) -> list[Output]:
         """Sound for a given clip (F, H, W, 3) uint8 at ``request.fps``: the duration and size
         come from the clip."""
         duration = len(frames) / self._fps(request, overrides)
-        req = self.resolve(request, **overrides, duration=duration, width=frames.shape[2],
-                           height=frames.shape[1])  # fmt: skip
+        req = self.resolve(
+            request, **overrides, duration=duration, width=frames.shape[2], height=frames.shape[1]
+        )
         tokens = self.video_tokens(frames[None])
         lay = self.layout(req)
         given = {self.stream: (tokens.expand(req.num_outputs, -1, -1), lay.positions)}
@@ -90,8 +100,9 @@ class TextToAudioVideoPipeline(TextToVideoPipeline):
         waves = decode_audio(self.codec, audio, req.duration)
         return self._outputs(req, [AudioVideo(frames, w) for w in waves])
 
-    def audio_to_video(self, wave: np.ndarray, request: Request | str, callback=None,
-                       **overrides: Any) -> list[Output]:  # fmt: skip
+    def audio_to_video(
+        self, wave: np.ndarray, request: Request | str, callback=None, **overrides: Any
+    ) -> list[Output]:
         """Pictures for a given sound (T,) float at the model's sample rate."""
         req = self.resolve(request, **overrides, duration=len(wave) / self.codec.sample_rate)
         tokens = self.codec.clip_tokens(torch.from_numpy(wave).float(), req.duration)[None]

@@ -49,9 +49,14 @@ class Pipeline:
     class_name: ClassVar[str] = "Pipeline"
     suffix: ClassVar[str] = ""
 
-    def __init__(self, transformer: DiT, text_encoder: ByteTextEncoder, spec: ModelSpec,
-                 autoencoder: FSQAutoencoder | None = None,
-                 rewriter: PromptRewriter | None = None):  # fmt: skip
+    def __init__(
+        self,
+        transformer: DiT,
+        text_encoder: ByteTextEncoder,
+        spec: ModelSpec,
+        autoencoder: FSQAutoencoder | None = None,
+        rewriter: PromptRewriter | None = None,
+    ):
         self.transformer = transformer.eval()
         self.text_encoder = text_encoder.eval()
         # Free phrasing -> the model's own caption form (conditioning/rewriter.py), if it has one
@@ -60,8 +65,10 @@ class Pipeline:
         self.streams = streams_of(spec)  # the token layout of each stream (pipelines/modality.py)
         self.limits: Limits = spec.request_limits()
         if (spec.objective == "masked") != (autoencoder is not None):
-            raise ValueError(f"model {spec.name!r} ({spec.objective}): a masked model needs its "
-                             "FSQ autoencoder, a flow model has none")  # fmt: skip
+            raise ValueError(
+                f"model {spec.name!r} ({spec.objective}): a masked model needs its "
+                "FSQ autoencoder, a flow model has none"
+            )
         self.autoencoder = autoencoder.eval() if autoencoder is not None else None
         self.adapters = AdapterGate(self.use_loras)  # requests with other adapters wait their turn
 
@@ -79,8 +86,10 @@ class Pipeline:
                 return loader(folder / name, **fp32).to(device)
             except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
                 first = str(e).splitlines()[0] if str(e) else type(e).__name__
-                raise ValueError(f"model folder {folder}: {name}/ cannot be loaded ({first}); "
-                                 "restore it from the model's source") from None  # fmt: skip
+                raise ValueError(
+                    f"model folder {folder}: {name}/ cannot be loaded ({first}); "
+                    "restore it from the model's source"
+                ) from None
 
         transformer = part("transformer", DiT.from_pretrained)
         text_encoder = part("text_encoder", load_text_encoder)
@@ -88,8 +97,9 @@ class Pipeline:
         if spec.objective == "masked":
             # folders exported before the rename keep their codec in tokenizer/
             old = not (folder / "autoencoder").is_dir() and (folder / "tokenizer").is_dir()
-            autoencoder = part("tokenizer" if old else "autoencoder",
-                               FSQAutoencoder.from_pretrained)  # fmt: skip
+            autoencoder = part(
+                "tokenizer" if old else "autoencoder", FSQAutoencoder.from_pretrained
+            )
         rewriter = None
         if (folder / "rewriter").is_dir():
             rewriter = part("rewriter", PromptRewriter.from_pretrained)
@@ -112,10 +122,14 @@ class Pipeline:
                 module.save_pretrained(folder / name)
             finally:
                 module.to(dtype)
-        (folder / INDEX).write_text(json.dumps(
-            self.spec.to_index(self.class_name, type(self.text_encoder).__name__,
-                               self.rewriter is not None), indent=2
-        ))
+        (folder / INDEX).write_text(
+            json.dumps(
+                self.spec.to_index(
+                    self.class_name, type(self.text_encoder).__name__, self.rewriter is not None
+                ),
+                indent=2,
+            )
+        )
 
     @property
     def device(self) -> torch.device:
@@ -152,8 +166,14 @@ class Pipeline:
 
     def settings(self, request: Request, index: int) -> dict[str, Any]:
         s = request.to_dict()
-        s.update(seed=request.seed + index, index=index, num_outputs=1, model=self.spec.name,
-                 modality=self.spec.modality, versions=_versions())  # fmt: skip
+        s.update(
+            seed=request.seed + index,
+            index=index,
+            num_outputs=1,
+            model=self.spec.name,
+            modality=self.spec.modality,
+            versions=_versions(),
+        )
         if self.rewriter is not None:  # what the model read (DALL-E 3's "revised prompt")
             s["revised_prompt"] = self.rewrite([request.prompt])[0]
         return s
@@ -182,8 +202,13 @@ class Pipeline:
             return self._sample(request, callback, prompts, given)
 
     @torch.inference_mode()
-    def _sample(self, request: Request, callback: StepCallback | None,
-                prompts: list[str] | None, given: dict | None) -> State:  # fmt: skip
+    def _sample(
+        self,
+        request: Request,
+        callback: StepCallback | None,
+        prompts: list[str] | None,
+        given: dict | None,
+    ) -> State:
         inputs = self.inputs(request, prompts, given)
         return self.sampler(self.transformer, inputs, request, callback)
 
@@ -194,13 +219,19 @@ class Pipeline:
         codes with the model's decoding settings (its spec's extra["masked"] over the
         defaults)."""
         if self.spec.objective != "masked":
-            return FlowSampler(lambda _, lay, g: self.noise(lay, g),
-                               lambda r, _: time_grid(r.steps, shift=self.spec.shift))
-        return MaskedSampler(self.codes_to_tokens, self.masked_token_value,
-                             {**DECODING, **self.spec.extra.get("masked", {})})  # fmt: skip
+            return FlowSampler(
+                lambda _, lay, g: self.noise(lay, g),
+                lambda r, _: time_grid(r.steps, shift=self.spec.shift),
+            )
+        return MaskedSampler(
+            self.codes_to_tokens,
+            self.masked_token_value,
+            {**DECODING, **self.spec.extra.get("masked", {})},
+        )
 
-    def inputs(self, request: Request, prompts: list[str] | None = None,
-               given: dict | None = None) -> Inputs:  # fmt: skip
+    def inputs(
+        self, request: Request, prompts: list[str] | None = None, given: dict | None = None
+    ) -> Inputs:
         """The model inputs of a resolved request, built once for every call of its sampler:
         the layouts of the streams to generate (all but ``given``), every stream's positions,
         the text conditions (``prompts``, one per output, or the request's prompt) and the
@@ -208,14 +239,22 @@ class Pipeline:
         given = given or {}
         lays = tuple(lay for lay in self.layouts(request) if lay.stream not in given)
         device, b = self.device, request.num_outputs
-        cond, uncond = self.text_conditions(prompts or [request.prompt] * b,
-                                            request.negative_prompt)  # fmt: skip
+        cond, uncond = self.text_conditions(
+            prompts or [request.prompt] * b, request.negative_prompt
+        )
         positions = {"text": text_positions(cond["text"].shape[1], device)}
         positions |= {lay.stream: lay.positions.to(device) for lay in lays}
         positions |= {k: pos.to(device) for k, (_, pos) in given.items()}
         clean = {k: x.to(device) for k, (x, _) in given.items()}
-        return Inputs(lays, positions, {**cond, "given": clean}, {**uncond, "given": clean},
-                      self.guidance_scales(request), request.seed, b)  # fmt: skip
+        return Inputs(
+            lays,
+            positions,
+            {**cond, "given": clean},
+            {**uncond, "given": clean},
+            self.guidance_scales(request),
+            request.seed,
+            b,
+        )
 
     def noise(self, lay: Layout, g: torch.Generator) -> torch.Tensor:
         """One output's starting noise (N, dim) for a stream: the prior the model learnt."""
@@ -274,8 +313,9 @@ class Pipeline:
         starts = range(0, len(prompts), batch)
         for start in tqdm(starts, desc=desc, unit="batch", disable=desc is None):
             chunk = prompts[start : start + batch]
-            req = self.resolve(Request(prompt="", seed=seed + start, num_outputs=len(chunk),
-                                       **settings))  # fmt: skip
+            req = self.resolve(
+                Request(prompt="", seed=seed + start, num_outputs=len(chunk), **settings)
+            )
             media += self.decode(self.sample(req, prompts=chunk), req)
         return media
 

@@ -57,8 +57,9 @@ class Card:
         if self.scores:
             rows = ["| measured | value | target | |", "|---|---|---|---|"]
             mark = {True: "met", False: "not met", None: ""}
-            rows += [f"| {s.metric} | {s.value} | {s.target} | {mark[s.met]} |"
-                     for s in self.scores]  # fmt: skip
+            rows += [
+                f"| {s.metric} | {s.value} | {s.target} | {mark[s.met]} |" for s in self.scores
+            ]
             parts.append("\n".join(rows))
         return "\n\n".join(parts)
 
@@ -76,9 +77,15 @@ def read_card(folder: str | os.PathLike) -> Card:
 
     data = ModelCard.load(path).data.to_dict()
     try:
-        scores = tuple(Score(str(s["metric"]), str(s["value"]), str(s.get("target", "")),
-                             s.get("met")) for s in data.get("scores") or ())  # fmt: skip
-        return Card(str(data.get("summary", "")), str(data.get("trained_on", "")),
-                    tuple(str(e) for e in data.get("examples") or ()), scores)  # fmt: skip
+        scores = tuple(
+            Score(str(s["metric"]), str(s["value"]), str(s.get("target", "")), s.get("met"))
+            for s in data.get("scores") or ()
+        )
+        return Card(
+            str(data.get("summary", "")),
+            str(data.get("trained_on", "")),
+            tuple(str(e) for e in data.get("examples") or ()),
+            scores,
+        )
     except (KeyError, TypeError) as e:
         raise ValueError(f"{path}: malformed model card data ({e}); see pipelines/cards.py") from e

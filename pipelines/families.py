@@ -15,8 +15,10 @@ from typing import Any
 
 SD3_PIPELINE, FLUX_PIPELINE = "StableDiffusion3Pipeline", "FluxPipeline"
 FAMILIES = {SD3_PIPELINE: "sd3", FLUX_PIPELINE: "flux"}
-SUPPORTED = ("StableDiffusion3Pipeline (SD3 Medium, SD3.5 Medium / Large) or FluxPipeline "
-             "(FLUX.1 dev / schnell)")
+SUPPORTED = (
+    "StableDiffusion3Pipeline (SD3 Medium, SD3.5 Medium / Large) or FluxPipeline "
+    "(FLUX.1 dev / schnell)"
+)
 
 
 def _json(folder: Path, name: str) -> dict[str, Any]:
@@ -24,8 +26,10 @@ def _json(folder: Path, name: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise ValueError(f"{path} cannot be read ({e}): the folder is not a complete diffusers "
-                         f"model ({SUPPORTED})") from None  # fmt: skip
+        raise ValueError(
+            f"{path} cannot be read ({e}): the folder is not a complete diffusers "
+            f"model ({SUPPORTED})"
+        ) from None
     if not isinstance(data, dict):
         raise ValueError(f"{path} is not a JSON object: restore the model's {name}")
     return data
@@ -54,15 +58,34 @@ def family_spec(folder: str | Path, index: dict[str, Any]) -> dict[str, Any]:
         max_side = 2048  # FLUX.1's documented upper size; rotary positions take any
         guidance_embed = bool(transformer.get("guidance_embeds"))
         # dev: 28 steps, distilled guidance 3.5; schnell: 4 steps, no guidance input
-        defaults = ({"steps": 28, "guidance": 3.5, "solver": "euler"} if guidance_embed
-                    else {"steps": 4, "guidance": 0.0, "solver": "euler"})  # fmt: skip
+        defaults = (
+            {"steps": 28, "guidance": 3.5, "solver": "euler"}
+            if guidance_embed
+            else {"steps": 4, "guidance": 0.0, "solver": "euler"}
+        )
     multiple = patch * scale
     return dict(
-        name=str(folder), modality="image", objective="flow",
-        channels=int(vae.get("latent_channels", 16)), patch=multiple, width=side, height=side,
-        shift=float(scheduler.get("shift", 1.0)), defaults=defaults,
-        limits={"multiple": multiple, "min_side": multiple, "max_side": max_side,
-                "max_pixels": max_side * max_side, "solvers": ("euler", "heun", "midpoint")},
-        extra={"family": family, "pipeline": kind, "guidance_embed": guidance_embed,
-               "vae_scale": scale, "latent_patch": patch},
-    )  # fmt: skip
+        name=str(folder),
+        modality="image",
+        objective="flow",
+        channels=int(vae.get("latent_channels", 16)),
+        patch=multiple,
+        width=side,
+        height=side,
+        shift=float(scheduler.get("shift", 1.0)),
+        defaults=defaults,
+        limits={
+            "multiple": multiple,
+            "min_side": multiple,
+            "max_side": max_side,
+            "max_pixels": max_side * max_side,
+            "solvers": ("euler", "heun", "midpoint"),
+        },
+        extra={
+            "family": family,
+            "pipeline": kind,
+            "guidance_embed": guidance_embed,
+            "vae_scale": scale,
+            "latent_patch": patch,
+        },
+    )

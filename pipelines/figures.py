@@ -64,8 +64,9 @@ def time_ticks(seconds: float) -> list[tuple[float, str]]:
     return [(i * step / seconds, f"{i * step:g} s") for i in range(n + 1)]
 
 
-def with_axes(image: np.ndarray, x_ticks: list[tuple[float, str]],
-              y_ticks: list[tuple[float, str]]) -> np.ndarray:  # fmt: skip
+def with_axes(
+    image: np.ndarray, x_ticks: list[tuple[float, str]], y_ticks: list[tuple[float, str]]
+) -> np.ndarray:
     """(H, W, 3) uint8 -> the image on white paper with tick marks and labels below it
     (shares of the width) and left of it (shares of the height, from the bottom; a tick
     closer than ``MIN_TICK_GAP`` pixels to the one below it is left out, as on a mel axis's
@@ -79,8 +80,12 @@ def with_axes(image: np.ndarray, x_ticks: list[tuple[float, str]],
         x = MARGIN_LEFT + round(share * (w - 1))
         draw.line([(x, h), (x, h + 4)], fill=_INK)
         width = draw.textlength(label, font=font)
-        draw.text((min(max(x - width / 2, MARGIN_LEFT - 10), canvas.width - width), h + 7),
-                  label, fill=_INK, font=font)  # fmt: skip
+        draw.text(
+            (min(max(x - width / 2, MARGIN_LEFT - 10), canvas.width - width), h + 7),
+            label,
+            fill=_INK,
+            font=font,
+        )
     last = None
     for share, label in sorted(y_ticks):
         y = round((1 - share) * (h - 1))
@@ -89,8 +94,9 @@ def with_axes(image: np.ndarray, x_ticks: list[tuple[float, str]],
         last = y
         draw.line([(MARGIN_LEFT - 4, y), (MARGIN_LEFT, y)], fill=_INK)
         width = draw.textlength(label, font=font)
-        draw.text((MARGIN_LEFT - 7 - width, min(max(y - 7, 0), h - 12)), label, fill=_INK,
-                  font=font)  # fmt: skip
+        draw.text(
+            (MARGIN_LEFT - 7 - width, min(max(y - 7, 0), h - 12)), label, fill=_INK, font=font
+        )
     return np.asarray(canvas)
 
 

@@ -42,8 +42,9 @@ WEIGHTS = "adapter_model.safetensors"
 TARGETS = ("qkv", "proj", "fc1", "fc2")
 
 
-def lora_config(rank: int, alpha: float, targets: list[str] | tuple[str, ...] = TARGETS,
-                base_model: str = "") -> LoraConfig:  # fmt: skip
+def lora_config(
+    rank: int, alpha: float, targets: list[str] | tuple[str, ...] = TARGETS, base_model: str = ""
+) -> LoraConfig:
     """The peft config of a studio LoRA; ``targets`` are layer names from TARGETS."""
     if not isinstance(rank, int) or rank < 1:
         raise ValueError(f"lora rank={rank!r}: use an integer >= 1")
@@ -54,8 +55,13 @@ def lora_config(rank: int, alpha: float, targets: list[str] | tuple[str, ...] = 
         raise ValueError(f"lora targets {sorted(targets)}: choose some of {list(TARGETS)}")
     # Whole-name match on the last component: "proj" must not catch anything else.
     pattern = rf".*\.({'|'.join(sorted(set(targets)))})$"
-    return LoraConfig(r=rank, lora_alpha=alpha, target_modules=pattern, lora_dropout=0.0,
-                      base_model_name_or_path=base_model or None)  # fmt: skip
+    return LoraConfig(
+        r=rank,
+        lora_alpha=alpha,
+        target_modules=pattern,
+        lora_dropout=0.0,
+        base_model_name_or_path=base_model or None,
+    )
 
 
 def inject_lora(transformer: DiT, config: LoraConfig, name: str = "default") -> None:
@@ -66,9 +72,14 @@ def inject_lora(transformer: DiT, config: LoraConfig, name: str = "default") -> 
         inject_adapter_in_model(config, transformer, adapter_name=name)
 
 
-def save_lora(transformer: DiT, folder: str | os.PathLike, meta: dict[str, Any],
-              name: str = "default", half: bool = False,
-              strength: float = 1.0) -> Path:  # fmt: skip
+def save_lora(
+    transformer: DiT,
+    folder: str | os.PathLike,
+    meta: dict[str, Any],
+    name: str = "default",
+    half: bool = False,
+    strength: float = 1.0,
+) -> Path:
     """Write adapter ``name`` of ``transformer`` as a folder (atomically: temporary, renamed).
 
     ``meta`` must name the ``base_model``; every entry is also kept in the safetensors header.
@@ -81,10 +92,12 @@ def save_lora(transformer: DiT, folder: str | os.PathLike, meta: dict[str, Any],
     folder = Path(folder)
     config = transformer.peft_config[name]
     dtype = torch.float16 if half else torch.float32
-    state = {k: (v.detach().float() * (strength if "lora_B" in k else 1.0)).to("cpu", dtype)
-             .contiguous()
-             for k, v in get_peft_model_state_dict(transformer, adapter_name=name,
-                                                 save_embedding_layers=False).items()}  # fmt: skip
+    state = {
+        k: (v.detach().float() * (strength if "lora_B" in k else 1.0)).to("cpu", dtype).contiguous()
+        for k, v in get_peft_model_state_dict(
+            transformer, adapter_name=name, save_embedding_layers=False
+        ).items()
+    }
     if not state:
         raise ValueError(f"save_lora: the transformer has no weights for adapter {name!r}")
     tmp = folder.with_name(f".tmp-{folder.name}")
@@ -115,8 +128,12 @@ def read_lora(folder: str | os.PathLike) -> tuple[LoraConfig, dict[str, torch.Te
         raise ValueError(f"{folder} is not a LoRA folder: it needs {CONFIG} and {WEIGHTS}{extra}")
     try:
         cfg = json.loads((folder / CONFIG).read_text())
-        config = lora_config(cfg["r"], cfg["lora_alpha"], _target_names(cfg["target_modules"]),
-                             cfg.get("base_model_name_or_path") or "")  # fmt: skip
+        config = lora_config(
+            cfg["r"],
+            cfg["lora_alpha"],
+            _target_names(cfg["target_modules"]),
+            cfg.get("base_model_name_or_path") or "",
+        )
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise ValueError(f"{folder / CONFIG}: not a LoRA adapter config ({e!r})") from None
     try:
@@ -213,8 +230,9 @@ def _target_names(targets: Any) -> list[str]:
     return list(targets)
 
 
-def _check_shapes(transformer: DiT, config: LoraConfig, state: dict[str, torch.Tensor],
-                  path: str) -> None:  # fmt: skip
+def _check_shapes(
+    transformer: DiT, config: LoraConfig, state: dict[str, torch.Tensor], path: str
+) -> None:
     """Every adapter weight must sit on a layer of this model with the matching size."""
     layers = dict(transformer.named_modules())
     for key, value in state.items():
@@ -222,8 +240,10 @@ def _check_shapes(transformer: DiT, config: LoraConfig, state: dict[str, torch.T
         layer = layers.get(owner)
         layer = getattr(layer, "base_layer", layer)
         if not isinstance(layer, torch.nn.Linear):
-            raise ValueError(f"LoRA {path}: this model has no layer {owner!r}; it was made for "
-                             "another base model")  # fmt: skip
+            raise ValueError(
+                f"LoRA {path}: this model has no layer {owner!r}; it was made for "
+                "another base model"
+            )
         want = (config.r, layer.in_features) if kind == "A" else (layer.out_features, config.r)
         if tuple(value.shape) != want:
             raise ValueError(

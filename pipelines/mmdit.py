@@ -61,8 +61,10 @@ def stored_dtype(folder: Path) -> torch.dtype:
 
     files = sorted((folder / "transformer").glob("diffusion_pytorch_model*.safetensors"))
     if not files:
-        raise ValueError(f"{folder / 'transformer'} has no diffusion_pytorch_model*.safetensors "
-                         "(the studio reads safetensors only)")  # fmt: skip
+        raise ValueError(
+            f"{folder / 'transformer'} has no diffusion_pytorch_model*.safetensors "
+            "(the studio reads safetensors only)"
+        )
     with safe_open(files[0], "pt") as f:
         name = f.get_slice(next(iter(f.keys()))).get_dtype()
     return SAFETENSORS_DTYPES.get(name, torch.float32)
@@ -80,8 +82,13 @@ class MMDiTInputs(Inputs):
     def call(self, model, x: torch.Tensor, t: torch.Tensor, cond: dict[str, Any]) -> torch.Tensor:
         sigma = (1 - t).to(self.dtype)
         g = None if self.embedded is None else torch.full_like(sigma, self.embedded)
-        out = model({"text": cond["text"], "image": x.to(self.dtype)}, self.positions, sigma,
-                    pooled=cond["pooled"], guidance=g)  # fmt: skip
+        out = model(
+            {"text": cond["text"], "image": x.to(self.dtype)},
+            self.positions,
+            sigma,
+            pooled=cond["pooled"],
+            guidance=g,
+        )
         return -out["image"]
 
 
@@ -103,8 +110,12 @@ class MMDiTPipeline(Pipeline):
         self.adapters = AdapterGate(self.use_loras)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, device: str | torch.device = "cpu",
-                        dtype: torch.dtype | str | None = None) -> MMDiTPipeline:  # fmt: skip
+    def from_pretrained(
+        cls,
+        name_or_path: str,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | str | None = None,
+    ) -> MMDiTPipeline:
         from diffusers import DiffusionPipeline
 
         folder = resolve_model(str(name_or_path))
@@ -114,8 +125,9 @@ class MMDiTPipeline(Pipeline):
         try:
             dtype = dtype or stored_dtype(folder)
             transformer = load_transformer(folder / "transformer", dtype=dtype, device=device)
-            parts = DiffusionPipeline.from_pretrained(folder, transformer=None, dtype=dtype,
-                                                      local_files_only=True)  # fmt: skip
+            parts = DiffusionPipeline.from_pretrained(
+                folder, transformer=None, dtype=dtype, local_files_only=True
+            )
         except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise ValueError(f"model folder {folder} cannot be loaded ({first})") from None
@@ -151,8 +163,12 @@ class MMDiTPipeline(Pipeline):
     def layout(self, request: Request) -> Layout:
         h, w = self._grid(request)
         p = self.spec.extra["latent_patch"]
-        return Layout("image", (h // p) * (w // p), self.spec.channels * p * p,
-                      image_positions(h // p, w // p))  # fmt: skip
+        return Layout(
+            "image",
+            (h // p) * (w // p),
+            self.spec.channels * p * p,
+            image_positions(h // p, w // p),
+        )
 
     def noise(self, request: Request, g: torch.Generator) -> torch.Tensor:
         """One output's latents as the family's ``prepare_latents`` draws them, as tokens."""
@@ -166,14 +182,19 @@ class MMDiTPipeline(Pipeline):
         device = self.device
         if self.family == "sd3":
             emb, neg, pooled, neg_pooled = self.parts.encode_prompt(
-                prompt=prompts, prompt_2=None, prompt_3=None, device=device,
-                do_classifier_free_guidance=cfg, negative_prompt=[negative] * len(prompts),
-            )  # fmt: skip
+                prompt=prompts,
+                prompt_2=None,
+                prompt_3=None,
+                device=device,
+                do_classifier_free_guidance=cfg,
+                negative_prompt=[negative] * len(prompts),
+            )
             cond = {"text": emb, "pooled": pooled}
             return cond, ({"text": neg, "pooled": neg_pooled} if cfg else None)
         if negative:
-            raise RequestError("negative_prompt: FLUX.1 has none (it is guidance-distilled); "
-                               "leave it empty")  # fmt: skip
+            raise RequestError(
+                "negative_prompt: FLUX.1 has none (it is guidance-distilled); leave it empty"
+            )
         emb, pooled, _ = self.parts.encode_prompt(prompt=prompts, prompt_2=None, device=device)
         return {"text": emb, "pooled": pooled}, None
 
@@ -184,9 +205,13 @@ class MMDiTPipeline(Pipeline):
 
         sched, n = self.parts.scheduler, request.steps
         c = sched.config
-        mu = calculate_shift(tokens, c.get("base_image_seq_len", 256),
-                             c.get("max_image_seq_len", 4096), c.get("base_shift", 0.5),
-                             c.get("max_shift", 1.15))  # fmt: skip
+        mu = calculate_shift(
+            tokens,
+            c.get("base_image_seq_len", 256),
+            c.get("max_image_seq_len", 4096),
+            c.get("base_shift", 0.5),
+            c.get("max_shift", 1.15),
+        )
         if self.family == "flux":  # FluxPipeline.__call__'s own sigmas and mu
             sigmas = None if c.get("use_flow_sigmas") else np.linspace(1.0, 1 / n, n)
             sched.set_timesteps(sigmas=sigmas, mu=mu)
@@ -202,19 +227,31 @@ class MMDiTPipeline(Pipeline):
     def sampler(self) -> FlowSampler:
         return FlowSampler(lambda request, _, g: self.noise(request, g), self.time_grid)
 
-    def inputs(self, request: Request, prompts: list[str] | None = None,
-               given: dict | None = None) -> MMDiTInputs:  # fmt: skip
+    def inputs(
+        self, request: Request, prompts: list[str] | None = None, given: dict | None = None
+    ) -> MMDiTInputs:
         if given:
             raise RequestError("an SD3 / FLUX.1 model generates images only")
         lay = self.layout(request)
         b = request.num_outputs
         cfg = self.family == "sd3" and request.guidance > 1.0
         cond, uncond = self.encode(prompts or [request.prompt] * b, request.negative_prompt, cfg)
-        positions = {"text": text_positions(cond["text"].shape[1], self.device),
-                     "image": lay.positions.to(self.device)}  # fmt: skip
+        positions = {
+            "text": text_positions(cond["text"].shape[1], self.device),
+            "image": lay.positions.to(self.device),
+        }
         embedded = request.guidance if self.spec.extra["guidance_embed"] else None
-        return MMDiTInputs((lay,), positions, cond, uncond, request.guidance if cfg else 1.0,
-                           request.seed, b, self.dtype, embedded)  # fmt: skip
+        return MMDiTInputs(
+            (lay,),
+            positions,
+            cond,
+            uncond,
+            request.guidance if cfg else 1.0,
+            request.seed,
+            b,
+            self.dtype,
+            embedded,
+        )
 
     # --- media --------------------------------------------------------------------------------
 

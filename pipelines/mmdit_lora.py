@@ -36,9 +36,11 @@ def lora_file(name_or_path: str) -> Path:
             return path / LORA_FILE
     except OSError as e:
         raise RequestError(f"LoRA {name_or_path[:80]!r}: {e.strerror}") from None
-    raise RequestError(f"LoRA {name_or_path!r}: for an SD3 / FLUX.1 model give a "
-                       ".safetensors file (diffusers or kohya format) or a folder with "
-                       f"{LORA_FILE}")  # fmt: skip
+    raise RequestError(
+        f"LoRA {name_or_path!r}: for an SD3 / FLUX.1 model give a "
+        ".safetensors file (diffusers or kohya format) or a folder with "
+        f"{LORA_FILE}"
+    )
 
 
 def lora_updates(pipeline_cls, path: Path) -> dict[str, torch.Tensor]:
@@ -53,14 +55,17 @@ def lora_updates(pipeline_cls, path: Path) -> dict[str, torch.Tensor]:
         out = pipeline_cls.lora_state_dict(str(path), **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise RequestError(f"LoRA {path}: not a LoRA diffusers can read for "
-                           f"{pipeline_cls.__name__} ({first})") from None  # fmt: skip
+        raise RequestError(
+            f"LoRA {path}: not a LoRA diffusers can read for {pipeline_cls.__name__} ({first})"
+        ) from None
     state, alphas, metadata = (out[0], out[1], out[2]) if len(out) == 3 else (out[0], None, out[1])
     prefix = "transformer."
     others = sorted({k.split(".")[0] for k in state if not k.startswith(prefix)})
     if others:
-        raise RequestError(f"LoRA {path} also adapts {others}; the studio applies transformer "
-                           "LoRAs only (train it without the text encoders)")  # fmt: skip
+        raise RequestError(
+            f"LoRA {path} also adapts {others}; the studio applies transformer "
+            "LoRAs only (train it without the text encoders)"
+        )
     state = {k.removeprefix(prefix): v for k, v in state.items()}
     if metadata:
         metadata = {k.removeprefix(prefix): v for k, v in metadata.items() if k.startswith(prefix)}
@@ -77,8 +82,9 @@ def lora_updates(pipeline_cls, path: Path) -> dict[str, torch.Tensor]:
         layer = key.removesuffix(".lora_A.weight")
         a, b = state[key].float(), state[f"{layer}.lora_B.weight"].float()
         r = config.rank_pattern.get(get_pattern_key(config.rank_pattern, layer), config.r)
-        alpha = config.alpha_pattern.get(get_pattern_key(config.alpha_pattern, layer),
-                                         config.lora_alpha)  # fmt: skip
+        alpha = config.alpha_pattern.get(
+            get_pattern_key(config.alpha_pattern, layer), config.lora_alpha
+        )
         scaling = alpha / (math.sqrt(r) if config.use_rslora else r)
         updates[f"{layer}.weight"] = scaling * (b @ a)  # (out, in)
         if f"{layer}.lora_B.bias" in state:
@@ -122,9 +128,11 @@ class MergedLoras:
             raise RequestError(f"LoRA: updates for weights this model lacks: {unknown[:3]}")
         for key, delta in total.items():  # every check before the first change
             if delta.shape != params[key].shape:
-                raise RequestError(f"LoRA: an update of shape {tuple(delta.shape)} for {key} "
-                                   f"{tuple(params[key].shape)}: made for another model "
-                                   "size")  # fmt: skip
+                raise RequestError(
+                    f"LoRA: an update of shape {tuple(delta.shape)} for {key} "
+                    f"{tuple(params[key].shape)}: made for another model "
+                    "size"
+                )
         with torch.no_grad():
             for key, delta in total.items():
                 p = params[key]

@@ -140,6 +140,8 @@ MODALITIES: dict[str, Callable[[ModelSpec], tuple[StreamTokens, ...]]] = {
 def streams_of(spec: ModelSpec) -> dict[str, StreamTokens]:
     """A model's generated streams by name, in the model's order."""
     if spec.modality not in MODALITIES:
-        raise ValueError(f"model {spec.name!r}: modality={spec.modality!r} is unknown; "
-                         f"known: {sorted(MODALITIES)}")  # fmt: skip
+        raise ValueError(
+            f"model {spec.name!r}: modality={spec.modality!r} is unknown; "
+            f"known: {sorted(MODALITIES)}"
+        )
     return {s.stream: s for s in MODALITIES[spec.modality](spec)}

@@ -37,9 +37,21 @@ AAC_HZ = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64
 # faststart puts the index first so players start before the download ends. CRF 18: the
 # frames are small, so visually lossless costs little.
 _ENCODE = [
-    "-crf", "18", "-threads", "1", "-movflags", "+faststart", "-fflags", "+bitexact",
-    "-flags:v", "+bitexact", "-flags:a", "+bitexact", "-map_metadata", "-1",
-]  # fmt: skip
+    "-crf",
+    "18",
+    "-threads",
+    "1",
+    "-movflags",
+    "+faststart",
+    "-fflags",
+    "+bitexact",
+    "-flags:v",
+    "+bitexact",
+    "-flags:a",
+    "+bitexact",
+    "-map_metadata",
+    "-1",
+]
 
 
 def mp4_bytes(
@@ -70,11 +82,18 @@ def mp4_bytes(
             wav = os.path.join(tmp, "audio.wav")
             Path(wav).write_bytes(wav_bytes(audio, sample_rate, {}))
         writer = imageio_ffmpeg.write_frames(
-            out, (width, height), fps=fps, codec="libx264", pix_fmt_out="yuv420p",
-            quality=None, macro_block_size=1,  # sides are even already: no resize by imageio
-            ffmpeg_log_level="error", audio_path=wav, audio_codec="aac" if wav else None,
+            out,
+            (width, height),
+            fps=fps,
+            codec="libx264",
+            pix_fmt_out="yuv420p",
+            quality=None,
+            macro_block_size=1,  # sides are even already: no resize by imageio
+            ffmpeg_log_level="error",
+            audio_path=wav,
+            audio_codec="aac" if wav else None,
             output_params=[*_ENCODE, "-metadata", f"comment={comment}"],
-        )  # fmt: skip
+        )
         writer.send(None)
         for frame in frames:
             writer.send(frame)
@@ -121,8 +140,22 @@ def probe_mp4(path: str | os.PathLike) -> dict[str, Any]:
     after the AAC priming samples are trimmed; 0.0 without)."""
     # framecrc lists every packet with its pts and duration: the video is copied (its packets
     # are the frames), the audio decoded (its frames are the samples a player plays).
-    run = _ffmpeg("-hide_banner", "-i", str(path), "-map", "0:v:0", "-map", "0:a:0?",
-                  "-c:v", "copy", "-c:a", "pcm_s16le", "-f", "framecrc", "-")  # fmt: skip
+    run = _ffmpeg(
+        "-hide_banner",
+        "-i",
+        str(path),
+        "-map",
+        "0:v:0",
+        "-map",
+        "0:a:0?",
+        "-c:v",
+        "copy",
+        "-c:a",
+        "pcm_s16le",
+        "-f",
+        "framecrc",
+        "-",
+    )
     header = run.stderr.decode("utf-8", "replace").split("Stream mapping:")[0]
     video = re.search(r"Stream #0:\d+\S*: Video: (.*)", header)
     if video is None:

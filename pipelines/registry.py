@@ -25,8 +25,10 @@ PIPELINES: dict[str, str] = {
 
 
 # diffusers folders the studio runs on its core (pipelines/families.py): family -> class
-FAMILY_PIPELINES: dict[str, str] = {"sd3": "pipelines.mmdit:MMDiTPipeline",
-                                    "flux": "pipelines.mmdit:MMDiTPipeline"}  # fmt: skip
+FAMILY_PIPELINES: dict[str, str] = {
+    "sd3": "pipelines.mmdit:MMDiTPipeline",
+    "flux": "pipelines.mmdit:MMDiTPipeline",
+}
 
 
 def pipeline_class(modality: str, family: str = "") -> type[Pipeline]:
@@ -49,8 +51,10 @@ def load_pipeline(name_or_path: str, device: str = "cpu", dtype: str = "auto") -
     if family:
         return cls.from_pretrained(name_or_path, device=device, dtype=dtype)
     if dtype not in ("auto", "fp32"):
-        raise ValueError(f"--dtype {dtype}: {spec.name} is a studio model, which computes in "
-                         "fp32; give --dtype auto")  # fmt: skip
+        raise ValueError(
+            f"--dtype {dtype}: {spec.name} is a studio model, which computes in "
+            "fp32; give --dtype auto"
+        )
     return cls.from_pretrained(name_or_path, device=device)
 
 

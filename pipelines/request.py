@@ -107,8 +107,10 @@ class Request:
         if self.audio_guidance is not None and (
             not _is_number(self.audio_guidance) or not 0 <= self.audio_guidance <= 50
         ):
-            raise RequestError(f"audio_guidance={self.audio_guidance!r} is invalid: use a number "
-                               "from 0 to 50, or leave it unset (= guidance)")  # fmt: skip
+            raise RequestError(
+                f"audio_guidance={self.audio_guidance!r} is invalid: use a number "
+                "from 0 to 50, or leave it unset (= guidance)"
+            )
         if self.solver not in limits.solvers:
             raise RequestError(f"solver={self.solver!r} is unknown: choose one of {limits.solvers}")
         if self.model is not None and not isinstance(self.model, str):
@@ -118,8 +120,10 @@ class Request:
         if limits.max_side == 0:
             for side in ("width", "height"):
                 if getattr(self, side) is not None:
-                    raise RequestError(f"{side}={getattr(self, side)!r}: this model has no "
-                                       "width or height; leave it unset")  # fmt: skip
+                    raise RequestError(
+                        f"{side}={getattr(self, side)!r}: this model has no "
+                        "width or height; leave it unset"
+                    )
             return
         for side in ("width", "height"):
             value = getattr(self, side)
@@ -143,8 +147,9 @@ class Request:
         if limits.max_seconds == 0:
             for name in ("duration", "sample_rate", "fps"):
                 if getattr(self, name) is not None:
-                    raise RequestError(f"{name}={getattr(self, name)!r}: this model makes "
-                                       "images; leave it unset")  # fmt: skip
+                    raise RequestError(
+                        f"{name}={getattr(self, name)!r}: this model makes images; leave it unset"
+                    )
             return
         d = self.duration
         if not _is_number(d) or not _finite(d) or d <= 0:
@@ -157,8 +162,9 @@ class Request:
                 "ask for less"
             )
         if self.sample_rate is not None and not limits.sample_rates:
-            raise RequestError(f"sample_rate={self.sample_rate!r}: this model makes no sound; "
-                               "leave it unset")  # fmt: skip
+            raise RequestError(
+                f"sample_rate={self.sample_rate!r}: this model makes no sound; leave it unset"
+            )
         if self.sample_rate is not None and self.sample_rate not in limits.sample_rates:
             raise RequestError(
                 f"sample_rate={self.sample_rate!r}: this model makes "
@@ -174,8 +180,7 @@ class Request:
             return
         f = self.fps
         if not _is_number(f) or not _finite(f) or not 1 <= f <= limits.max_fps:
-            raise RequestError(f"fps={f!r} is invalid: use 1 to {limits.max_fps:g} frames a "
-                               "second")  # fmt: skip
+            raise RequestError(f"fps={f!r} is invalid: use 1 to {limits.max_fps:g} frames a second")
         frames, k = self.duration * f, limits.frame_multiple
         if abs(frames - round(frames)) > 1e-6 or round(frames) % k or round(frames) < k:
             n = max(k, round(frames / k) * k)

@@ -31,8 +31,14 @@ if TYPE_CHECKING:
 
 # Decoding settings a masked model folder may set in its spec's extra["masked"].
 # "reuse": keep committed tokens' keys and values between calls (dit/reuse.py, ENAT).
-DECODING = {"schedule": "cosine", "span": 1, "temperature": 1.0, "temperature_end": 0.0,
-            "choice_temperature": 4.5, "reuse": False}  # fmt: skip
+DECODING = {
+    "schedule": "cosine",
+    "span": 1,
+    "temperature": 1.0,
+    "temperature_end": 0.0,
+    "choice_temperature": 4.5,
+    "reuse": False,
+}
 
 
 @dataclass
@@ -74,18 +80,26 @@ class Inputs:
         several, as ``x`` is given."""
         xs = x if isinstance(x, dict) else {self.layouts[0].stream: x}
         done = {k: torch.ones_like(t) for k in cond["given"]}  # given streams: t = 1
-        out = model({"text": cond["text"], **xs, **cond["given"]}, self.positions, t,
-                    pooled=cond["pooled"], masks={"text": cond["mask"]}, stream_t=done)  # fmt: skip
+        out = model(
+            {"text": cond["text"], **xs, **cond["given"]},
+            self.positions,
+            t,
+            pooled=cond["pooled"],
+            masks={"text": cond["mask"]},
+            stream_t=done,
+        )
         return {k: out[k] for k in xs} if isinstance(x, dict) else out[self.layouts[0].stream]
 
     def guided(self, model: Callable) -> Callable[[State, torch.Tensor], State]:
-        return guided(lambda x, t, c: self.call(model, x, t, c), self.cond, self.uncond,
-                      self.guidance)  # fmt: skip
+        return guided(
+            lambda x, t, c: self.call(model, x, t, c), self.cond, self.uncond, self.guidance
+        )
 
 
 class Sampler(Protocol):
-    def __call__(self, model: DiT, inputs: Inputs, request: Request,
-                 callback: StepCallback | None) -> State: ...  # fmt: skip
+    def __call__(
+        self, model: DiT, inputs: Inputs, request: Request, callback: StepCallback | None
+    ) -> State: ...
 
 
 @dataclass(frozen=True)
@@ -96,8 +110,9 @@ class FlowSampler:
     prior: Callable[[Request, Layout, torch.Generator], torch.Tensor]
     grid: Callable[[Request, int], torch.Tensor]
 
-    def __call__(self, model: DiT, inputs: Inputs, request: Request,
-                 callback: StepCallback | None) -> State:  # fmt: skip
+    def __call__(
+        self, model: DiT, inputs: Inputs, request: Request, callback: StepCallback | None
+    ) -> State:
         device = next(iter(inputs.positions.values())).device
         noise = {lay.stream: [] for lay in inputs.layouts}
         for g in inputs.generators():  # per output, every stream from its generator in turn
@@ -122,12 +137,14 @@ class MaskedSampler:
     masked_value: float
     settings: dict[str, Any]
 
-    def __call__(self, model: DiT, inputs: Inputs, request: Request,
-                 callback: StepCallback | None) -> State:  # fmt: skip
+    def __call__(
+        self, model: DiT, inputs: Inputs, request: Request, callback: StepCallback | None
+    ) -> State:
         lay, s = inputs.layouts[0], self.settings
         if request.solver not in ("maskgit", "magnet"):
-            raise ValueError(f"solver={request.solver!r}: a masked model decodes with 'maskgit' "
-                             "or 'magnet'")  # fmt: skip
+            raise ValueError(
+                f"solver={request.solver!r}: a masked model decodes with 'maskgit' or 'magnet'"
+            )
         span = s["span"] if request.solver == "magnet" else 1  # MaskGIT commits single codes
         mask_id = model.mask_id(lay.stream)
         call = model
@@ -141,10 +158,23 @@ class MaskedSampler:
             tokens = torch.where(committed[..., None], tokens, self.masked_value)
             callback(StepState(state.step, state.total, state.t, state.state, tokens))
 
-        start = torch.full((inputs.batch, lay.tokens), mask_id, dtype=torch.long,
-                           device=inputs.positions[lay.stream].device)  # fmt: skip
-        codes = decode(inputs.guided(call), start, mask_id, request.steps, s["schedule"],
-                       s["temperature"], s["temperature_end"], s["choice_temperature"],
-                       span, inputs.generators(),
-                       on_step if callback is not None else None)  # fmt: skip
+        start = torch.full(
+            (inputs.batch, lay.tokens),
+            mask_id,
+            dtype=torch.long,
+            device=inputs.positions[lay.stream].device,
+        )
+        codes = decode(
+            inputs.guided(call),
+            start,
+            mask_id,
+            request.steps,
+            s["schedule"],
+            s["temperature"],
+            s["temperature_end"],
+            s["choice_temperature"],
+            span,
+            inputs.generators(),
+            on_step if callback is not None else None,
+        )
         return self.to_tokens(codes, request)

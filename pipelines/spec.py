@@ -19,8 +19,11 @@ DEFAULT_MODEL = "shapes-t2i"  # what the CLI and the app use when no model is na
 DEFAULT_AUDIO_MODEL = "sounds-t2a"  # `dit-studio generate --audio`
 DEFAULT_VIDEO_MODEL = "motion-t2v"  # `dit-studio generate --video`
 # modality -> the bundled model a request of that kind gets when it names none
-DEFAULT_MODELS = {"image": DEFAULT_MODEL, "audio": DEFAULT_AUDIO_MODEL,
-                  "video": DEFAULT_VIDEO_MODEL}  # fmt: skip
+DEFAULT_MODELS = {
+    "image": DEFAULT_MODEL,
+    "audio": DEFAULT_AUDIO_MODEL,
+    "video": DEFAULT_VIDEO_MODEL,
+}
 ASSETS = Path(os.environ.get("DIT_STUDIO_ASSETS", Path(__file__).resolve().parents[1] / "assets"))
 
 
@@ -43,14 +46,17 @@ def resolve_lora(name_or_path: str) -> Path:
             return path
         # SD3 / FLUX.1 LoRAs (pipelines/mmdit_lora.py): a diffusers or kohya .safetensors
         # file, or the folder diffusers' save_lora_weights writes
-        if (path.is_file() and path.suffix == ".safetensors") or \
-                (path / "pytorch_lora_weights.safetensors").is_file():  # fmt: skip
+        if (path.is_file() and path.suffix == ".safetensors") or (
+            path / "pytorch_lora_weights.safetensors"
+        ).is_file():
             return path
         if (ASSETS / "loras" / name_or_path / LORA_CONFIG).is_file():
             return ASSETS / "loras" / name_or_path
     except OSError as e:  # a name too long for the file system, a folder we may not read
-        raise RequestError(f"LoRA {name_or_path[:80]!r}...: {e.strerror}; give a bundled "
-                           "adapter name or an adapter folder's path") from None  # fmt: skip
+        raise RequestError(
+            f"LoRA {name_or_path[:80]!r}...: {e.strerror}; give a bundled "
+            "adapter name or an adapter folder's path"
+        ) from None
     raise RequestError(
         f"LoRA {name_or_path!r} is neither an adapter folder (with {LORA_CONFIG}), a .safetensors "
         f"LoRA file (SD3 / FLUX.1 models) nor a bundled adapter; bundled: "
@@ -66,8 +72,10 @@ def resolve_autoencoder(name_or_path: str) -> Path:
     if (ASSETS / "autoencoders" / name_or_path / "config.json").is_file():
         return ASSETS / "autoencoders" / name_or_path
     bundled = sorted(p.parent.name for p in (ASSETS / "autoencoders").glob("*/config.json"))
-    raise ValueError(f"autoencoder {name_or_path!r} is neither an autoencoder folder (config.json "
-                     f"+ safetensors) nor a bundled one; bundled: {bundled or 'none'}")  # fmt: skip
+    raise ValueError(
+        f"autoencoder {name_or_path!r} is neither an autoencoder folder (config.json "
+        f"+ safetensors) nor a bundled one; bundled: {bundled or 'none'}"
+    )
 
 
 def resolve_model(name_or_path: str) -> Path:
@@ -79,8 +87,10 @@ def resolve_model(name_or_path: str) -> Path:
         if (ASSETS / name_or_path / INDEX).is_file():
             return ASSETS / name_or_path
     except OSError as e:  # a name too long for the file system, a folder we may not read
-        raise RequestError(f"model {name_or_path[:80]!r}...: {e.strerror}; give a bundled "
-                           "model name or a model folder's path") from None  # fmt: skip
+        raise RequestError(
+            f"model {name_or_path[:80]!r}...: {e.strerror}; give a bundled "
+            "model name or a model folder's path"
+        ) from None
     raise RequestError(
         f"model {name_or_path!r} is neither a model folder nor a bundled model; "
         f"bundled: {bundled_models() or 'none installed'}"
@@ -145,17 +155,21 @@ class ModelSpec:
             merged["solvers"] = tuple(merged["solvers"])
         return Limits(**merged)
 
-    def to_index(self, class_name: str, text_encoder: str = "ByteTextEncoder",
-                 rewriter: bool = False) -> dict[str, Any]:  # fmt: skip
+    def to_index(
+        self, class_name: str, text_encoder: str = "ByteTextEncoder", rewriter: bool = False
+    ) -> dict[str, Any]:
         return {
             "_class_name": class_name,
             "transformer": ["dit", "DiT"],
             "text_encoder": ["conditioning", text_encoder],
-            **({"autoencoder": ["conditioning", "FSQAutoencoder"]} if self.objective == "masked"
-               else {}),
+            **(
+                {"autoencoder": ["conditioning", "FSQAutoencoder"]}
+                if self.objective == "masked"
+                else {}
+            ),
             **({"rewriter": ["conditioning", "PromptRewriter"]} if rewriter else {}),
             "studio": asdict(self),
-        }  # fmt: skip
+        }
 
     @classmethod
     def read(cls, folder: str | Path) -> tuple[str, ModelSpec]:
@@ -168,22 +182,30 @@ class ModelSpec:
         try:
             index = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path} is not readable JSON ({e}): restore it from the "
-                             "model's source") from None  # fmt: skip
+            raise ValueError(
+                f"{path} is not readable JSON ({e}): restore it from the model's source"
+            ) from None
         studio = index.get("studio") if isinstance(index, dict) else None
-        if studio is None and isinstance(index, dict) and "_class_name" in index \
-                and not str(index["_class_name"]).startswith("TextTo"):  # fmt: skip
+        if (
+            studio is None
+            and isinstance(index, dict)
+            and "_class_name" in index
+            and not str(index["_class_name"]).startswith("TextTo")
+        ):
             # a diffusers pipeline folder a user brought (SD3 / SD3.5, FLUX.1)
             from .families import family_spec
 
             return str(index["_class_name"]), cls(**family_spec(folder, index))
         if not isinstance(studio, dict):
-            raise ValueError(f"{path} has no 'studio' section (an object): not a dit-studio "
-                             "model folder")  # fmt: skip
+            raise ValueError(
+                f"{path} has no 'studio' section (an object): not a dit-studio model folder"
+            )
         known = {f.name for f in fields(cls)}
         if set(studio) - known:
-            raise ValueError(f"{path}: unknown keys {sorted(set(studio) - known)} in its "
-                             f"'studio' section; known: {sorted(known)}")  # fmt: skip
+            raise ValueError(
+                f"{path}: unknown keys {sorted(set(studio) - known)} in its "
+                f"'studio' section; known: {sorted(known)}"
+            )
         try:
             return str(index.get("_class_name", "")), cls(**studio)
         except (TypeError, ValueError) as e:

@@ -48,8 +48,9 @@ class TextToVideoPipeline(Pipeline):
 
     def frames_of(self, x: torch.Tensor, request: Request) -> np.ndarray:
         """(B, N, D) video tokens -> (B, F, H, W, 3) uint8."""
-        video = self.streams[self.stream].decode(x, request.frames(), request.height,
-                                                 request.width)  # (B, F, C, H, W)
+        video = self.streams[self.stream].decode(
+            x, request.frames(), request.height, request.width
+        )  # (B, F, C, H, W)
         b, f = video.shape[:2]
         return to_uint8(video.flatten(0, 1)).reshape(b, f, *video.shape[-2:], 3)
 

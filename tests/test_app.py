@@ -36,8 +36,10 @@ def test_job_streams_previews_then_writes_the_cli_bytes(studio, tmp_path):
     for ours, theirs in zip(done.paths, cli_paths, strict=True):
         assert ours.read_bytes() == theirs.read_bytes()
         assert read_png_settings(ours)["prompt"] == PROMPT
-    assert (progress[-1].preview[0] == pipe.decode(pipe.sample(studio.validate(req)),
-                                                   studio.validate(req))[0]).all()  # fmt: skip
+    assert (
+        progress[-1].preview[0]
+        == pipe.decode(pipe.sample(studio.validate(req)), studio.validate(req))[0]
+    ).all()
 
 
 def test_cancel_stops_at_the_next_step_and_writes_nothing(studio):
@@ -79,8 +81,19 @@ def test_limits_are_clear_errors(studio, changes, words):
 
 # --- a real server --------------------------------------------------------------------------
 
-FORM = dict(model="shapes-t2i", prompt=PROMPT, negative_prompt="", seed=11, random_seed=False,
-            steps=6, guidance=3.0, solver="heun", width=32, height=32, num_outputs=2)  # fmt: skip
+FORM = dict(
+    model="shapes-t2i",
+    prompt=PROMPT,
+    negative_prompt="",
+    seed=11,
+    random_seed=False,
+    steps=6,
+    guidance=3.0,
+    solver="heun",
+    width=32,
+    height=32,
+    num_outputs=2,
+)
 
 
 @pytest.fixture(scope="module")
@@ -100,9 +113,26 @@ def test_api_returns_the_cli_bytes_and_survives_bad_requests(server, tmp_path):
     _, files, status, _ = client.predict(**FORM, api_name="/generate")
     assert "Done" in status and len(files) == 2
 
-    cli = [sys.executable, "-m", "app.cli", "generate", PROMPT, "--seed", "11", "--steps", "6",
-           "--guidance", "3", "--solver", "heun", "--num-outputs", "2", "--quiet",
-           "--out", str(tmp_path)]  # fmt: skip
+    cli = [
+        sys.executable,
+        "-m",
+        "app.cli",
+        "generate",
+        PROMPT,
+        "--seed",
+        "11",
+        "--steps",
+        "6",
+        "--guidance",
+        "3",
+        "--solver",
+        "heun",
+        "--num-outputs",
+        "2",
+        "--quiet",
+        "--out",
+        str(tmp_path),
+    ]
     subprocess.run(cli, check=True, capture_output=True)
     for path in files:
         name = path.rsplit("/", 1)[-1]
@@ -123,8 +153,13 @@ def test_api_returns_the_cli_bytes_and_survives_bad_requests(server, tmp_path):
     _, files, status, _ = client.predict(**{**FORM, "num_outputs": 1}, api_name="/generate")
     assert "Done" in status and len(files) == 1
     # the tab's masked model through the same endpoint, with its own solver
-    masked = {**FORM, "model": "shapes-t2i-masked", "solver": "maskgit", "steps": 4,
-              "num_outputs": 1}  # fmt: skip
+    masked = {
+        **FORM,
+        "model": "shapes-t2i-masked",
+        "solver": "maskgit",
+        "steps": 4,
+        "num_outputs": 1,
+    }
     _, files, status, _ = client.predict(**masked, api_name="/generate")
     assert "Done" in status and len(files) == 1
     with pytest.raises(AppError, match="solver='heun' is unknown: choose one of"):
@@ -136,8 +171,10 @@ def test_load_16_clients_x_5_requests_all_served_with_queue_positions(server):
 
     url, proc, _ = server
     r = load_test(url, proc.pid, clients=16, requests=5, steps=1)
-    print(f"load: {r.served}/{r.sent} served in {r.seconds:.1f} s, max queue position "
-          f"{r.max_rank_seen}, server peak {r.peak_server_mib:.0f} MiB")  # fmt: skip
+    print(
+        f"load: {r.served}/{r.sent} served in {r.seconds:.1f} s, max queue position "
+        f"{r.max_rank_seen}, server peak {r.peak_server_mib:.0f} MiB"
+    )
     assert r.errors == []
     assert r.sent == r.served == 80 and r.lost == 0
     assert r.max_rank_seen >= 1  # waiting clients were told their place in the queue
@@ -155,8 +192,9 @@ def test_auth_is_required_when_asked(tmp_path):
         assert b'"auth_required":true' in page.replace(b" ", b"")
         assert b"window.gradio_api_info = null;" in page and b"/generate" not in page
         client = Client(url, auth=("ada", "secret"), verbose=False)
-        _, files, status, _ = client.predict(**{**FORM, "num_outputs": 1, "steps": 1},
-                                             api_name="/generate")  # fmt: skip
+        _, files, status, _ = client.predict(
+            **{**FORM, "num_outputs": 1, "steps": 1}, api_name="/generate"
+        )
         assert "Done" in status and len(files) == 1
 
 
@@ -189,8 +227,10 @@ def test_uploads_over_the_limit_are_refused(server):
 
     url, _, _ = server
     boundary = "xxboundaryxx"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; "
-            f"filename=\"big.png\"\r\nContent-Type: image/png\r\n\r\n").encode()  # fmt: skip
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
+        f'filename="big.png"\r\nContent-Type: image/png\r\n\r\n'
+    ).encode()
     body += b"\0" * (21 * 1024 * 1024) + f"\r\n--{boundary}--\r\n".encode()
     kind = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
     req = urllib.request.Request(f"{url.rstrip('/')}/gradio_api/upload", data=body, headers=kind)
@@ -206,5 +246,6 @@ def test_adapters_are_offered_only_on_their_models_tab(studio):
     ok = studio.validate(Request(prompt=PROMPT, loras=(("teal", 1.0),)))
     assert studio.validate(ok) == ok  # a validated request (folders) validates to itself
     with pytest.raises(RequestError, match="trained for 'shapes-t2i'"):
-        studio.validate(Request(prompt="a handwritten seven", model="digits-t2i",
-                                loras=(("teal", 1.0),)))  # fmt: skip
+        studio.validate(
+            Request(prompt="a handwritten seven", model="digits-t2i", loras=(("teal", 1.0),))
+        )

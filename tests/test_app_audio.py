@@ -35,9 +35,14 @@ def save_tiny_audio_model(folder: Path) -> Path:
         pooled_dim=16,
     )
     model = randomize(DiT.from_dit_config(cfg), std=0.05)
-    spec = ModelSpec(name="tiny-audio", modality="audio", seconds=2.0, sample_rate=16_000,
-                     defaults={"steps": 3, "guidance": 2.0, "solver": "heun", "duration": 1.0},
-                     extra={"codec": CODEC.to_dict()})  # fmt: skip
+    spec = ModelSpec(
+        name="tiny-audio",
+        modality="audio",
+        seconds=2.0,
+        sample_rate=16_000,
+        defaults={"steps": 3, "guidance": 2.0, "solver": "heun", "duration": 1.0},
+        extra={"codec": CODEC.to_dict()},
+    )
     TextToAudioPipeline(model, te, spec).save_pretrained(folder)
     return folder
 
@@ -56,22 +61,47 @@ def test_audio_api_returns_the_cli_wav(server, tmp_path):
 
     url, _, model = server
     client = Client(url, verbose=False)
-    form = dict(model=str(model), prompt="a click, then a low bell", negative_prompt="", seed=3,
-                random_seed=False, steps=3, guidance=2.0, solver="heun", num_outputs=1,
-                duration=1.3)  # fmt: skip
+    form = dict(
+        model=str(model),
+        prompt="a click, then a low bell",
+        negative_prompt="",
+        seed=3,
+        random_seed=False,
+        steps=3,
+        guidance=2.0,
+        solver="heun",
+        num_outputs=1,
+        duration=1.3,
+    )
     previews, sound, files, status, _ = client.predict(**form, api_name="/generate_audio")
     assert "Done" in status and len(files) == 1 and sound
     samples, rate, settings = read_wav(files[0])
     assert (len(samples), rate, settings["duration"]) == (20_800, 16_000, 1.3)
     assert previews  # the spectrogram of what was made
 
-    cli = [sys.executable, "-m", "app.cli", "generate", form["prompt"], "--model", str(model),
-           "--seed", "3", "--duration", "1.3", "--quiet", "--out", str(tmp_path)]  # fmt: skip
+    cli = [
+        sys.executable,
+        "-m",
+        "app.cli",
+        "generate",
+        form["prompt"],
+        "--model",
+        str(model),
+        "--seed",
+        "3",
+        "--duration",
+        "1.3",
+        "--quiet",
+        "--out",
+        str(tmp_path),
+    ]
     subprocess.run(cli, check=True, capture_output=True)
     assert Path(files[0]).read_bytes() == (tmp_path / "3-00.wav").read_bytes()
 
-    for bad, words in [({"duration": 0.0}, "duration|less than minimum"),
-                       ({"duration": 9.0}, "limit of 4.0 s|greater than maximum")]:  # fmt: skip
+    for bad, words in [
+        ({"duration": 0.0}, "duration|less than minimum"),
+        ({"duration": 9.0}, "limit of 4.0 s|greater than maximum"),
+    ]:
         with pytest.raises(AppError, match=words):
             client.predict(**{**form, **bad}, api_name="/generate_audio")
 

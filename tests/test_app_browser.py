@@ -29,8 +29,12 @@ from benchmarks.serve import running_app  # noqa: E402
 from pipelines.outputs import read_wav  # noqa: E402
 
 VIEW = {"width": 1400, "height": 900}
-TABS = {"image": "Text to image", "audio": "Text to audio", "video": "Text to video",
-        "audio_video": "Audio + video"}  # fmt: skip
+TABS = {
+    "image": "Text to image",
+    "audio": "Text to audio",
+    "video": "Text to video",
+    "audio_video": "Audio + video",
+}
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +61,9 @@ def _shot(page, name: str, tmp_path: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     shot = Image.open(io.BytesIO(page.screenshot())).convert("RGB")  # small enough to commit:
     shot = shot.resize((shot.width * 3 // 4, shot.height * 3 // 4), Image.LANCZOS)  # 3/4 size,
-    shot.quantize(192, method=Image.Quantize.MEDIANCUT).save(folder / f"web-{name}.png",
-                                                             optimize=True)  # 192 colours
+    shot.quantize(192, method=Image.Quantize.MEDIANCUT).save(
+        folder / f"web-{name}.png", optimize=True
+    )  # 192 colours
 
 
 def _set(page, label: str, value) -> None:
@@ -69,8 +74,13 @@ def _set(page, label: str, value) -> None:
 
 def _in_view(page, selector: str) -> bool:
     box = page.locator(selector).filter(visible=True).first.bounding_box()
-    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= VIEW["height"] \
-        and box["x"] >= 0 and box["x"] + box["width"] <= VIEW["width"]  # fmt: skip
+    return (
+        box is not None
+        and box["y"] >= 0
+        and box["y"] + box["height"] <= VIEW["height"]
+        and box["x"] >= 0
+        and box["x"] + box["width"] <= VIEW["width"]
+    )
 
 
 def _visible_errors(page) -> list[str]:
@@ -119,7 +129,8 @@ def _job(page, key: str, tmp_path: Path, outputs: int = 1) -> None:
     example = page.locator(f"#{key}-examples button").first  # a clickable example prompt
     example.click()
     playwright.expect(page.locator(f"#{key}-prompt textarea")).to_have_value(
-        example.inner_text().strip(), timeout=10_000)
+        example.inner_text().strip(), timeout=10_000
+    )
     page.evaluate("window.scrollTo(0, 0)")  # the page as it opens: no scrolling from here on
     assert _in_view(page, f"#{key}-generate") and _in_view(page, f"#{key}-status")
     _shot(page, f"{key}-before", tmp_path)
@@ -205,8 +216,9 @@ def test_ctrl_enter_generates_and_history_survives_reload_and_restart(app, page,
     page.wait_for_timeout(500)
     page.click("#image-reuse")
     page.wait_for_timeout(1000)
-    assert page.locator("#image-prompt textarea").input_value() == \
-        "a small green square at the bottom"  # fmt: skip
+    assert (
+        page.locator("#image-prompt textarea").input_value() == "a small green square at the bottom"
+    )
     # a new server on the same outputs folder lists the same file first
     with running_app(out) as (url2, _, _):
         other = browser.new_page(viewport=VIEW)
@@ -217,8 +229,10 @@ def test_ctrl_enter_generates_and_history_survives_reload_and_restart(app, page,
         reuse = other.locator("#image-reuse")
         reuse.click()
         other.wait_for_timeout(1000)
-        assert other.locator("#image-prompt textarea").input_value() == \
-            "a small green square at the bottom"  # fmt: skip
+        assert (
+            other.locator("#image-prompt textarea").input_value()
+            == "a small green square at the bottom"
+        )
         other.close()
     assert name.endswith(".png")
 

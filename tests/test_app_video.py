@@ -43,10 +43,22 @@ def test_video_apis_return_the_cli_mp4(server, tmp_path, key):
     name, _, api = TABS[key]
     model = models / name
     client = Client(url, verbose=False)
-    form = dict(model=str(model), prompt="a red ball bouncing", negative_prompt="", seed=3,
-                random_seed=False, steps=2, guidance=2.0, solver="euler", num_outputs=1,
-                width=8 if key == "audio_video" else 16, height=8 if key == "audio_video" else 16,
-                duration=1.5, fps=12, loras="")  # fmt: skip
+    form = dict(
+        model=str(model),
+        prompt="a red ball bouncing",
+        negative_prompt="",
+        seed=3,
+        random_seed=False,
+        steps=2,
+        guidance=2.0,
+        solver="euler",
+        num_outputs=1,
+        width=8 if key == "audio_video" else 16,
+        height=8 if key == "audio_video" else 16,
+        duration=1.5,
+        fps=12,
+        loras="",
+    )
     if key == "audio_video":
         form["audio_guidance"] = 1.0
     previews, video, files, status, _ = client.predict(**form, api_name=api)
@@ -57,10 +69,34 @@ def test_video_apis_return_the_cli_mp4(server, tmp_path, key):
     settings = read_mp4(files[0])[4]
     assert (settings["fps"], settings["duration"]) == (12, 1.5)
 
-    cli = [sys.executable, "-m", "app.cli", "generate", form["prompt"], "--model", str(model),
-           "--seed", "3", "--steps", "2", "--guidance", "2", "--solver", "euler", "--fps", "12",
-           "--duration", "1.5", "--width", str(form["width"]), "--height", str(form["height"]),
-           "--quiet", "--out", str(tmp_path)]  # fmt: skip
+    cli = [
+        sys.executable,
+        "-m",
+        "app.cli",
+        "generate",
+        form["prompt"],
+        "--model",
+        str(model),
+        "--seed",
+        "3",
+        "--steps",
+        "2",
+        "--guidance",
+        "2",
+        "--solver",
+        "euler",
+        "--fps",
+        "12",
+        "--duration",
+        "1.5",
+        "--width",
+        str(form["width"]),
+        "--height",
+        str(form["height"]),
+        "--quiet",
+        "--out",
+        str(tmp_path),
+    ]
     if key == "audio_video":
         cli += ["--audio-guidance", "1"]
     subprocess.run(cli, check=True, capture_output=True)

@@ -32,12 +32,24 @@ def jobs_file(tmp_path_factory) -> Path:
     lines = []
     for i in range(40):
         if i % 3 == 2:
-            job = {"prompt": f"a bell, then a click {i}", "model": str(audio), "steps": 2,
-                   "duration": rng.choice([0.3, 0.6, 1.1])}  # fmt: skip
+            job = {
+                "prompt": f"a bell, then a click {i}",
+                "model": str(audio),
+                "steps": 2,
+                "duration": rng.choice([0.3, 0.6, 1.1]),
+            }
         else:
-            job = {"prompt": rng.choice(["a small red circle", "a large blue square",
-                                         "a green triangle above a yellow circle"]),
-                   "modality": "image", "steps": 2}  # fmt: skip
+            job = {
+                "prompt": rng.choice(
+                    [
+                        "a small red circle",
+                        "a large blue square",
+                        "a green triangle above a yellow circle",
+                    ]
+                ),
+                "modality": "image",
+                "steps": 2,
+            }
         if i % 4 == 0:
             job["seed"] = i
         if i % 5 == 0:
@@ -73,25 +85,34 @@ def _check_complete(out: Path, jobs_file: Path) -> dict[str, bytes]:
 def test_invalid_lines_are_reported_and_the_rest_runs(tmp_path, capsys):
     jobs = tmp_path / "jobs.jsonl"
     jobs.write_text(
-        "\n".join([
-            '{"prompt": "a large blue square", "steps": 1, "seed": 3}',
-            "not json",
-            '{"prompt": "x", "steps": 0}',
-            '{"prompt": "x", "model": "no-such-model"}',
-            '{"prompt": "x", "width": 30}',
-            '{"prompt": "x", "colour": "red"}',
-            '{"prompt": "x", "modality": "smell"}',
-            '{"prompt": "x", "id": "../escape"}',
-            "",
-            '{"prompt": "a small red circle", "steps": 1, "id": "red"}',
-            '{"prompt": "a small red circle", "steps": 1, "id": "red"}',
-        ])
-    )  # fmt: skip
+        "\n".join(
+            [
+                '{"prompt": "a large blue square", "steps": 1, "seed": 3}',
+                "not json",
+                '{"prompt": "x", "steps": 0}',
+                '{"prompt": "x", "model": "no-such-model"}',
+                '{"prompt": "x", "width": 30}',
+                '{"prompt": "x", "colour": "red"}',
+                '{"prompt": "x", "modality": "smell"}',
+                '{"prompt": "x", "id": "../escape"}',
+                "",
+                '{"prompt": "a small red circle", "steps": 1, "id": "red"}',
+                '{"prompt": "a small red circle", "steps": 1, "id": "red"}',
+            ]
+        )
+    )
     assert cli(["batch", str(jobs), "--out", str(tmp_path / "out"), "--quiet"]) == 1
     err = capsys.readouterr().err
-    for line, words in [(2, "JSON"), (3, "steps=0"), (4, "no-such-model"), (5, "multiple of 4"),
-                        (6, "unknown fields"), (7, "modality"), (8, "id="),
-                        (11, "already used on line 10")]:  # fmt: skip
+    for line, words in [
+        (2, "JSON"),
+        (3, "steps=0"),
+        (4, "no-such-model"),
+        (5, "multiple of 4"),
+        (6, "unknown fields"),
+        (7, "modality"),
+        (8, "id="),
+        (11, "already used on line 10"),
+    ]:
         assert f"jobs.jsonl:{line}: " in err and words in err.split(f"jobs.jsonl:{line}: ")[1]
     assert "jobs.jsonl:1:" not in err and "jobs.jsonl:10:" not in err
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
@@ -103,8 +124,11 @@ def _run_until(cmd: list[str], out: Path, kill_at: int) -> None:
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         while proc.poll() is None:
-            landed = sum(1 for p in out.glob("*") if p.suffix in (".png", ".wav")) if (
-                out.is_dir()) else 0  # fmt: skip
+            landed = (
+                sum(1 for p in out.glob("*") if p.suffix in (".png", ".wav"))
+                if (out.is_dir())
+                else 0
+            )
             if landed >= kill_at:
                 proc.send_signal(signal.SIGKILL)
                 break
@@ -130,12 +154,34 @@ def test_sigkill_twice_then_rerun_makes_every_job_exactly_once(jobs_file, tmp_pa
 
 def test_two_processes_make_the_same_bytes_as_one(jobs_file, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
-    r1 = subprocess.run([*BATCH, str(jobs_file), "--out", str(one), "--quiet"], env=ENV,
-                        capture_output=True, text=True, timeout=300)  # fmt: skip
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
-              "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-              "--dynamo_backend", "no", "-m", "app.cli", "batch", str(jobs_file),
-              "--out", str(two), "--quiet"]  # fmt: skip
+    r1 = subprocess.run(
+        [*BATCH, str(jobs_file), "--out", str(one), "--quiet"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "app.cli",
+        "batch",
+        str(jobs_file),
+        "--out",
+        str(two),
+        "--quiet",
+    ]
     r2 = subprocess.run(launch, env=ENV, capture_output=True, text=True, timeout=300)
     assert r1.returncode == 0 and r2.returncode == 0, (r1.stderr + r2.stderr)[-3000:]
     assert "on 2 process(es)" in r2.stdout

@@ -77,13 +77,24 @@ def _damage(folder, case):
         weights.write_bytes(weights.read_bytes()[:1000])
     elif case == "empty weights":
         weights.write_bytes(b"")
-    return {"unknown key": "model_index.json", "studio is a list": "model_index.json",
-            "malformed index": "model_index.json", "malformed config": "config.json",
-            "truncated weights": ".safetensors", "empty weights": ".safetensors"}[case]  # fmt: skip
+    return {
+        "unknown key": "model_index.json",
+        "studio is a list": "model_index.json",
+        "malformed index": "model_index.json",
+        "malformed config": "config.json",
+        "truncated weights": ".safetensors",
+        "empty weights": ".safetensors",
+    }[case]
 
 
-CASES = ["unknown key", "studio is a list", "malformed index", "malformed config",
-         "truncated weights", "empty weights"]  # fmt: skip
+CASES = [
+    "unknown key",
+    "studio is a list",
+    "malformed index",
+    "malformed config",
+    "truncated weights",
+    "empty weights",
+]
 
 
 @pytest.mark.parametrize("case", CASES)

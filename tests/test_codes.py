@@ -40,8 +40,9 @@ def test_cross_entropy_on_joint_logits_is_the_sum_of_per_level_cross_entropies()
         torch.nn.functional.cross_entropy(p.flatten(0, 1), digits[..., i].flatten())
         for i, p in enumerate(level_logits.split(list(LEVELS), -1))
     )
-    assert torch.allclose(masked_loss(joint_logits(level_logits, LEVELS), targets, mask), per_level,
-                          atol=1e-5)  # fmt: skip
+    assert torch.allclose(
+        masked_loss(joint_logits(level_logits, LEVELS), targets, mask), per_level, atol=1e-5
+    )
 
 
 def test_embedding_is_the_sum_of_digit_rows_and_mask_has_its_own_row():
@@ -61,8 +62,10 @@ def test_factorised_stream_is_validated_and_round_trips(tmp_path):
         StreamConfig("image", head="logits", codebook_size=25, levels=(4, 5))
     with pytest.raises(ValueError, match="levels"):
         StreamConfig("image", 12, levels=(4, 5))
-    streams = (StreamConfig("text", 16, "none"),
-               StreamConfig("image", head="logits", codebook_size=24, levels=LEVELS))  # fmt: skip
+    streams = (
+        StreamConfig("text", 16, "none"),
+        StreamConfig("image", head="logits", codebook_size=24, levels=LEVELS),
+    )
     cfg = DiTConfig.preset("tiny", streams=streams)
     torch.manual_seed(0)
     model = DiT.from_dit_config(cfg).eval()

@@ -9,8 +9,16 @@ from pipelines.spec import ModelSpec
 from training.eval_audiovideo import eval_scenes, evaluate_audiovideo, video_to_audio_many
 from training.world.audiovideo import render_audio, render_video
 
-SPEC = ModelSpec(name="oracle", modality="audio+video", width=16, height=16, seconds=2.0,
-                 fps=8.0, tpatch=2, sample_rate=16_000)  # fmt: skip
+SPEC = ModelSpec(
+    name="oracle",
+    modality="audio+video",
+    width=16,
+    height=16,
+    seconds=2.0,
+    fps=8.0,
+    tpatch=2,
+    sample_rate=16_000,
+)
 
 
 class Oracle:
@@ -25,8 +33,10 @@ class Oracle:
         assert prompts == self.prompts  # the evaluation asks for its scenes in order
         fps, seconds = settings["fps"], settings["duration"]
         frames = round(fps * seconds)
-        return [AudioVideo(render_video(s, frames, fps, 16), render_audio(s, seconds))
-                for s in self.scenes]  # fmt: skip
+        return [
+            AudioVideo(render_video(s, frames, fps, 16), render_audio(s, seconds))
+            for s in self.scenes
+        ]
 
 
 def test_true_scenes_are_in_sync_and_shuffled_pairs_are_not(monkeypatch):

@@ -10,8 +10,9 @@ class Oracle:
     time): the evaluation must score it 100% (or fail its directions)."""
 
     def __init__(self, reverse: bool = False) -> None:
-        self.spec = ModelSpec(name="oracle", modality="video", width=24, height=24, seconds=1.0,
-                              fps=8.0, tpatch=2)  # fmt: skip
+        self.spec = ModelSpec(
+            name="oracle", modality="video", width=24, height=24, seconds=1.0, fps=8.0, tpatch=2
+        )
         self.reverse = reverse
         self.asked: list[dict] = []
 
@@ -21,11 +22,11 @@ class Oracle:
         by_prompt = {}
         for split in ("heldout", "train"):
             for phrasing in ("canonical", "train", "heldout"):
-                clips, texts = eval_clips(len(prompts), split, self.spec.seconds,
-                                          phrasing=phrasing)  # fmt: skip
+                clips, texts = eval_clips(len(prompts), split, self.spec.seconds, phrasing=phrasing)
                 by_prompt |= dict(zip(texts, clips, strict=True))
-        videos = [render_clip(by_prompt[p], round(fps * settings["duration"]), fps, 24)
-                  for p in prompts]  # fmt: skip
+        videos = [
+            render_clip(by_prompt[p], round(fps * settings["duration"]), fps, 24) for p in prompts
+        ]
         return [v[::-1] for v in videos] if self.reverse else videos
 
 

@@ -15,8 +15,13 @@ class Stub:
 def test_each_world_goes_to_its_own_evaluation(monkeypatch):
     calls = []
     for world in ev.EVALUATIONS:
-        monkeypatch.setitem(ev.EVALUATIONS, world, lambda p, n, ph, _w=world, **s: calls.append(
-            (_w, p.spec.extra["data"], n, ph, s)) or {"ok": 1})  # fmt: skip
+        monkeypatch.setitem(
+            ev.EVALUATIONS,
+            world,
+            lambda p, n, ph, _w=world, **s: (
+                calls.append((_w, p.spec.extra["data"], n, ph, s)) or {"ok": 1}
+            ),
+        )
     for world in ev.EVALUATIONS:
         fps = 12.0 if world in ev.TAKES_FPS else None
         assert ev.evaluate(Stub(world), 8, ("canonical",), steps=4, fps=fps) == {"ok": 1}

@@ -35,8 +35,15 @@ def test_mel_ticks_follow_the_htk_scale():
     assert hz_to_mel(700.0) == pytest.approx(2595.0 * np.log10(2.0))
     ticks = frequency_ticks(0.0, 8000.0)
     shares = [s for s, _ in ticks]
-    assert [label for _, label in ticks] == ["100 Hz", "250 Hz", "500 Hz", "1 kHz",
-                                                "2 kHz", "4 kHz", "8 kHz"]
+    assert [label for _, label in ticks] == [
+        "100 Hz",
+        "250 Hz",
+        "500 Hz",
+        "1 kHz",
+        "2 kHz",
+        "4 kHz",
+        "8 kHz",
+    ]
     assert shares == sorted(shares) and shares[-1] == pytest.approx(1.0)
     # 1 kHz sits about 55% up a 0-8 kHz mel axis (1000 / 2840 mel), not 12.5% as on a linear one
     one_k = dict((lab, s) for s, lab in ticks)["1 kHz"]
@@ -81,8 +88,9 @@ def test_history_is_the_outputs_folder_newest_first_and_paged(tmp_path):
     for i in range(5):
         path = write_png(tmp_path / f"{i}.png", img, _settings(f"p{i}"))
         os.utime(path, ns=(10**18 + i, 10**18 + i))
-    (tmp_path / "sound.wav").write_bytes(wav_bytes(np.zeros(160, np.float32), 16000,
-                                                   _settings("s", "audio")))  # fmt: skip
+    (tmp_path / "sound.wav").write_bytes(
+        wav_bytes(np.zeros(160, np.float32), 16000, _settings("s", "audio"))
+    )
     (tmp_path / "foreign.png").write_bytes(b"not a png")  # skipped, not an error
     (tmp_path / ".tmp-9.png").write_bytes(b"")  # a file being written: hidden
     history = History(tmp_path)

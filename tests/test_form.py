@@ -7,9 +7,20 @@ import pytest
 from app.form import form_request
 from pipelines.request import RequestError
 
-BASE = dict(prompt="a red circle", negative_prompt="", seed=7, random_seed=False, steps=8,
-            guidance=3.0, solver="heun", width=None, height=None, num_outputs=1,
-            model="shapes-t2i", loras="")  # fmt: skip
+BASE = dict(
+    prompt="a red circle",
+    negative_prompt="",
+    seed=7,
+    random_seed=False,
+    steps=8,
+    guidance=3.0,
+    solver="heun",
+    width=None,
+    height=None,
+    num_outputs=1,
+    model="shapes-t2i",
+    loras="",
+)
 
 
 def test_seed_minus_one_is_random_and_others_are_kept():
@@ -29,10 +40,15 @@ def test_replayed_settings_of_the_wrong_kind_name_the_field():
     good = {"prompt": "a red circle", "seed": 3, "guidance": 2.5}
     values, loras = replayed({**good, "loras": [["teal", 0.8]], "modality": "image", "extra": 1})
     assert values == good and loras == (("teal", 0.8),)
-    for bad, field in (({"loras": [["teal", "0.8"]]}, "scale='0.8'"),
-                       ({"seed": "7"}, "seed='7'"), ({"seed": True}, "seed=True"),
-                       ({"guidance": float("nan")}, "guidance=nan"), ({"steps": 2.5}, "steps=2.5"),
-                       ({"prompt": ["x"]}, "prompt=['x']"), ({"loras": "teal"}, "loras='teal'"),
-                       ([1, 2], "not a JSON object")):  # fmt: skip
+    for bad, field in (
+        ({"loras": [["teal", "0.8"]]}, "scale='0.8'"),
+        ({"seed": "7"}, "seed='7'"),
+        ({"seed": True}, "seed=True"),
+        ({"guidance": float("nan")}, "guidance=nan"),
+        ({"steps": 2.5}, "steps=2.5"),
+        ({"prompt": ["x"]}, "prompt=['x']"),
+        ({"loras": "teal"}, "loras='teal'"),
+        ([1, 2], "not a JSON object"),
+    ):
         with pytest.raises(RequestError, match=re.escape(field)):
             replayed(bad)

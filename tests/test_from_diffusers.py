@@ -15,13 +15,31 @@ from mmdit_folders import randomise
 from dit.from_diffusers import load_transformer
 from dit.tokens import image_positions, patchify, text_positions, unpatchify
 
-SD3_TINY = dict(sample_size=16, patch_size=2, in_channels=4, num_layers=3, attention_head_dim=8,
-                num_attention_heads=4, joint_attention_dim=24, caption_projection_dim=32,
-                pooled_projection_dim=20, out_channels=4, pos_embed_max_size=12)  # fmt: skip
+SD3_TINY = dict(
+    sample_size=16,
+    patch_size=2,
+    in_channels=4,
+    num_layers=3,
+    attention_head_dim=8,
+    num_attention_heads=4,
+    joint_attention_dim=24,
+    caption_projection_dim=32,
+    pooled_projection_dim=20,
+    out_channels=4,
+    pos_embed_max_size=12,
+)
 SD35_TINY = {**SD3_TINY, "qk_norm": "rms_norm", "dual_attention_layers": (0, 1)}
-FLUX_TINY = dict(patch_size=1, in_channels=16, num_layers=2, num_single_layers=2,
-                 attention_head_dim=16, num_attention_heads=2, joint_attention_dim=24,
-                 pooled_projection_dim=20, axes_dims_rope=(4, 6, 6))  # fmt: skip
+FLUX_TINY = dict(
+    patch_size=1,
+    in_channels=16,
+    num_layers=2,
+    num_single_layers=2,
+    attention_head_dim=16,
+    num_attention_heads=2,
+    joint_attention_dim=24,
+    pooled_projection_dim=20,
+    axes_dims_rope=(4, 6, 6),
+)
 
 
 @pytest.fixture(scope="module", params=["sd3", "sd3.5", "flux-dev", "flux-schnell"])
@@ -59,19 +77,33 @@ def test_forward_equals_diffusers(family, hw, dtype):
     if kind.startswith("sd3"):
         x = torch.randn(b, 4, h, w, generator=g, dtype=dtype)
         want = ref(x, text, pooled, sigma * 1000).sample
-        got = ours({"text": text, "image": patchify(x, 2)},
-                   {"text": text_positions(length), "image": image_positions(h // 2, w // 2)},
-                   sigma, pooled=pooled)["image"]  # fmt: skip
+        got = ours(
+            {"text": text, "image": patchify(x, 2)},
+            {"text": text_positions(length), "image": image_positions(h // 2, w // 2)},
+            sigma,
+            pooled=pooled,
+        )["image"]
         got = unpatchify(got, 2, h // 2, w // 2)
     else:
         x = torch.randn(b, h * w, 16, generator=g, dtype=dtype)
         ids = image_positions(h, w)[:, 1:].to(dtype)  # (N, 3): FLUX's (0, y, x)
         guidance = torch.tensor([3.5, 1.0], dtype=dtype) if kind == "flux-dev" else None
-        want = ref(x, text, pooled, sigma, img_ids=ids, txt_ids=torch.zeros(length, 3, dtype=dtype),
-                   guidance=guidance).sample  # fmt: skip
-        got = ours({"text": text, "image": x},
-                   {"text": text_positions(length), "image": image_positions(h, w)},
-                   sigma, pooled=pooled, guidance=guidance)["image"]  # fmt: skip
+        want = ref(
+            x,
+            text,
+            pooled,
+            sigma,
+            img_ids=ids,
+            txt_ids=torch.zeros(length, 3, dtype=dtype),
+            guidance=guidance,
+        ).sample
+        got = ours(
+            {"text": text, "image": x},
+            {"text": text_positions(length), "image": image_positions(h, w)},
+            sigma,
+            pooled=pooled,
+            guidance=guidance,
+        )["image"]
     assert want.abs().mean() > 0.1  # a real output, not zeros on both sides
     assert _relative(got, want) < (1e-5 if dtype == torch.float32 else 1e-7)
 
@@ -88,6 +120,9 @@ def test_too_large_for_the_position_table(family):
         pytest.skip("FLUX has rotary positions: any size")
     n = 13  # > pos_embed_max_size 12
     with pytest.raises(ValueError, match="larger than this model's position table"):
-        ours({"text": torch.zeros(1, 2, 24), "image": torch.zeros(1, n * n, 16)},
-             {"text": text_positions(2), "image": image_positions(n, n)}, torch.ones(1),
-             pooled=torch.zeros(1, 20))  # fmt: skip
+        ours(
+            {"text": torch.zeros(1, 2, 24), "image": torch.zeros(1, n * n, 16)},
+            {"text": text_positions(2), "image": image_positions(n, n)},
+            torch.ones(1),
+            pooled=torch.zeros(1, 20),
+        )

@@ -45,8 +45,9 @@ def test_straight_through_gradient_reaches_the_latents():
 @pytest.mark.parametrize("blocks", [0, 1])
 def test_autoencoder_shapes_and_save_load_same_codes(tmp_path, kind, channels, shape, grid, blocks):
     torch.manual_seed(0)
-    tok = FSQAutoencoder(kind=kind, channels=channels, hidden=8, down=2, levels=[4, 3],
-                         blocks=blocks).eval()  # fmt: skip
+    tok = FSQAutoencoder(
+        kind=kind, channels=channels, hidden=8, down=2, levels=[4, 3], blocks=blocks
+    ).eval()
     x = torch.randn(shape)
     codes = tok.encode(x)
     assert codes.shape == grid and codes.dtype == torch.long

@@ -18,8 +18,11 @@ def test_a_prompt_holding_a_unicode_line_separator_is_one_job(tmp_path):
     from app.batch import parse_jobs
 
     jobs = tmp_path / "jobs.jsonl"
-    lines = ['{"prompt": "a red\\u2028circle"}', '{"prompt": "a red\u2028circle"}',
-             '{"prompt": "a red\x1ecircle"}']  # fmt: skip
+    lines = [
+        '{"prompt": "a red\\u2028circle"}',
+        '{"prompt": "a red\u2028circle"}',
+        '{"prompt": "a red\x1ecircle"}',
+    ]
     jobs.write_text("\r\n".join(lines))
     done, bad = parse_jobs(jobs)
     assert [j.request.prompt for j in done] == ["a red\u2028circle"] * 2

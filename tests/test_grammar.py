@@ -35,8 +35,12 @@ def _heldout_only_words(world) -> set[str]:
             train |= set(form_words(f))
         for f in forms.heldout:
             held |= set(form_words(f))
-    concept = {w for c in world.LEXICON.concepts.values() for x in (*c.train, *c.heldout)
-               for w in normalise(x)}  # fmt: skip
+    concept = {
+        w
+        for c in world.LEXICON.concepts.values()
+        for x in (*c.train, *c.heldout)
+        for w in normalise(x)
+    }
     return held - train - concept - {"a", "an", "the"}  # articles follow the next word
 
 
@@ -62,8 +66,9 @@ def test_heldout_captions_use_heldout_words_and_canonical_is_fixed(world):
     held = [world.caption(t, rng, "heldout") for t in truths]
     words = world.LEXICON.heldout_words()
     only = _heldout_only_words(world)
-    new = sum(any(contains_phrase(h, w) for w in words) or bool(only & set(normalise(h)))
-              for h in held)  # fmt: skip
+    new = sum(
+        any(contains_phrase(h, w) for w in words) or bool(only & set(normalise(h))) for h in held
+    )
     assert new >= 0.9 * len(held)
     for t in truths[:20]:
         assert world.caption(t) == world.caption(t, np.random.default_rng(5), "canonical")

@@ -23,11 +23,20 @@ PROMPT = "a teal circle"
 def tiny_pipe(width: int = 32, name: str = "tiny-test") -> TextToImagePipeline:
     torch.manual_seed(0)
     te = ByteTextEncoder(width=16, depth=1, heads=2, max_length=64)
-    cfg = DiTConfig.preset("tiny", streams=(StreamConfig("text", 16, "none"),
-                           StreamConfig("image", 3 * 16)), pooled_dim=16, width=width)  # fmt: skip
+    cfg = DiTConfig.preset(
+        "tiny",
+        streams=(StreamConfig("text", 16, "none"), StreamConfig("image", 3 * 16)),
+        pooled_dim=16,
+        width=width,
+    )
     model = randomize(DiT.from_dit_config(cfg), std=0.05)
-    spec = ModelSpec(name=name, patch=4, width=16, height=16,
-                     defaults={"steps": 2, "guidance": 2.0, "solver": "heun"})  # fmt: skip
+    spec = ModelSpec(
+        name=name,
+        patch=4,
+        width=16,
+        height=16,
+        defaults={"steps": 2, "guidance": 2.0, "solver": "heun"},
+    )
     return TextToImagePipeline(model, te, spec)
 
 
@@ -68,8 +77,7 @@ def test_save_load_gives_identical_outputs_and_changes_the_model(tmp_path):
 
 def test_strength_folded_at_export_equals_loading_at_that_scale(tmp_path):
     trained = make_adapter(tmp_path / "a", seed=1)
-    save_lora(trained.transformer, tmp_path / "strong", {"base_model": "tiny-test"},
-              strength=1.5)  # fmt: skip
+    save_lora(trained.transformer, tmp_path / "strong", {"base_model": "tiny-test"}, strength=1.5)
     pipe = tiny_pipe()
     apply_loras(pipe, [(str(tmp_path / "a"), 1.5)])
     at_scale = raw(pipe)
@@ -156,8 +164,10 @@ def test_lora_training_changes_only_the_adapter_and_resumes_exactly(tmp_path):
 
     recipe = Recipe.load("tiny-test", init=init, lora={"rank": 2, "alpha": 2}, steps=4)
     straight = train(recipe, tmp_path / "straight")
-    train(Recipe.load("tiny-test", init=init, lora={"rank": 2, "alpha": 2}, steps=2),
-          tmp_path / "resumed")  # fmt: skip
+    train(
+        Recipe.load("tiny-test", init=init, lora={"rank": 2, "alpha": 2}, steps=2),
+        tmp_path / "resumed",
+    )
     resumed = train(recipe, tmp_path / "resumed", resume=True)
 
     a = load_file(straight / "adapter_model.safetensors")
@@ -244,8 +254,13 @@ def test_audio_folder_trains_a_sound_lora(tmp_path):
     captions = ("a high beep", "a high beep", "a low hum", "a whistle")
     for name, text in zip("abcd", captions, strict=True):
         (folder / f"{name}.txt").write_text(text)
-    audio = {"modality": "audio", "data": "folder", "data_path": str(folder), "seconds": 1.0,
-             "codec": {"n_mels": 16, "frames_per_token": 4}}  # fmt: skip
+    audio = {
+        "modality": "audio",
+        "data": "folder",
+        "data_path": str(folder),
+        "seconds": 1.0,
+        "codec": {"n_mels": 16, "frames_per_token": 4},
+    }
     recipe = Recipe.load("tiny-test", **audio)
     with pytest.warns(UserWarning, match="skipping unreadable sound .*broken.wav"):
         source = make_source(recipe)
@@ -317,8 +332,10 @@ def test_lora_prior_preservation(tmp_path):
     save_tiny_base(tmp_path / "base")
     lora = {"rank": 2, "alpha": 2}
     common = {"init": str(tmp_path / "base"), "steps": 3}
-    for bad, words in (({"prior": -1, "prior_data": "shapes"}, "a weight >= 0"),
-                       ({"prior": 1.0}, "prior needs prior_data")):  # fmt: skip
+    for bad, words in (
+        ({"prior": -1, "prior_data": "shapes"}, "a weight >= 0"),
+        ({"prior": 1.0}, "prior needs prior_data"),
+    ):
         with pytest.raises(ValueError, match=words):
             Recipe.load("tiny-test", **common, lora={**lora, **bad})
     logs = {}

@@ -53,15 +53,41 @@ def test_generate_with_lora_embeds_it_and_replays(adapter, tmp_path, capsys):
     assert "loras" not in read_settings(plain) or read_settings(plain)["loras"] == []
     # Replay: the embedded settings make the same pixels again.
     pipe = load_pipeline("shapes-t2i")
-    fields = {k: settings[k] for k in ("prompt", "seed", "steps", "guidance", "solver",
-                                        "width", "height", "model", "loras")}  # fmt: skip
+    fields = {
+        k: settings[k]
+        for k in (
+            "prompt",
+            "seed",
+            "steps",
+            "guidance",
+            "solver",
+            "width",
+            "height",
+            "model",
+            "loras",
+        )
+    }
     (out,) = pipe(Request.from_dict(fields))
     assert np.array_equal(out.media, _pixels(lora))
     # Bad adapters: a clear message, exit 2, nothing written.
     capsys.readouterr()
     assert cli([*base, "--lora", str(tmp_path / "none"), "--out", str(tmp_path / "bad")]) == 2
-    assert cli([*base, "--lora", str(adapter), "--lora-scale", "1", "--lora-scale", "2",
-                "--out", str(tmp_path / "bad")]) == 2  # fmt: skip
+    assert (
+        cli(
+            [
+                *base,
+                "--lora",
+                str(adapter),
+                "--lora-scale",
+                "1",
+                "--lora-scale",
+                "2",
+                "--out",
+                str(tmp_path / "bad"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "LoRA" in err and "more --lora-scale than --lora" in err
     assert not (tmp_path / "bad").exists()
@@ -69,17 +95,38 @@ def test_generate_with_lora_embeds_it_and_replays(adapter, tmp_path, capsys):
 
 def test_batch_lines_carry_loras(adapter, tmp_path, capsys):
     jobs = tmp_path / "jobs.jsonl"
-    lines = [{"id": "with", "prompt": PROMPT, "seed": 5, "steps": 4,
-              "loras": [{"path": str(adapter), "scale": 0.7}]},
-             {"id": "bad", "prompt": PROMPT, "loras": [{"path": str(tmp_path / "x")}]},
-             {"id": "without", "prompt": PROMPT, "seed": 5, "steps": 4}]  # fmt: skip
+    lines = [
+        {
+            "id": "with",
+            "prompt": PROMPT,
+            "seed": 5,
+            "steps": 4,
+            "loras": [{"path": str(adapter), "scale": 0.7}],
+        },
+        {"id": "bad", "prompt": PROMPT, "loras": [{"path": str(tmp_path / "x")}]},
+        {"id": "without", "prompt": PROMPT, "seed": 5, "steps": 4},
+    ]
     jobs.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     assert cli(["batch", str(jobs), "--out", str(tmp_path / "out"), "--quiet"]) == 1
     assert "jobs.jsonl:2: " in capsys.readouterr().err
     with_, without = (_pixels(tmp_path / "out" / f"{n}-00.png") for n in ("with", "without"))
     assert not np.array_equal(with_, without)  # the adapter is gone again for the next job
-    assert cli(["generate", PROMPT, "--seed", "5", "--steps", "4", "--quiet",
-                "--out", str(tmp_path / "cli")]) == 0  # fmt: skip
+    assert (
+        cli(
+            [
+                "generate",
+                PROMPT,
+                "--seed",
+                "5",
+                "--steps",
+                "4",
+                "--quiet",
+                "--out",
+                str(tmp_path / "cli"),
+            ]
+        )
+        == 0
+    )
     assert np.array_equal(without, _pixels(next((tmp_path / "cli").glob("*.png"))))
 
 
@@ -109,8 +156,10 @@ def test_concurrent_requests_with_different_adapters_equal_sequential_runs(adapt
     import time
 
     pipe = load_pipeline("shapes-t2i")
-    reqs = [Request(prompt=PROMPT, seed=s, steps=4, loras=loras)
-            for s, loras in ((1, ((str(adapter), 1.0),)), (2, ()))]  # fmt: skip
+    reqs = [
+        Request(prompt=PROMPT, seed=s, steps=4, loras=loras)
+        for s, loras in ((1, ((str(adapter), 1.0),)), (2, ()))
+    ]
     alone = [pipe(r)[0].media for r in reqs]
     assert not np.array_equal(alone[0], pipe(reqs[0], loras=())[0].media)  # the adapter acts
     got: dict[int, list] = {0: [], 1: []}

@@ -40,11 +40,18 @@ def _guidance(kind: str) -> dict:
     return {"guidance": 4.0} if kind.startswith("sd3") else {}
 
 
-def _reference(ref, kind: str, prompt: str, h: int, w: int, seed: int, output_type: str,
-               **extra):  # fmt: skip
+def _reference(ref, kind: str, prompt: str, h: int, w: int, seed: int, output_type: str, **extra):
     kw = {"guidance_scale": 4.0} if kind.startswith("sd3") else {}
-    return ref(prompt, height=h, width=w, num_inference_steps=STEPS, output_type=output_type,
-               generator=torch.Generator().manual_seed(seed), **kw, **extra).images  # fmt: skip
+    return ref(
+        prompt,
+        height=h,
+        width=w,
+        num_inference_steps=STEPS,
+        output_type=output_type,
+        generator=torch.Generator().manual_seed(seed),
+        **kw,
+        **extra,
+    ).images
 
 
 def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -65,8 +72,9 @@ def test_final_latents_equal_diffusers(models, kind, prompt, h, w):
 
 def test_negative_prompt_sd3(models):
     _, ref, ours = models["sd3.5"]
-    req = ours.resolve("a cat", seed=1, steps=STEPS, height=32, width=32, guidance=4.0,
-                       negative_prompt="blurry")  # fmt: skip
+    req = ours.resolve(
+        "a cat", seed=1, steps=STEPS, height=32, width=32, guidance=4.0, negative_prompt="blurry"
+    )
     got = ours.latents(ours.sample(req), req)
     want = _reference(ref, "sd3.5", "a cat", 32, 32, 1, "latent", negative_prompt="blurry")
     plain = _reference(ref, "sd3.5", "a cat", 32, 32, 1, "latent")
@@ -84,8 +92,9 @@ def test_flux_refuses_a_negative_prompt(models):
 def test_batch_outputs_are_their_seeds(models, kind):
     """Output i of a batch is diffusers' image for seed + i (one generator per output)."""
     _, ref, ours = models[kind]
-    req = ours.resolve("a cat", seed=10, steps=STEPS, height=32, width=32, num_outputs=2,
-                       **_guidance(kind))  # fmt: skip
+    req = ours.resolve(
+        "a cat", seed=10, steps=STEPS, height=32, width=32, num_outputs=2, **_guidance(kind)
+    )
     got = ours.decode(ours.sample(req), req)
     for i in range(2):
         want = _reference(ref, kind, "a cat", 32, 32, 10 + i, "np")[0]
@@ -97,9 +106,26 @@ def test_cli_png_within_one_level(models, kind, tmp_path, capsys):
     folder, ref, _ = models[kind]
     prompt, h, w = CASES[1]
     extra = ["--guidance", "4.0"] if kind.startswith("sd3") else []
-    rc = cli(["generate", prompt, "--model", str(folder), "--seed", "5", "--steps", str(STEPS),
-              "--width", str(w), "--height", str(h), "--out", str(tmp_path), "--quiet",
-              *extra])  # fmt: skip
+    rc = cli(
+        [
+            "generate",
+            prompt,
+            "--model",
+            str(folder),
+            "--seed",
+            "5",
+            "--steps",
+            str(STEPS),
+            "--width",
+            str(w),
+            "--height",
+            str(h),
+            "--out",
+            str(tmp_path),
+            "--quiet",
+            *extra,
+        ]
+    )
     assert rc == 0
     png = tmp_path / "5-00.png"
     got = np.asarray(Image.open(png).convert("RGB")).astype(int)
@@ -119,9 +145,28 @@ def test_replayed_settings_through_the_batch_runner(models, tmp_path):
     from pipelines.request import Request
 
     folder = models["flux-schnell"][0]
-    assert cli(["generate", "a bowl of fruit", "--model", str(folder), "--seed", "2",
-                "--steps", "2", "--width", "32", "--height", "32", "--out",
-                str(tmp_path / "a"), "--quiet"]) == 0  # fmt: skip
+    assert (
+        cli(
+            [
+                "generate",
+                "a bowl of fruit",
+                "--model",
+                str(folder),
+                "--seed",
+                "2",
+                "--steps",
+                "2",
+                "--width",
+                "32",
+                "--height",
+                "32",
+                "--out",
+                str(tmp_path / "a"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     first = tmp_path / "a" / "2-00.png"
     names = {f.name for f in fields(Request)}
     job = {k: v for k, v in read_settings(first).items() if k in names}
@@ -146,9 +191,14 @@ def test_models_dir_lists_the_folders(models):
 
 
 def test_unsupported_diffusers_folder_is_one_line(tmp_path, capsys):
-    (tmp_path / "model_index.json").write_text(json.dumps(
-        {"_class_name": "StableDiffusionXLPipeline", "unet": ["diffusers", "UNet2DConditionModel"]}
-    ))  # fmt: skip
+    (tmp_path / "model_index.json").write_text(
+        json.dumps(
+            {
+                "_class_name": "StableDiffusionXLPipeline",
+                "unet": ["diffusers", "UNet2DConditionModel"],
+            }
+        )
+    )
     rc = cli(["generate", "a cat", "--model", str(tmp_path), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1
@@ -168,14 +218,18 @@ def _diffusers_lora(folder, kind: str, out_dir) -> str:
 
     flux = kind.startswith("flux")
     model = (FluxTransformer2DModel if flux else SD3Transformer2DModel).from_pretrained(
-        folder / "transformer")  # fmt: skip
+        folder / "transformer"
+    )
     targets = ["to_q", "to_k", "to_v", "to_out.0", "add_k_proj", "ff.net.2"]
     targets += ["proj_mlp", "proj_out"] if flux else ["ff_context.net.0.proj"]
-    model.add_adapter(LoraConfig(r=4, lora_alpha=8, target_modules=targets,
-                                 init_lora_weights=False))  # fmt: skip
+    model.add_adapter(
+        LoraConfig(r=4, lora_alpha=8, target_modules=targets, init_lora_weights=False)
+    )
     (FluxPipeline if flux else SD3).save_lora_weights(
-        out_dir, transformer_lora_layers=get_peft_model_state_dict(model),
-        transformer_lora_adapter_metadata=model.peft_config["default"].to_dict())  # fmt: skip
+        out_dir,
+        transformer_lora_layers=get_peft_model_state_dict(model),
+        transformer_lora_adapter_metadata=model.peft_config["default"].to_dict(),
+    )
     return str(out_dir)
 
 
@@ -186,9 +240,12 @@ def _kohya_flux_lora(path) -> str:
 
     g = torch.Generator().manual_seed(9)
     d, r = 32, 4
-    shapes = {"double_blocks_0_img_attn_qkv": (d, 3 * d), "double_blocks_0_txt_mlp_0": (d, 4 * d),
-              "single_blocks_0_modulation_lin": (d, 3 * d),
-              "single_blocks_1_linear2": (d + 4 * d, d)}  # fmt: skip
+    shapes = {
+        "double_blocks_0_img_attn_qkv": (d, 3 * d),
+        "double_blocks_0_txt_mlp_0": (d, 4 * d),
+        "single_blocks_0_modulation_lin": (d, 3 * d),
+        "single_blocks_1_linear2": (d + 4 * d, d),
+    }
     state = {}
     for name, (fan_in, fan_out) in shapes.items():
         state[f"lora_unet_{name}.lora_down.weight"] = torch.randn(r, fan_in, generator=g) * 0.2
@@ -198,12 +255,16 @@ def _kohya_flux_lora(path) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("kind,form", [("sd3.5", "diffusers"), ("flux-dev", "diffusers"),
-                                       ("flux-dev", "kohya")])  # fmt: skip
+@pytest.mark.parametrize(
+    "kind,form", [("sd3.5", "diffusers"), ("flux-dev", "diffusers"), ("flux-dev", "kohya")]
+)
 def test_lora_equals_diffusers_load_lora_weights(models, kind, form, tmp_path):
     folder, _, ours = models[kind]
-    lora = (_diffusers_lora(folder, kind, tmp_path / "lora") if form == "diffusers"
-            else _kohya_flux_lora(tmp_path / "kohya.safetensors"))  # fmt: skip
+    lora = (
+        _diffusers_lora(folder, kind, tmp_path / "lora")
+        if form == "diffusers"
+        else _kohya_flux_lora(tmp_path / "kohya.safetensors")
+    )
     ref = DiffusionPipeline.from_pretrained(folder)
     ref.load_lora_weights(lora, adapter_name="a")
     ref.set_adapters(["a"], [0.8])
@@ -211,8 +272,9 @@ def test_lora_equals_diffusers_load_lora_weights(models, kind, form, tmp_path):
     want = _reference(ref, kind, prompt, h, w, 4, "latent")
     base_req = ours.resolve(prompt, seed=4, steps=STEPS, height=h, width=w, **_guidance(kind))
     base = ours.sample(base_req)
-    req = ours.resolve(prompt, seed=4, steps=STEPS, height=h, width=w, loras=((lora, 0.8),),
-                       **_guidance(kind))  # fmt: skip
+    req = ours.resolve(
+        prompt, seed=4, steps=STEPS, height=h, width=w, loras=((lora, 0.8),), **_guidance(kind)
+    )
     x = ours.sample(req)
     got = ours.latents(x, req) if kind.startswith("sd3") else x
     plain = ours.latents(base, base_req) if kind.startswith("sd3") else base
@@ -225,8 +287,10 @@ def test_lora_errors_are_one_line(models, tmp_path):
     ours = models["flux-dev"][2]
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a safetensors file")
-    for lora, match in ((str(tmp_path / "missing"), "give a .safetensors file"),
-                        (str(bad), "not a LoRA diffusers can read")):  # fmt: skip
+    for lora, match in (
+        (str(tmp_path / "missing"), "give a .safetensors file"),
+        (str(bad), "not a LoRA diffusers can read"),
+    ):
         req = ours.resolve("a cat", seed=1, steps=1, height=32, width=32, loras=((lora, 1.0),))
         with pytest.raises(RequestError, match=match):
             ours.sample(req)
@@ -267,6 +331,15 @@ def test_studio_offers_family_loras_from_loras_dir(models, tmp_path):
     folder = models["flux-dev"][0]
     lora = _kohya_flux_lora(tmp_path / "mine.safetensors")
     studio = Studio(models_dir=folder.parent, outputs_dir=tmp_path / "out", loras_dir=tmp_path)
-    req = studio.validate(Request(prompt="a cat", model=str(folder), seed=1, steps=1, width=32,
-                                  height=32, loras=(("mine", 0.5),)))  # fmt: skip
+    req = studio.validate(
+        Request(
+            prompt="a cat",
+            model=str(folder),
+            seed=1,
+            steps=1,
+            width=32,
+            height=32,
+            loras=(("mine", 0.5),),
+        )
+    )
     assert req.loras == ((lora, 0.5),)

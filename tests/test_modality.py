@@ -59,8 +59,12 @@ def test_an_unknown_modality_names_the_known_ones():
 
 
 # (bundled model, the recipe that made it)
-BUNDLED = [("shapes-t2i", "shapes-t2i"), ("sounds-t2a", "sounds-t2a"),
-           ("motion-t2v", "motion-t2v-scratch"), ("bounce-t2av", "bounce-t2av")]  # fmt: skip
+BUNDLED = [
+    ("shapes-t2i", "shapes-t2i"),
+    ("sounds-t2a", "sounds-t2a"),
+    ("motion-t2v", "motion-t2v-scratch"),
+    ("bounce-t2av", "bounce-t2av"),
+]
 
 
 @pytest.mark.parametrize(("model", "made_by"), BUNDLED)
@@ -70,8 +74,9 @@ def test_a_training_item_is_laid_out_as_the_bundled_pipeline_lays_out_its_reques
     from training.data import make_source
     from training.trainer import stack
 
-    recipe = replace(Recipe.load(made_by), init="", init_trunk="", init_text_encoder="",
-                     data_size=8)  # fmt: skip
+    recipe = replace(
+        Recipe.load(made_by), init="", init_trunk="", init_text_encoder="", data_size=8
+    )
     media, pipe = media_of(recipe), load_pipeline(model)
     item, caption = make_source(recipe).item(0)
     tokens, positions = media.tokens(stack([item]))

@@ -41,8 +41,9 @@ def test_contrastive_term_is_the_distance_to_the_rolled_batchs_target():
     torch.testing.assert_close(loss, plain - 0.05 * other, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize(("field", "value"), [("t_mean", 5.0), ("contrastive", -0.1),
-                                              ("contrastive", 1.5)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("field", "value"), [("t_mean", 5.0), ("contrastive", -0.1), ("contrastive", 1.5)]
+)
 def test_bad_lever_values_say_what_to_use(field, value):
     with pytest.raises(ValueError, match=field):
         Recipe.load("tiny-test", **{field: value})
@@ -70,8 +71,9 @@ def test_x_prediction_returns_the_velocity_its_clean_signal_implies():
 
     data, noise = torch.randn(2, 5, 7, generator=g), torch.randn(2, 5, 7, generator=g)
     tt = torch.tensor([0.2, 0.7])
-    torch.testing.assert_close(x_to_velocity(data, interpolate(noise, data, tt), tt),
-                               data - noise, atol=1e-5, rtol=1e-5)  # fmt: skip
+    torch.testing.assert_close(
+        x_to_velocity(data, interpolate(noise, data, tt), tt), data - noise, atol=1e-5, rtol=1e-5
+    )
 
 
 def test_x_prediction_is_saved_with_the_model_and_refused_for_masked(tmp_path):
@@ -88,10 +90,12 @@ def test_the_sound_ab_arms_differ_from_the_baseline_in_their_one_lever():
     from dataclasses import asdict
 
     base = asdict(Recipe.load("sounds-t2a-ab-velocity"))
-    arms = {"sounds-t2a-ab-x": {"prediction": "x"}, "sounds-t2a-ab-t-mean": {"t_mean": -0.5},
-            "sounds-t2a-ab-contrastive": {"contrastive": 0.05},
-            "sounds-t2a-ab-mel128": {"codec": {"n_mels": 128, "f_min": 100.0,
-                                               "frames_per_token": 2}}}  # fmt: skip
+    arms = {
+        "sounds-t2a-ab-x": {"prediction": "x"},
+        "sounds-t2a-ab-t-mean": {"t_mean": -0.5},
+        "sounds-t2a-ab-contrastive": {"contrastive": 0.05},
+        "sounds-t2a-ab-mel128": {"codec": {"n_mels": 128, "f_min": 100.0, "frames_per_token": 2}},
+    }
     for name, lever in arms.items():
         arm = asdict(Recipe.load(name))
         assert {k: v for k, v in arm.items() if base[k] != v} == lever, name

@@ -29,9 +29,14 @@ def pipe() -> TextToAudioPipeline:
         pooled_dim=16,
     )
     model = randomize(DiT.from_dit_config(cfg), std=0.05)
-    spec = ModelSpec(name="tiny-audio", modality="audio", seconds=2.0, sample_rate=16_000,
-                     defaults={"steps": 3, "guidance": 2.0, "solver": "heun"},
-                     extra={"codec": CODEC.to_dict()})  # fmt: skip
+    spec = ModelSpec(
+        name="tiny-audio",
+        modality="audio",
+        seconds=2.0,
+        sample_rate=16_000,
+        defaults={"steps": 3, "guidance": 2.0, "solver": "heun"},
+        extra={"codec": CODEC.to_dict()},
+    )
     return TextToAudioPipeline(model, te, spec)
 
 
@@ -99,10 +104,21 @@ def test_bad_audio_requests_are_clear_errors(pipe, change, message):
 def test_cli_writes_a_wav_and_refuses_bad_input(pipe, tmp_path, capsys):
     pipe.save_pretrained(tmp_path / "model")
     out = tmp_path / "out"
-    base = ["generate", "a low bell", "--model", str(tmp_path / "model"), "--out", str(out),
-            "--quiet"]  # fmt: skip
-    for extra in (["--duration", "0"], ["--duration", "9"], ["--sample-rate", "8000"],
-                  ["--guidance", "nan"]):  # fmt: skip
+    base = [
+        "generate",
+        "a low bell",
+        "--model",
+        str(tmp_path / "model"),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    for extra in (
+        ["--duration", "0"],
+        ["--duration", "9"],
+        ["--sample-rate", "8000"],
+        ["--guidance", "nan"],
+    ):
         assert cli([*base, *extra]) == 2
         assert "dit-studio generate:" in capsys.readouterr().err
     assert not out.exists()  # nothing partial
@@ -131,8 +147,20 @@ def test_bundled_sounds_model_is_the_audio_default(tmp_path):
     """The README's audio command: the bundled sounds-t2a, a 2 s 16 kHz WAV that is not
     silence, its settings naming the model; the same seed makes the same bytes."""
     for run in ("a", "b"):
-        args = ["generate", "a click, then a low bell", "--audio", "--duration", "2",
-                "--seed", "3", "--steps", "4", "--quiet", "--out", str(tmp_path / run)]  # fmt: skip
+        args = [
+            "generate",
+            "a click, then a low bell",
+            "--audio",
+            "--duration",
+            "2",
+            "--seed",
+            "3",
+            "--steps",
+            "4",
+            "--quiet",
+            "--out",
+            str(tmp_path / run),
+        ]
         assert cli(args) == 0
     (a,), (b,) = (list((tmp_path / r).glob("*.wav")) for r in ("a", "b"))
     samples, rate, settings = read_wav(a)
@@ -150,8 +178,9 @@ def test_semitones_per_band_matches_the_filterbank_centres():
     from conditioning.mel import MelCodec
 
     codec = MelCodec()  # 80 bands over 20 Hz - 8 kHz: the issue's 3.1 / 1.9 / 1.3 semitones
-    fb = torchaudio.functional.melscale_fbanks(codec.n_fft // 2 + 1, codec.f_min, codec.f_max,
-                                               codec.n_mels, codec.sample_rate)  # fmt: skip
+    fb = torchaudio.functional.melscale_fbanks(
+        codec.n_fft // 2 + 1, codec.f_min, codec.f_max, codec.n_mels, codec.sample_rate
+    )
     freqs = np.linspace(0, codec.sample_rate / 2, codec.n_fft // 2 + 1)
     centres = freqs[fb.argmax(0).numpy()]  # each band's peak bin: its centre, to a bin
     for f in (440.0, 987.77):  # where bands are wider than a bin, the spacing of the centres

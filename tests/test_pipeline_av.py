@@ -22,14 +22,26 @@ CODEC = MelCodec(n_mels=16, frames_per_token=4, griffin_lim_iters=4)
 def tiny_av_pipeline() -> TextToAudioVideoPipeline:
     torch.manual_seed(0)
     te = ByteTextEncoder(width=16, depth=1, heads=2, max_length=64)
-    streams = (StreamConfig("text", 16, "none"), StreamConfig("video", 3 * Q * P * P),
-               StreamConfig("audio", CODEC.token_dim))  # fmt: skip
+    streams = (
+        StreamConfig("text", 16, "none"),
+        StreamConfig("video", 3 * Q * P * P),
+        StreamConfig("audio", CODEC.token_dim),
+    )
     cfg = DiTConfig.preset("tiny", streams=streams, pooled_dim=16)
     model = randomize(DiT.from_dit_config(cfg), std=0.05)
-    spec = ModelSpec(name="tiny-av", modality="audio+video", patch=P, width=8, height=8,
-                     seconds=1.0, fps=8.0, tpatch=Q, sample_rate=16_000,
-                     defaults={"steps": 2, "guidance": 2.0, "solver": "euler"},
-                     extra={"codec": CODEC.to_dict()})  # fmt: skip
+    spec = ModelSpec(
+        name="tiny-av",
+        modality="audio+video",
+        patch=P,
+        width=8,
+        height=8,
+        seconds=1.0,
+        fps=8.0,
+        tpatch=Q,
+        sample_rate=16_000,
+        defaults={"steps": 2, "guidance": 2.0, "solver": "euler"},
+        extra={"codec": CODEC.to_dict()},
+    )
     return TextToAudioVideoPipeline(model, te, spec)
 
 

@@ -29,9 +29,17 @@ def tiny_video_pipeline() -> TextToVideoPipeline:
         pooled_dim=16,
     )
     model = randomize(DiT.from_dit_config(cfg), std=0.05)
-    spec = ModelSpec(name="tiny-video", modality="video", patch=P, width=16, height=16,
-                     seconds=1.0, fps=8.0, tpatch=Q,
-                     defaults={"steps": 2, "guidance": 2.0, "solver": "euler"})  # fmt: skip
+    spec = ModelSpec(
+        name="tiny-video",
+        modality="video",
+        patch=P,
+        width=16,
+        height=16,
+        seconds=1.0,
+        fps=8.0,
+        tpatch=Q,
+        defaults={"steps": 2, "guidance": 2.0, "solver": "euler"},
+    )
     return TextToVideoPipeline(model, te, spec)
 
 
@@ -85,8 +93,9 @@ def test_mp4_file_carries_the_clip_and_its_settings(pipe, tmp_path):
     assert fps == 8.0 and small.shape == out.media.shape
     assert np.abs(small - out.media).mean() < 12  # H.264 is lossy; a wrong frame is ~60+ off
     # replay: the settings make the same clip again
-    replay = Request.from_dict({k: v for k, v in settings.items()
-                                if k in Request.__dataclass_fields__} | {"loras": []})  # fmt: skip
+    replay = Request.from_dict(
+        {k: v for k, v in settings.items() if k in Request.__dataclass_fields__} | {"loras": []}
+    )
     assert np.array_equal(pipe(replay)[0].media, out.media)
 
 
@@ -112,8 +121,9 @@ def test_image_models_refuse_fps():
     from pipelines.request import Limits
 
     with pytest.raises(RequestError, match="images"):
-        Request(prompt="x", seed=0, steps=1, guidance=1.0, solver="euler", width=8, height=8,
-                fps=8.0).validate(Limits())  # fmt: skip
+        Request(
+            prompt="x", seed=0, steps=1, guidance=1.0, solver="euler", width=8, height=8, fps=8.0
+        ).validate(Limits())
 
 
 def test_cli_writes_an_mp4_and_refuses_bad_fps_without_writing(tmp_path, capsys):
@@ -121,12 +131,28 @@ def test_cli_writes_an_mp4_and_refuses_bad_fps_without_writing(tmp_path, capsys)
     pipe.save_pretrained(tmp_path / "model")
     out = tmp_path / "out"
     model = str(tmp_path / "model")
-    code = cli(["generate", "a yellow ball bouncing", "--model", model, "--seed", "3",
-                "--fps", "12", "--duration", "1", "--out", str(out), "--quiet"])  # fmt: skip
+    code = cli(
+        [
+            "generate",
+            "a yellow ball bouncing",
+            "--model",
+            model,
+            "--seed",
+            "3",
+            "--fps",
+            "12",
+            "--duration",
+            "1",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     (mp4,) = out.glob("*.mp4")
     assert probe_mp4(mp4)["frames"] == 12
-    code = cli(["generate", "x", "--model", model, "--fps", "7",
-                "--out", str(tmp_path / "bad"), "--quiet"])  # fmt: skip
+    code = cli(
+        ["generate", "x", "--model", model, "--fps", "7", "--out", str(tmp_path / "bad"), "--quiet"]
+    )
     assert code == 2 and "frames" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()

@@ -17,8 +17,9 @@ from dit.pretrained import WEIGHTS
 
 def _dit() -> DiT:
     torch.manual_seed(0)
-    cfg = DiTConfig.preset("tiny", streams=(StreamConfig("text", 8, "none"),
-                                            StreamConfig("image", 12)))  # fmt: skip
+    cfg = DiTConfig.preset(
+        "tiny", streams=(StreamConfig("text", 8, "none"), StreamConfig("image", 12))
+    )
     return DiT.from_dit_config(cfg)
 
 
@@ -60,8 +61,10 @@ def test_old_config_keys_are_ignored_and_bad_folders_say_what_is_wrong(tmp_path)
 
 
 def test_generating_imports_neither_diffusers_nor_dynamo():
-    code = ("import sys; from pipelines.registry import load_pipeline; "
-            "p = load_pipeline('shapes-t2i'); p('a red circle', steps=1); "
-            "print([m for m in ('diffusers', 'torch._dynamo') if m in sys.modules])")  # fmt: skip
+    code = (
+        "import sys; from pipelines.registry import load_pipeline; "
+        "p = load_pipeline('shapes-t2i'); p('a red circle', steps=1); "
+        "print([m for m in ('diffusers', 'torch._dynamo') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

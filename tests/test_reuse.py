@@ -26,8 +26,10 @@ def masked_model() -> DiT:
 
 def inputs(b=2, n_text=5, side=4):
     g = torch.Generator().manual_seed(1)
-    tokens = {"text": torch.randn(b, n_text, 8, generator=g),
-              "image": torch.randint(0, 10, (b, side * side), generator=g)}  # fmt: skip
+    tokens = {
+        "text": torch.randn(b, n_text, 8, generator=g),
+        "image": torch.randint(0, 10, (b, side * side), generator=g),
+    }
     positions = {"text": text_positions(n_text), "image": image_positions(side, side)}
     return tokens, positions, torch.rand(b, generator=g), torch.randn(b, 8, generator=g)
 
@@ -40,15 +42,20 @@ def test_kept_keys_and_values_from_the_same_call_give_the_full_outputs():
     full = model(tokens, positions, t, pooled, kv_out=kv)["image"]  # (B, N, K)
     b, n = tokens["image"].shape
     # keep a different half of the image tokens per row, run the rest with them kept
-    order = torch.stack([torch.randperm(n, generator=torch.Generator().manual_seed(i))
-                         for i in range(b)])  # fmt: skip
+    order = torch.stack(
+        [torch.randperm(n, generator=torch.Generator().manual_seed(i)) for i in range(b)]
+    )
     fresh, kept = order[:, : n // 2], order[:, n // 2 :]
     n_text = tokens["text"].shape[1]
     extra = [(_take(k[:, :, n_text:], kept, 2), _take(v[:, :, n_text:], kept, 2)) for k, v in kv]
     pos = positions["image"].expand(b, -1, -1)
-    part = model({"text": tokens["text"], "image": _take(tokens["image"], fresh, 1)},
-                 {"text": positions["text"], "image": _take(pos, fresh, 1)}, t, pooled,
-                 extra_kv=extra)["image"]  # fmt: skip
+    part = model(
+        {"text": tokens["text"], "image": _take(tokens["image"], fresh, 1)},
+        {"text": positions["text"], "image": _take(pos, fresh, 1)},
+        t,
+        pooled,
+        extra_kv=extra,
+    )["image"]
     torch.testing.assert_close(part, _take(full, fresh, 1), atol=1e-5, rtol=0)
 
 
@@ -100,8 +107,7 @@ def test_bundled_masked_model_with_reuse_keeps_quality_within_the_stated_toleran
     KVReuse.__call__ = counting
     try:
         for reuse in (False, True):
-            pipe.sampler = replace(pipe.sampler, settings={**pipe.sampler.settings,
-                                                            "reuse": reuse})  # fmt: skip
+            pipe.sampler = replace(pipe.sampler, settings={**pipe.sampler.settings, "reuse": reuse})
             images = pipe.generate_many(prompts, seed=0)
             runs[reuse] = summarise([score(i, s) for i, s in zip(images, scenes, strict=True)])
     finally:

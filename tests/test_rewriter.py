@@ -42,9 +42,18 @@ def test_word_encoder_save_load_same_output(words, tmp_path):
 
 
 def _digits_recipe(**kw) -> Recipe:
-    base = dict(name="digits-rw", objective="rewriter", init="digits-t2i", data="digits",
-                text_encoder={"width": 32, "depth": 2, "heads": 2, "out_len": 4},
-                batch_size=64, steps=250, lr=3e-3, warmup=20, checkpoint_every=100)  # fmt: skip
+    base = dict(
+        name="digits-rw",
+        objective="rewriter",
+        init="digits-t2i",
+        data="digits",
+        text_encoder={"width": 32, "depth": 2, "heads": 2, "out_len": 4},
+        batch_size=64,
+        steps=250,
+        lr=3e-3,
+        warmup=20,
+        checkpoint_every=100,
+    )
     return Recipe(**{**base, **kw})
 
 
@@ -94,8 +103,9 @@ def test_a_longer_run_continues_a_trained_rewriter(digits_rewriter, tmp_path):
     with pytest.raises(ValueError, match="has no rewriter"):
         start_from(model, "sounds-t2a")  # a model folder without one
     # Training on from it: step 0 of the new run is the trained rewriter, not a fresh one.
-    out = train_rewriter(_digits_recipe(steps=1, lr=1e-9, warmup=1, init_rewriter=str(folder)),
-                         tmp_path / "long")  # fmt: skip
+    out = train_rewriter(
+        _digits_recipe(steps=1, lr=1e-9, warmup=1, init_rewriter=str(folder)), tmp_path / "long"
+    )
     again = PromptRewriter.from_pretrained(out / "rewriter").eval()
     assert again.rewrite(["the number 7"]) == ["a handwritten seven"]
 
@@ -144,10 +154,15 @@ def test_position_jitter_shifts_rows_inside_the_window():
 def test_distillation_trains_the_student_and_resumes_exactly(tmp_path):
     from training.distill import distill
 
-    recipe = Recipe.load("shapes-t2i-words", steps=4, batch_size=4, checkpoint_every=2,
-                         data_size=64, warmup=1,
-                         text_encoder={"kind": "word", "width": 128, "depth": 1, "heads": 2,
-                                       "max_length": 48})  # fmt: skip
+    recipe = Recipe.load(
+        "shapes-t2i-words",
+        steps=4,
+        batch_size=4,
+        checkpoint_every=2,
+        data_size=64,
+        warmup=1,
+        text_encoder={"kind": "word", "width": 128, "depth": 1, "heads": 2, "max_length": 48},
+    )
     a = distill(recipe, tmp_path / "a")
     distill(Recipe.load("shapes-t2i-words", **{**recipe.__dict__, "stop_at": 2}), tmp_path / "b")
     b = distill(recipe, tmp_path / "b", resume=True)
@@ -165,18 +180,28 @@ def test_distillation_trains_the_student_and_resumes_exactly(tmp_path):
 
 def _fixed_rewriter(templates, logits: torch.Tensor) -> PromptRewriter:
     """A rewriter whose every forward returns ``logits`` (Q, V): decoding alone under test."""
-    model = PromptRewriter(vocab=shapes.text_vocabulary(), width=16, depth=1, heads=2,
-                           out_words=["<pad>", "a", "red", "circle", "blue"],
-                           out_len=3, templates=templates).eval()  # fmt: skip
+    model = PromptRewriter(
+        vocab=shapes.text_vocabulary(),
+        width=16,
+        depth=1,
+        heads=2,
+        out_words=["<pad>", "a", "red", "circle", "blue"],
+        out_len=3,
+        templates=templates,
+    ).eval()
     model.forward = lambda ids, mask: logits.expand(len(ids), -1, -1)  # type: ignore[method-assign]
     return model
 
 
 def test_constrained_decoding_picks_the_best_caption_a_template_allows(tmp_path):
     # position 1 prefers <pad> (a caption that stops half way) over "red", slightly
-    logp = torch.tensor([[-9.0, -0.1, -9.0, -9.0, -9.0],
-                         [-1.0, -9.0, -1.2, -9.0, -3.0],
-                         [-9.0, -9.0, -9.0, -0.2, -9.0]])  # fmt: skip
+    logp = torch.tensor(
+        [
+            [-9.0, -0.1, -9.0, -9.0, -9.0],
+            [-1.0, -9.0, -1.2, -9.0, -3.0],
+            [-9.0, -9.0, -9.0, -0.2, -9.0],
+        ]
+    )
     free = _fixed_rewriter(None, logp)
     assert free.decode(["a red circle"]).tolist() == [[1, 0, 3]]  # "a <pad> circle"
     # template 0: "a {red|blue} circle"; template 1: "a blue" (then <pad>)
@@ -201,8 +226,14 @@ def test_constrained_decoding_picks_the_best_caption_a_template_allows(tmp_path)
 
 def test_decoding_adds_the_prompt_without_its_unknown_words():
     seen = []
-    model = PromptRewriter(vocab=shapes.text_vocabulary(), width=16, depth=1, heads=2,
-                           out_words=["<pad>", "a"], out_len=2).eval()  # fmt: skip
+    model = PromptRewriter(
+        vocab=shapes.text_vocabulary(),
+        width=16,
+        depth=1,
+        heads=2,
+        out_words=["<pad>", "a"],
+        out_len=2,
+    ).eval()
 
     def forward(ids, mask):
         seen.append(ids[mask].tolist())

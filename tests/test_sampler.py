@@ -9,8 +9,12 @@ from pipelines.sampler import DECODING, FlowSampler, Inputs, Layout, MaskedSampl
 
 
 def _inputs(lay: Layout, batch: int, guidance: float = 1.0) -> Inputs:
-    text = {"text": torch.zeros(batch, 2, 4), "mask": torch.ones(batch, 2, dtype=torch.bool),
-            "pooled": None, "given": {}}  # fmt: skip
+    text = {
+        "text": torch.zeros(batch, 2, 4),
+        "mask": torch.ones(batch, 2, dtype=torch.bool),
+        "pooled": None,
+        "given": {},
+    }
     positions = {"text": torch.zeros(2, 4), lay.stream: lay.positions}
     return Inputs((lay,), positions, text, dict(text), guidance, seed=5, batch=batch)
 
@@ -30,12 +34,15 @@ class ConstantVelocity(torch.nn.Module):
 def test_flow_sampler_integrates_a_constant_velocity_exactly_from_per_output_seeds():
     lay = Layout("image", 3, 2, torch.zeros(3, 4))
     model = ConstantVelocity()
-    sampler = FlowSampler(lambda r, lay, g: torch.randn(lay.tokens, lay.dim, generator=g),
-                          lambda r, n: time_grid(r.steps))  # fmt: skip
+    sampler = FlowSampler(
+        lambda r, lay, g: torch.randn(lay.tokens, lay.dim, generator=g),
+        lambda r, n: time_grid(r.steps),
+    )
     request = Request("x", seed=5, steps=4, solver="heun", guidance=1.0, num_outputs=2)
     out = sampler(model, _inputs(lay, 2), request, None)
-    x0 = torch.stack([torch.randn(3, 2, generator=torch.Generator().manual_seed(5 + i))
-                      for i in range(2)])  # fmt: skip
+    x0 = torch.stack(
+        [torch.randn(3, 2, generator=torch.Generator().manual_seed(5 + i)) for i in range(2)]
+    )
     assert torch.allclose(out, x0 + 0.25, atol=1e-6)
     assert model.batches == [2] * 7  # Heun: 2 calls a step, 1 on the last; scale 1: no uncond
 
@@ -85,5 +92,9 @@ def test_the_solver_picks_the_decoder_spans_for_magnet_single_codes_for_maskgit(
     assert all(n % 4 == 0 for n in committed["magnet"])  # whole spans of 4
     assert any(n % 4 for n in committed["maskgit"]), committed
     with pytest.raises(ValueError, match="maskgit"):
-        sampler(PreferCode(2, 5), _inputs(lay, 1), Request("x", seed=1, steps=3, solver="heun",
-                                                           guidance=1.0), None)  # fmt: skip
+        sampler(
+            PreferCode(2, 5),
+            _inputs(lay, 1),
+            Request("x", seed=1, steps=3, solver="heun", guidance=1.0),
+            None,
+        )

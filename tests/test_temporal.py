@@ -24,8 +24,10 @@ def _image_model(text: bool = True) -> DiT:
 
 
 def _video_from(image: DiT) -> DiT:
-    streams = tuple(StreamConfig("video" if s.name == "image" else s.name, s.in_dim, s.head)
-                    for s in image.cfg.streams)  # fmt: skip
+    streams = tuple(
+        StreamConfig("video" if s.name == "image" else s.name, s.in_dim, s.head)
+        for s in image.cfg.streams
+    )
     video = DiT.from_dit_config(image.cfg.replace(streams=streams, temporal="video")).eval()
     video.load_state_dict(inflated(image.state_dict(), video))
     return video
@@ -68,8 +70,9 @@ def test_with_text_one_frame_is_exact_and_identical_frames_stay_exact():
         torch.testing.assert_close(_video(video, one, t, text, frames=1), ref, atol=1e-5, rtol=0)
         # the text stream takes the mean of its frames' updates: exact when frames agree
         same = one.repeat(1, F, 1)
-        torch.testing.assert_close(_video(video, same, t, text), ref.repeat(1, F, 1),
-                                   atol=1e-5, rtol=0)  # fmt: skip
+        torch.testing.assert_close(
+            _video(video, same, t, text), ref.repeat(1, F, 1), atol=1e-5, rtol=0
+        )
 
 
 def test_temporal_layers_start_as_identity_then_mix_frames():

@@ -161,10 +161,17 @@ def save_tiny_clip(folder, with_projection: bool) -> None:
         vocab[c] = len(vocab)
         vocab[c + "</w>"] = len(vocab)
     config = CLIPTextConfig(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=37, max_position_embeddings=77, projection_dim=16,
-        bos_token_id=0, eos_token_id=1, pad_token_id=1,
-    )  # fmt: skip
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=77,
+        projection_dim=16,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+    )
     torch.manual_seed(0)
     cls = CLIPTextModelWithProjection if with_projection else CLIPTextModel
     cls(config).save_pretrained(folder)
@@ -179,9 +186,16 @@ def save_tiny_t5(folder) -> None:
         tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
     )
     config = T5Config(
-        vocab_size=len(T5_WORDS), d_model=32, d_kv=16, d_ff=37, num_layers=1, num_heads=2,
-        pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
-    )  # fmt: skip
+        vocab_size=len(T5_WORDS),
+        d_model=32,
+        d_kv=16,
+        d_ff=37,
+        num_layers=1,
+        num_heads=2,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
     torch.manual_seed(0)
     T5EncoderModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)

@@ -18,10 +18,16 @@ def test_documented_accelerate_configs_parse():
     """Every config the README points to is one accelerate itself reads."""
     from accelerate.commands.config.config_args import ClusterConfig
 
-    kinds = {p.stem: ClusterConfig.from_yaml_file(str(p)).distributed_type.value
-             for p in CONFIGS.glob("*.yaml")}  # fmt: skip
-    assert kinds == {"cpu-2proc": "MULTI_GPU", "multi-gpu": "MULTI_GPU", "fsdp": "FSDP",
-                     "multi-node": "MULTI_GPU"}  # fmt: skip
+    kinds = {
+        p.stem: ClusterConfig.from_yaml_file(str(p)).distributed_type.value
+        for p in CONFIGS.glob("*.yaml")
+    }
+    assert kinds == {
+        "cpu-2proc": "MULTI_GPU",
+        "multi-gpu": "MULTI_GPU",
+        "fsdp": "FSDP",
+        "multi-node": "MULTI_GPU",
+    }
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -42,8 +48,16 @@ def test_two_cpu_processes_match_one(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     train = ["-m", "training", "tiny-test", "--steps", "12"]
     one = [sys.executable, *train, "--out", str(tmp_path / "one")]
-    two = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           str(CONFIGS / "cpu-2proc.yaml"), *train, "--out", str(tmp_path / "two")]  # fmt: skip
+    two = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(CONFIGS / "cpu-2proc.yaml"),
+        *train,
+        "--out",
+        str(tmp_path / "two"),
+    ]
     for cmd, n in ((one, 1), (two, 2)):
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr[-3000:]

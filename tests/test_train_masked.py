@@ -25,9 +25,19 @@ def autoencoder_recipe(kind: str, **kw) -> Recipe:
         else dict(modality="audio", data="sounds", seconds=1.0, codec=CODEC)
     )
     down = 2 if kind == "image" else 1
-    return Recipe(name=f"tok-{kind}", objective="autoencoder", data_size=16, batch_size=4,
-                  steps=4, warmup=1, lr=1e-3, checkpoint_every=2, **media,
-                  fsq={"hidden": 8, "down": down, "levels": [4, 3]}, **kw)  # fmt: skip
+    return Recipe(
+        name=f"tok-{kind}",
+        objective="autoencoder",
+        data_size=16,
+        batch_size=4,
+        steps=4,
+        warmup=1,
+        lr=1e-3,
+        checkpoint_every=2,
+        **media,
+        fsq={"hidden": 8, "down": down, "levels": [4, 3]},
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,15 +60,27 @@ def masked_recipe(autoencoder, kind: str, **kw) -> Recipe:
         if kind == "image"
         else dict(modality="audio", data="sounds", seconds=1.0, codec=CODEC, span=2)
     )
-    return Recipe(name=f"masked-{kind}", preset="tiny", objective="masked",
-                  autoencoder=str(autoencoder), data_size=16, text_encoder=TEXT, batch_size=4,
-                  steps=3, warmup=1, lr=1e-3, checkpoint_every=3, sample_every=1000,
-                  **{**media, **kw})  # fmt: skip
+    return Recipe(
+        name=f"masked-{kind}",
+        preset="tiny",
+        objective="masked",
+        autoencoder=str(autoencoder),
+        data_size=16,
+        text_encoder=TEXT,
+        batch_size=4,
+        steps=3,
+        warmup=1,
+        lr=1e-3,
+        checkpoint_every=3,
+        sample_every=1000,
+        **{**media, **kw},
+    )
 
 
 @pytest.mark.parametrize("factorised", [False, True])
-def test_masked_image_model_samples_through_the_image_pipeline(tmp_path, image_autoencoder,
-                                                               factorised):  # fmt: skip
+def test_masked_image_model_samples_through_the_image_pipeline(
+    tmp_path, image_autoencoder, factorised
+):
     recipe = masked_recipe(image_autoencoder, "image", factorised_codes=factorised)
     folder = train(recipe, tmp_path / "run")
     pipe = load_pipeline(str(folder))
@@ -151,9 +173,24 @@ def test_masked_model_starts_from_the_flow_models_trunk(tmp_path, image_autoenco
     from training.start import init_trunk
     from training.trainer import build_models
 
-    flow = train(Recipe(name="flow", preset="tiny", data="shapes", data_size=16, size=16,
-                        patch=4, text_encoder=TEXT, batch_size=4, steps=2, warmup=1, lr=1e-3,
-                        checkpoint_every=2, sample_every=1000), tmp_path / "flow")  # fmt: skip
+    flow = train(
+        Recipe(
+            name="flow",
+            preset="tiny",
+            data="shapes",
+            data_size=16,
+            size=16,
+            patch=4,
+            text_encoder=TEXT,
+            batch_size=4,
+            steps=2,
+            warmup=1,
+            lr=1e-3,
+            checkpoint_every=2,
+            sample_every=1000,
+        ),
+        tmp_path / "flow",
+    )
     transformer, _ = build_models(masked_recipe(image_autoencoder, "image"))
     fresh = {k: v.clone() for k, v in transformer.state_dict().items()}
     left = init_trunk(transformer, str(flow))
@@ -170,14 +207,16 @@ def test_masked_model_starts_from_the_flow_models_trunk(tmp_path, image_autoenco
 
 
 def test_export_carries_the_same_worlds_rewriter(tmp_path, image_autoencoder):
-    folder = train(masked_recipe(image_autoencoder, "image", rewriter_from="shapes-t2i"),
-                   tmp_path / "run")  # fmt: skip
+    folder = train(
+        masked_recipe(image_autoencoder, "image", rewriter_from="shapes-t2i"), tmp_path / "run"
+    )
     pipe = load_pipeline(str(folder))
     assert pipe.rewriter is not None and (folder / "rewriter" / "config.json").is_file()
     assert pipe.rewrite(["there is a big red disc on the left"])[0] != ""
     with pytest.raises(ValueError, match="rewriter_from"):
-        train(masked_recipe(image_autoencoder, "image", rewriter_from="digits-t2i"),
-              tmp_path / "run2")  # fmt: skip
+        train(
+            masked_recipe(image_autoencoder, "image", rewriter_from="digits-t2i"), tmp_path / "run2"
+        )
 
 
 def test_a_folder_exported_before_the_rename_loads_its_codec_from_tokenizer(tmp_path):

@@ -77,14 +77,27 @@ def test_gradient_checkpointing_flag_trains_the_same_run(tmp_path):
     runs = {}
     for name, extra in (("plain", ()), ("ckpt", ("--gradient-checkpointing",))):
         p = subprocess.Popen(
-            [sys.executable, "-m", "training", "tiny-test", "--out", str(tmp_path / name),
-             "--steps", "6", *extra],
-            env=dict(os.environ, OMP_NUM_THREADS="1"), stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "training",
+                "tiny-test",
+                "--out",
+                str(tmp_path / name),
+                "--steps",
+                "6",
+                *extra,
+            ],
+            env=dict(os.environ, OMP_NUM_THREADS="1"),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert p.wait(timeout=300) == 0, p.stderr.read()
         runs[name] = tmp_path / name
-    logs = {k: [json.loads(x)["loss"] for x in (v / "loss.jsonl").read_text().splitlines()]
-            for k, v in runs.items()}  # fmt: skip
+    logs = {
+        k: [json.loads(x)["loss"] for x in (v / "loss.jsonl").read_text().splitlines()]
+        for k, v in runs.items()
+    }
     assert len(logs["plain"]) == 6
     for a, b in zip(logs["plain"], logs["ckpt"], strict=True):
         assert abs(a - b) <= 1e-6 * abs(a)

@@ -11,14 +11,26 @@ from training.media import media_of
 from training.recipe import Recipe
 from training.trainer import train
 
-TINY = dict(preset="tiny", data_size=16, size=16, patch=4, tpatch=2, batch_size=4, steps=3,
-            warmup=1, lr=1e-3, checkpoint_every=3, sample_every=1000,
-            text_encoder={"width": 16, "depth": 1, "heads": 2, "max_length": 64})  # fmt: skip
+TINY = dict(
+    preset="tiny",
+    data_size=16,
+    size=16,
+    patch=4,
+    tpatch=2,
+    batch_size=4,
+    steps=3,
+    warmup=1,
+    lr=1e-3,
+    checkpoint_every=3,
+    sample_every=1000,
+    text_encoder={"width": 16, "depth": 1, "heads": 2, "max_length": 64},
+)
 
 
 def test_video_recipe_trains_and_exports_a_video_pipeline(tmp_path):
-    recipe = Recipe(name="tiny-video", modality="video", data="motion", seconds=0.5, fps=8.0,
-                    **TINY)  # fmt: skip
+    recipe = Recipe(
+        name="tiny-video", modality="video", data="motion", seconds=0.5, fps=8.0, **TINY
+    )
     folder = train(recipe, tmp_path / "run")
     pipe = load_pipeline(str(folder))
     assert type(pipe).__name__ == "TextToVideoPipeline"
@@ -30,8 +42,15 @@ def test_video_recipe_trains_and_exports_a_video_pipeline(tmp_path):
 
 
 def test_audio_video_times_give_joint_and_one_given_stream_items():
-    recipe = Recipe(name="tiny-av", modality="audio+video", data="bounce", seconds=1.0, fps=8.0,
-                    codec={"n_mels": 16, "frames_per_token": 4}, **TINY)  # fmt: skip
+    recipe = Recipe(
+        name="tiny-av",
+        modality="audio+video",
+        data="bounce",
+        seconds=1.0,
+        fps=8.0,
+        codec={"n_mels": 16, "frames_per_token": 4},
+        **TINY,
+    )
     media = media_of(recipe)
     t = media.times(4000, torch.Generator().manual_seed(0))
     video_given, audio_given = t["video"] == 1, t["audio"] == 1
@@ -43,8 +62,15 @@ def test_audio_video_times_give_joint_and_one_given_stream_items():
 
 
 def test_audio_video_recipe_trains_and_exports_a_joint_pipeline(tmp_path):
-    recipe = Recipe(name="tiny-av", modality="audio+video", data="bounce", seconds=1.0, fps=8.0,
-                    codec={"n_mels": 16, "frames_per_token": 4}, **TINY)  # fmt: skip
+    recipe = Recipe(
+        name="tiny-av",
+        modality="audio+video",
+        data="bounce",
+        seconds=1.0,
+        fps=8.0,
+        codec={"n_mels": 16, "frames_per_token": 4},
+        **TINY,
+    )
     folder = train(recipe, tmp_path / "run")
     pipe = load_pipeline(str(folder))
     assert type(pipe).__name__ == "TextToAudioVideoPipeline"

@@ -201,8 +201,11 @@ def test_blocks_stop_at_contact_with_one_clack():
 def test_captions_name_the_objects_and_the_sound():
     for s in scenes(60, 6):
         rng = np.random.default_rng(0)
-        texts = {LEXICON.canonicalise(caption(s, rng, phrasing, noisy=False))
-                 for phrasing in ("train", "heldout") for _ in range(5)}  # fmt: skip
+        texts = {
+            LEXICON.canonicalise(caption(s, rng, phrasing, noisy=False))
+            for phrasing in ("train", "heldout")
+            for _ in range(5)
+        }
         assert len(texts) > 1 and caption(s) == caption(s)
         sound = {"bounce": "thud", "blink": "beep", "collide": "clack"}[s.kind]
         assert all(sound in t and (s.kind == "collide" or s.colour in t) for t in texts)
@@ -280,8 +283,11 @@ def test_sync_reports_offsets_and_counts():
     assert sync([0.1], [0.4], 0.125)["within_frame"] == 0.0
     assert sync([0.1], [], 0.125)["offsets"] == [math.inf]
     summary = summarise_av([out, sync([0.3], [0.3], 0.125)])
-    assert summary == {"median_ms": pytest.approx(20), "within_frame_pct": 100.0,
-                       "counts_agree_pct": 50.0}  # fmt: skip
+    assert summary == {
+        "median_ms": pytest.approx(20),
+        "within_frame_pct": 100.0,
+        "counts_agree_pct": 50.0,
+    }
 
 
 def test_real_pairs_are_in_sync_and_shuffled_pairs_are_not(clips):

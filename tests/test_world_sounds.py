@@ -92,8 +92,10 @@ def test_lengths_and_timeline_are_exact():
             assert sounds[0].start == LEAD and s.end + TAIL <= s.duration + 1e-9
             assert s.extent == pytest.approx(s.end - LEAD)
             # Silence exactly where the timeline says, sound in every repetition.
-            edges = [(round(x.start * SR), round(x.start * SR) + round((x.end - x.start) * SR))
-                     for x in sounds]  # fmt: skip
+            edges = [
+                (round(x.start * SR), round(x.start * SR) + round((x.end - x.start) * SR))
+                for x in sounds
+            ]
             quiet = np.ones(len(wave), bool)
             for a, b in edges:
                 quiet[a:b] = False

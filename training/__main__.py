@@ -17,9 +17,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", required=True, help="run folder: checkpoints/, samples/, model/")
     ap.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     ap.add_argument("--steps", type=int, help="override the recipe's number of steps")
-    ap.add_argument("--max-minutes", type=float,
-                    help="stop early after this much wall time (checkpoint + export); "
-                    "--resume continues")  # fmt: skip
+    ap.add_argument(
+        "--max-minutes",
+        type=float,
+        help="stop early after this much wall time (checkpoint + export); --resume continues",
+    )
     ap.add_argument(
         "--gradient-checkpointing",
         action="store_true",

@@ -30,8 +30,9 @@ from .recipe import Recipe
 def build_autoencoder(recipe: Recipe) -> FSQAutoencoder:
     if recipe.modality == "audio":
         codec = MelCodec(**recipe.codec)
-        return FSQAutoencoder(kind="mel", channels=codec.n_mels, codec=codec.to_dict(),
-                              **recipe.fsq)  # fmt: skip
+        return FSQAutoencoder(
+            kind="mel", channels=codec.n_mels, codec=codec.to_dict(), **recipe.fsq
+        )
     return FSQAutoencoder(kind="image", channels=3, **recipe.fsq)
 
 
@@ -42,8 +43,12 @@ def media_batch(source, codec: MelCodec | None, indices) -> torch.Tensor:
     return codec.from_tokens(items) if codec is not None else items
 
 
-def train_autoencoder(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = False,
-                    max_minutes: float | None = None) -> Path:  # fmt: skip
+def train_autoencoder(
+    recipe: Recipe,
+    out_dir: str | os.PathLike,
+    resume: bool = False,
+    max_minutes: float | None = None,
+) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(recipe.seed)
@@ -51,8 +56,9 @@ def train_autoencoder(recipe: Recipe, out_dir: str | os.PathLike, resume: bool =
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     step = 0
     if resume:  # training/checkpoint.py: safetensors + JSON, no pickles
-        step = checkpoint.resume(out / CHECKPOINTS,
-                                 lambda f: checkpoint.read(f, {"model": model}, opt))  # fmt: skip
+        step = checkpoint.resume(
+            out / CHECKPOINTS, lambda f: checkpoint.read(f, {"model": model}, opt)
+        )
     source = make_source(recipe)
     codec = MelCodec(**recipe.codec) if recipe.modality == "audio" else None
     deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes

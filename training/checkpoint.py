@@ -61,8 +61,9 @@ def _join(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, A
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def write(folder: Path, step: int, modules: dict[str, torch.nn.Module | None], opt,
-          ema=None) -> None:  # fmt: skip
+def write(
+    folder: Path, step: int, modules: dict[str, torch.nn.Module | None], opt, ema=None
+) -> None:
     """Write a checkpoint of ``modules`` (None: skipped), ``opt`` and ``ema`` (diffusers'
     EMAModel) at ``step`` into ``folder``, atomically."""
     folder = Path(folder)
@@ -147,8 +148,9 @@ def resume(root: Path, load: Callable[[Path], int], say: Callable[[str], None] =
             continue
         say(f"resumed from {folder} at step {step}")
         return step
-    raise CheckpointError(f"--resume: no usable checkpoint in {root} (all damaged; see above): "
-                          "start a new run folder")  # fmt: skip
+    raise CheckpointError(
+        f"--resume: no usable checkpoint in {root} (all damaged; see above): start a new run folder"
+    )
 
 
 def open_loss_log(out: Path, step: int) -> TextIO:

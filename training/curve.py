@@ -38,8 +38,13 @@ def main(argv: list[str] | None = None) -> int:
         scores = evaluate(pipe, args.prompts, tuple(args.phrasing))
         rows.append((step, scores))
         print(json.dumps({"step": step, **scores}), flush=True)
-    keys = [k for k in rows[0][1] if not k.startswith("real") and k not in ("prompts", "fps",
-            "unseen combinations", "classifier accuracy on held-out real %")]  # fmt: skip
+    keys = [
+        k
+        for k in rows[0][1]
+        if not k.startswith("real")
+        and k
+        not in ("prompts", "fps", "unseen combinations", "classifier accuracy on held-out real %")
+    ]
     print("| step | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 1) + "|")
     for step, scores in rows:

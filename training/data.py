@@ -51,8 +51,9 @@ class _WorldSource(Source):
 
 
 class ShapesSource(_WorldSource):
-    def __init__(self, n: int, seed: int, size: int, split: str = "train",
-                 phrasing: str = "train") -> None:  # fmt: skip
+    def __init__(
+        self, n: int, seed: int, size: int, split: str = "train", phrasing: str = "train"
+    ) -> None:
         from training.world.shapes import ShapesDataset
 
         self.ds = ShapesDataset(n, seed=seed, size=size, split=split, phrasing=phrasing)
@@ -86,8 +87,15 @@ class SoundsSource(Source):
     """The procedural sound world as mel tokens: items are (tokens (N, frames_per_token *
     n_mels), caption), encoded once and cached; buckets hold clips of one token count."""
 
-    def __init__(self, n: int, seed: int, seconds: float, codec, split: str = "train",
-                 phrasing: str = "train") -> None:  # fmt: skip
+    def __init__(
+        self,
+        n: int,
+        seed: int,
+        seconds: float,
+        codec,
+        split: str = "train",
+        phrasing: str = "train",
+    ) -> None:
         from training.world.sounds import SoundsDataset
 
         self.ds = SoundsDataset(n, seed=seed, split=split, max_duration=seconds, phrasing=phrasing)
@@ -116,12 +124,14 @@ class MotionSource(_WorldSource):
 
     field = "video"
 
-    def __init__(self, n: int, seed: int, size: int, seconds: float, fps: float,
-                 phrasing: str = "train") -> None:  # fmt: skip
+    def __init__(
+        self, n: int, seed: int, size: int, seconds: float, fps: float, phrasing: str = "train"
+    ) -> None:
         from training.world.motion import MotionDataset
 
-        self.ds = MotionDataset(n, seed=seed, size=size, frames=round(seconds * fps), fps=fps,
-                                phrasing=phrasing)  # fmt: skip
+        self.ds = MotionDataset(
+            n, seed=seed, size=size, frames=round(seconds * fps), fps=fps, phrasing=phrasing
+        )
         self.cache: dict[int, tuple[torch.Tensor, str]] = {}
 
 
@@ -129,12 +139,21 @@ class AudioVideoSource(Source):
     """The audio+video world: items are ({"video": (F, 3, H, W) in [-1, 1], "audio": mel tokens
     (N, D)}, caption) of one duration, made once and cached."""
 
-    def __init__(self, n: int, seed: int, size: int, seconds: float, fps: float, codec,
-                 phrasing: str = "train") -> None:  # fmt: skip
+    def __init__(
+        self,
+        n: int,
+        seed: int,
+        size: int,
+        seconds: float,
+        fps: float,
+        codec,
+        phrasing: str = "train",
+    ) -> None:
         from training.world.audiovideo import AVDataset
 
-        self.ds = AVDataset(n, seed=seed, size=size, seconds=seconds, fps=fps, split="train",
-                            phrasing=phrasing)  # fmt: skip
+        self.ds = AVDataset(
+            n, seed=seed, size=size, seconds=seconds, fps=fps, split="train", phrasing=phrasing
+        )
         self.codec, self.seconds = codec, seconds
         self.cache: dict[int, tuple[dict[str, torch.Tensor], str]] = {}
 
@@ -164,8 +183,9 @@ class _FolderItems(Source):
     def buckets(self) -> list[np.ndarray]:
         if not hasattr(self, "_buckets"):  # items never change after __init__
             shapes = [tuple(t.shape) for t, _ in self.items]
-            self._buckets = [np.array([i for i, s in enumerate(shapes) if s == k])
-                             for k in sorted(set(shapes))]  # fmt: skip
+            self._buckets = [
+                np.array([i for i, s in enumerate(shapes) if s == k]) for k in sorted(set(shapes))
+            ]
         return self._buckets
 
     @staticmethod
@@ -233,8 +253,9 @@ def read_pcm_wav(path: str | Path, rate: int) -> torch.Tensor:
         raw = w.readframes(w.getnframes())
     kinds = {1: np.uint8, 2: np.dtype("<i2"), 4: np.dtype("<i4")}
     if width not in kinds:
-        raise ValueError(f"{8 * width}-bit samples: convert to 16-bit PCM "
-                         "(ffmpeg -i IN -c:a pcm_s16le OUT.wav)")  # fmt: skip
+        raise ValueError(
+            f"{8 * width}-bit samples: convert to 16-bit PCM (ffmpeg -i IN -c:a pcm_s16le OUT.wav)"
+        )
     x = np.frombuffer(raw, kinds[width]).astype(np.float32)
     x = (x - 128) / 128 if width == 1 else x / 2 ** (8 * width - 1)
     mono = torch.from_numpy(x.reshape(-1, channels).mean(1))  # (S,)
@@ -277,33 +298,47 @@ def make_source(recipe) -> Source:
     if recipe.data_split == "all":  # both splits' media, half each (autoencoders: no captions)
         from dataclasses import replace
 
-        parts = [replace(recipe, data_split="train"),
-                 replace(recipe, data_split="heldout", seed=recipe.seed + 1)]  # fmt: skip
+        parts = [
+            replace(recipe, data_split="train"),
+            replace(recipe, data_split="heldout", seed=recipe.seed + 1),
+        ]
         return MixedSource([make_source(r) for r in parts])
     if recipe.data_split != "train" and recipe.data not in ("shapes", "sounds"):
-        raise ValueError(f"recipe data_split={recipe.data_split!r}: only the shapes and sounds "
-                         "worlds have held-out splits; use 'train'")  # fmt: skip
+        raise ValueError(
+            f"recipe data_split={recipe.data_split!r}: only the shapes and sounds "
+            "worlds have held-out splits; use 'train'"
+        )
     if recipe.data == "shapes":
-        return ShapesSource(recipe.data_size, recipe.seed, recipe.size, recipe.data_split,
-                            recipe.phrasing)  # fmt: skip
+        return ShapesSource(
+            recipe.data_size, recipe.seed, recipe.size, recipe.data_split, recipe.phrasing
+        )
     if recipe.data == "digits":
         return DigitsSource(recipe.size, recipe.seed)
     if recipe.data == "motion":
-        return MotionSource(recipe.data_size, recipe.seed, recipe.size, recipe.seconds, recipe.fps,
-                            recipe.phrasing)  # fmt: skip
+        return MotionSource(
+            recipe.data_size, recipe.seed, recipe.size, recipe.seconds, recipe.fps, recipe.phrasing
+        )
     if recipe.data == "bounce":
         from conditioning.mel import MelCodec
 
-        return AudioVideoSource(recipe.data_size, recipe.seed, recipe.size, recipe.seconds,
-                                recipe.fps, MelCodec(**recipe.codec), recipe.phrasing)  # fmt: skip
+        return AudioVideoSource(
+            recipe.data_size,
+            recipe.seed,
+            recipe.size,
+            recipe.seconds,
+            recipe.fps,
+            MelCodec(**recipe.codec),
+            recipe.phrasing,
+        )
     if recipe.modality == "audio":
         from conditioning.mel import MelCodec
 
         codec = MelCodec(**recipe.codec)
         if recipe.data == "folder":
             return AudioFolderSource(recipe.data_path, codec, recipe.seconds)
-        return SoundsSource(recipe.data_size, recipe.seed, recipe.seconds, codec,
-                            recipe.data_split, recipe.phrasing)  # fmt: skip
+        return SoundsSource(
+            recipe.data_size, recipe.seed, recipe.seconds, codec, recipe.data_split, recipe.phrasing
+        )
     return FolderSource(recipe.data_path, recipe.size, recipe.patch)
 
 

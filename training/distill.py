@@ -169,23 +169,28 @@ def encode(encoder, captions: list[str], rng: np.random.Generator, train: bool):
     return TextEmbeddings(tokens, mask, pooled)
 
 
-def _student_transformer(teacher_dit, recipe: Recipe, transformer_lr: float
-                         ) -> tuple[torch.nn.Module, list[torch.nn.Parameter]]:  # fmt: skip
+def _student_transformer(
+    teacher_dit, recipe: Recipe, transformer_lr: float
+) -> tuple[torch.nn.Module, list[torch.nn.Parameter]]:
     """The transformer the student runs (the teacher's, frozen, or a copy whose text side or
     all of it trains) and the parameters that train."""
     if transformer_lr <= 0:
         return teacher_dit, []
     student_dit = copy.deepcopy(teacher_dit).train()
-    trained = [p for n, p in student_dit.named_parameters()
-               if recipe.distill.get("train", "text") == "all" or is_text_side(n)]  # fmt: skip
+    trained = [
+        p
+        for n, p in student_dit.named_parameters()
+        if recipe.distill.get("train", "text") == "all" or is_text_side(n)
+    ]
     student_dit.requires_grad_(False)
     for p in trained:
         p.requires_grad_(True)
     return student_dit, trained
 
 
-def _loss(recipe: Recipe, step: int, rng, pairs, teacher, student, encoder
-          ) -> tuple[torch.Tensor, int]:  # fmt: skip
+def _loss(
+    recipe: Recipe, step: int, rng, pairs, teacher, student, encoder
+) -> tuple[torch.Tensor, int]:
     """One step's distillation loss: the student's velocity on a training phrasing against the
     teacher's on the canonical caption of the same item, at the same noisy point; and the
     batch size."""
@@ -234,11 +239,7 @@ def distill(
     opt = torch.optim.AdamW(
         groups, lr=recipe.lr, betas=(0.9, 0.99), weight_decay=recipe.weight_decay
     )
-    step = (
-        load_checkpoint(out / CHECKPOINT, checkpointed, opt)
-        if resume
-        else 0
-    )
+    step = load_checkpoint(out / CHECKPOINT, checkpointed, opt) if resume else 0
     pairs = Pairs(recipe)
     if (
         step == 0

@@ -36,15 +36,29 @@ def eval_scenes(n: int, seconds: float, seed: int = EVAL_SEED, split: str = "hel
     return scenes, [caption(s, rng) for s in scenes]
 
 
-def video_to_audio_many(pipe: TextToAudioVideoPipeline, videos: list[np.ndarray],
-                        prompts: list[str], fps: float, seed: int = 0, batch: int = 16,
-                        **settings) -> list[np.ndarray]:  # fmt: skip
+def video_to_audio_many(
+    pipe: TextToAudioVideoPipeline,
+    videos: list[np.ndarray],
+    prompts: list[str],
+    fps: float,
+    seed: int = 0,
+    batch: int = 16,
+    **settings,
+) -> list[np.ndarray]:
     """Sound for each given clip (F, H, W, 3) uint8, batched; clip i gets seed ``seed + i``."""
     waves: list[np.ndarray] = []
     for start in range(0, len(videos), batch):
         chunk = videos[start : start + batch]
-        req = pipe.resolve(Request(prompt="", seed=seed + start, num_outputs=len(chunk),
-                                   duration=len(chunk[0]) / fps, fps=fps, **settings))  # fmt: skip
+        req = pipe.resolve(
+            Request(
+                prompt="",
+                seed=seed + start,
+                num_outputs=len(chunk),
+                duration=len(chunk[0]) / fps,
+                fps=fps,
+                **settings,
+            )
+        )
         tokens = pipe.video_tokens(np.stack(chunk))  # (B, N, D)
         given = {"video": (tokens, pipe.layout(req).positions)}
         audio = pipe.sample(req, prompts=prompts[start : start + batch], given=given)
@@ -77,19 +91,25 @@ def evaluate_audiovideo(
 
     real_v = [render_video(s, frames, fps, spec.width) for s in scenes]
     real_a = [render_audio(s, spec.seconds) for s in scenes]
-    report("real renders", [score_av(v, a, fps, s)
-                            for v, a, s in zip(real_v, real_a, scenes, strict=True)])  # fmt: skip
+    report(
+        "real renders",
+        [score_av(v, a, fps, s) for v, a, s in zip(real_v, real_a, scenes, strict=True)],
+    )
 
-    joint = pipe.generate_many(prompts, seed=seed, batch=batch, desc="eval joint",
-                               duration=spec.seconds, fps=fps, **opts)  # fmt: skip
-    results = [score_av(m.frames, m.audio, fps, s)
-               for m, s in zip(joint, scenes, strict=True)]  # fmt: skip
+    joint = pipe.generate_many(
+        prompts, seed=seed, batch=batch, desc="eval joint", duration=spec.seconds, fps=fps, **opts
+    )
+    results = [score_av(m.frames, m.audio, fps, s) for m, s in zip(joint, scenes, strict=True)]
     report("joint", results)
-    pairs = [(visual_events(m.frames, fps, s.kind), audio_onsets(m.audio))
-             for m, s in zip(joint, scenes, strict=True)]  # fmt: skip
+    pairs = [
+        (visual_events(m.frames, fps, s.kind), audio_onsets(m.audio))
+        for m, s in zip(joint, scenes, strict=True)
+    ]
     report("joint, shuffled pairs", shuffled(pairs, period))
 
     waves = video_to_audio_many(pipe, real_v, prompts, fps, seed=seed, batch=batch, **opts)
-    report("video-to-audio", [score_av(v, w, fps, s)
-                              for v, w, s in zip(real_v, waves, scenes, strict=True)])  # fmt: skip
+    report(
+        "video-to-audio",
+        [score_av(v, w, fps, s) for v, w, s in zip(real_v, waves, scenes, strict=True)],
+    )
     return out

@@ -100,13 +100,18 @@ def evaluate_digits(
     for phrasing in phrasings:
         rng = np.random.default_rng(4321)
         prompts = [caption(int(d), rng, phrasing) for d in labels]
-        images = pipe.generate_many(prompts, batch=batch, desc=f"eval digits {phrasing}",
-                                    steps=steps, guidance=guidance, solver=solver)  # fmt: skip
+        images = pipe.generate_many(
+            prompts,
+            batch=batch,
+            desc=f"eval digits {phrasing}",
+            steps=steps,
+            guidance=guidance,
+            solver=solver,
+        )
         x = to_features_grid(np.stack(images))
         label = "" if len(phrasings) == 1 else f"{phrasing} "
         out[f"{label}accuracy %"] = 100 * judge.accuracy(x, labels)
-        out[f"{label}frechet generated-vs-real"] = frechet_distance(judge.features(x),
-                                                                     judge.real_a)  # fmt: skip
+        out[f"{label}frechet generated-vs-real"] = frechet_distance(judge.features(x), judge.real_a)
     out["classifier accuracy on held-out real %"] = 100 * judge.heldout_accuracy
     out["frechet real-vs-real"] = frechet_distance(judge.real_b, judge.real_a)
     return out

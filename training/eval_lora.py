@@ -58,9 +58,13 @@ def is_teal(image: np.ndarray, scene: TealScene) -> bool:
 
 
 def evaluate_teal(
-    base_pipe: TextToImagePipeline, lora_path: str, n: int = 100,
-    scales: tuple[float, ...] = (1.0,), batch: int = 16, seed: int = 0,
-) -> list[dict[str, float]]:  # fmt: skip
+    base_pipe: TextToImagePipeline,
+    lora_path: str,
+    n: int = 100,
+    scales: tuple[float, ...] = (1.0,),
+    batch: int = 16,
+    seed: int = 0,
+) -> list[dict[str, float]]:
     """For each adapter scale: teal % with the adapter (and without it: the base model's rate,
     near 0), and the base model's shapes scores on ``n`` of its held-out prompts without and
     with the adapter. The base model's passes run once for all scales. ``base_pipe`` is left
@@ -94,16 +98,21 @@ def evaluate_teal(
 
 
 def table(r: dict[str, float]) -> str:
-    rows = [f"| metric | base model | with the LoRA at scale {r['scale']:g} |", "|---|---|---|",
-            f"| teal prompts made teal ({r['prompts']}) | {r['teal base']:.1f}% | "
-            f"{r['teal lora']:.1f}% |",
-            f"| ... asking for a {' teal '.join(UNSEEN[::-1])} (never in the LoRA's data; "
-            f"{r['teal prompts, unseen']}) | | "
-            f"{r['teal lora, unseen']:.1f}% |"]  # fmt: skip
+    rows = [
+        f"| metric | base model | with the LoRA at scale {r['scale']:g} |",
+        "|---|---|---|",
+        f"| teal prompts made teal ({r['prompts']}) | {r['teal base']:.1f}% | "
+        f"{r['teal lora']:.1f}% |",
+        f"| ... asking for a {' teal '.join(UNSEEN[::-1])} (never in the LoRA's data; "
+        f"{r['teal prompts, unseen']}) | | "
+        f"{r['teal lora, unseen']:.1f}% |",
+    ]
     for k in SHAPE_KEYS:
         base, lora = r[f"{k} base"], r[f"{k} lora"]
-        rows.append(f"| shapes {k} ({r['prompts']} held-out prompts) | {base:.1f}% | "
-                    f"{lora:.1f}% ({lora - base:+.1f}) |")  # fmt: skip
+        rows.append(
+            f"| shapes {k} ({r['prompts']} held-out prompts) | {base:.1f}% | "
+            f"{lora:.1f}% ({lora - base:+.1f}) |"
+        )
     return "\n".join(rows)
 
 
@@ -112,8 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("lora", help="adapter folder (e.g. assets/loras/teal)")
     ap.add_argument("--model", default="shapes-t2i", help="base model (name or folder)")
     ap.add_argument("--prompts", type=int, default=100)
-    ap.add_argument("--scale", type=float, nargs="+", default=[1.0],
-                    help="adapter scale(s); the base model is scored once for all")  # fmt: skip
+    ap.add_argument(
+        "--scale",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="adapter scale(s); the base model is scored once for all",
+    )
     args = ap.parse_args(argv)
     from pipelines.registry import load_pipeline
 

@@ -21,8 +21,7 @@ from .world.summary import summarise
 EVAL_SEED = 4321  # training draws clips from seed 0 by index; evaluation from its own stream
 
 
-def eval_clips(n: int, split: str, seconds: float, seed: int = EVAL_SEED,
-               phrasing: str = "train"):  # fmt: skip
+def eval_clips(n: int, split: str, seconds: float, seed: int = EVAL_SEED, phrasing: str = "train"):
     """``n`` clips of ``split`` and their captions in ``phrasing``: the same clips for every
     phrasing (the captions draw from a stream of their own)."""
     check_phrasing(phrasing)
@@ -55,14 +54,22 @@ def evaluate_motion(
     for split, label in (("heldout", "unseen pairs"), ("train", "seen pairs")):
         for phrasing in phrasings:
             clips, prompts = eval_clips(n, split, spec.seconds, phrasing=phrasing)
-            videos = pipe.generate_many(prompts, seed=seed, batch=batch,
-                                        desc=f"eval {label}, {phrasing}", steps=steps,
-                                        guidance=guidance, solver=solver,
-                                        duration=spec.seconds, fps=fps)  # fmt: skip
+            videos = pipe.generate_many(
+                prompts,
+                seed=seed,
+                batch=batch,
+                desc=f"eval {label}, {phrasing}",
+                steps=steps,
+                guidance=guidance,
+                solver=solver,
+                duration=spec.seconds,
+                fps=fps,
+            )
             gen = summarise([score_clip(v, c, fps) for v, c in zip(videos, clips, strict=True)])
             col = "gen" if len(phrasings) == 1 else phrasing
             out.update({f"{col} {label}: {k}": gen[k] for k in KEYS if k in gen})
-        real = summarise([score_clip(render_clip(c, frames, fps, spec.width), c, fps)
-                          for c in clips])  # fmt: skip
+        real = summarise(
+            [score_clip(render_clip(c, frames, fps, spec.width), c, fps) for c in clips]
+        )
         out.update({f"real {label}: {k}": real[k] for k in KEYS if k in real})
     return out

@@ -45,8 +45,15 @@ def evaluate_shapes(
         if phrasing not in PHRASINGS:
             raise ValueError(f"phrasing={phrasing!r}; choose from {list(PHRASINGS)}")
         scenes, prompts = heldout_scenes(n, phrasing=phrasing)
-        images = pipe.generate_many(prompts, seed=seed, batch=batch, desc=f"eval {phrasing}",
-                                    steps=steps, guidance=guidance, solver=solver)  # fmt: skip
+        images = pipe.generate_many(
+            prompts,
+            seed=seed,
+            batch=batch,
+            desc=f"eval {phrasing}",
+            steps=steps,
+            guidance=guidance,
+            solver=solver,
+        )
         results = [score(img, scene) for img, scene in zip(images, scenes, strict=True)]
         label = "gen" if len(phrasings) == 1 else phrasing
         out.update({f"{label} {k}": v for k, v in summarise(results).items() if k in KEYS})

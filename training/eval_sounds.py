@@ -17,8 +17,9 @@ from .world.score_sounds import score, summarise
 from .world.sounds import caption, is_heldout, render, sample_scene
 
 
-def heldout_sound_scenes(n: int, max_duration: float, seed: int = 1234, min_duration=0.5,
-                         phrasing: str = "train"):  # fmt: skip
+def heldout_sound_scenes(
+    n: int, max_duration: float, seed: int = 1234, min_duration=0.5, phrasing: str = "train"
+):
     """``n`` held-out scenes and their captions in ``phrasing``; the scenes do not depend on
     the phrasing (they are drawn first)."""
     if phrasing not in PHRASINGS:
@@ -38,8 +39,9 @@ def generate_at_durations(pipe, prompts, durations, seed=0, batch=16, **settings
     clips: list[np.ndarray | None] = [None] * len(prompts)
     for d, positions in groups.items():
         chunk = [prompts[order[pos]] for pos in positions]
-        media = pipe.generate_many(chunk, seed=seed + positions[0], batch=batch, duration=d,
-                                   **settings)  # fmt: skip
+        media = pipe.generate_many(
+            chunk, seed=seed + positions[0], batch=batch, duration=d, **settings
+        )
         for pos, clip in zip(positions, media, strict=True):
             clips[order[pos]] = clip
     return clips
@@ -60,13 +62,17 @@ def evaluate_sounds(
     and seeds in each), and on the real renders; with ``longer``, also on n / 10 prompts
     longer than the training clips (in the first phrasing)."""
     seconds = pipe.spec.seconds
-    settings = {k: v for k, v in dict(steps=steps, guidance=guidance, solver=solver).items()
-                if v is not None}  # fmt: skip
+    settings = {
+        k: v
+        for k, v in dict(steps=steps, guidance=guidance, solver=solver).items()
+        if v is not None
+    }
     out: dict[str, float] = {}
     for phrasing in phrasings:
         scenes, prompts = heldout_sound_scenes(n, seconds, phrasing=phrasing)
-        clips = generate_at_durations(pipe, prompts, [s.duration for s in scenes], seed=seed,
-                                      **settings)  # fmt: skip
+        clips = generate_at_durations(
+            pipe, prompts, [s.duration for s in scenes], seed=seed, **settings
+        )
         gen = [score(c, s) for c, s in zip(clips, scenes, strict=True)]
         label = "gen" if len(phrasings) == 1 else phrasing
         out.update({f"{label} {k}": v for k, v in summarise(gen).items()})
@@ -81,9 +87,15 @@ def evaluate_sounds(
     long, long_prompts = heldout_sound_scenes(
         n_long, 2 * seconds, seed=99, min_duration=seconds + 0.1, phrasing=phrasings[0]
     )
-    long_clips = generate_at_durations(pipe, long_prompts, [s.duration for s in long],
-                                       seed=seed, **settings)  # fmt: skip
+    long_clips = generate_at_durations(
+        pipe, long_prompts, [s.duration for s in long], seed=seed, **settings
+    )
     scored = summarise([score(c, s) for c, s in zip(long_clips, long, strict=True)])
-    out.update({f"longer than training ({n_long}) {k}": v for k, v in scored.items()
-                if k in ("count", "timbre", "duration", "all")})  # fmt: skip
+    out.update(
+        {
+            f"longer than training ({n_long}) {k}": v
+            for k, v in scored.items()
+            if k in ("count", "timbre", "duration", "all")
+        }
+    )
     return out

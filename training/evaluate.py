@@ -50,9 +50,15 @@ EVALUATIONS: dict[str, Callable[..., dict]] = {
 TAKES_FPS = ("motion", "bounce")
 
 
-def evaluate(pipe, n: int, phrasings: tuple[str, ...] = ("canonical", "train", "heldout"),
-             steps: int | None = None, solver: str | None = None,
-             guidance: float | None = None, fps: float | None = None) -> dict:  # fmt: skip
+def evaluate(
+    pipe,
+    n: int,
+    phrasings: tuple[str, ...] = ("canonical", "train", "heldout"),
+    steps: int | None = None,
+    solver: str | None = None,
+    guidance: float | None = None,
+    fps: float | None = None,
+) -> dict:
     """Scores of ``pipe`` on ``n`` held-out prompts of its world (keys as the world's
     evaluation names them: ``"<phrasing> <metric>"`` and ``"real <metric>"``)."""
     data = pipe.spec.extra.get("data")

@@ -52,8 +52,9 @@ def sound_gallery(model: str, out: str, n: int = 4) -> np.ndarray:
         frames = pipe.codec.encode(torch.from_numpy(o.media)[None])[0]
         tiles.append(_tile(Image.fromarray(spectrogram_image(frames, pipe.codec.silence)), prompt))
     height = max(t.shape[0] for t in tiles)
-    tiles = [np.pad(t, ((0, height - t.shape[0]), (0, 8), (0, 0)), constant_values=255)
-             for t in tiles]  # fmt: skip
+    tiles = [
+        np.pad(t, ((0, height - t.shape[0]), (0, 8), (0, 0)), constant_values=255) for t in tiles
+    ]
     return np.concatenate(tiles, axis=1)
 
 
@@ -79,17 +80,23 @@ def video_gallery(model: str, out: str, n: int = 6, scale: int = 4) -> np.ndarra
         strip = Image.fromarray(np.concatenate(list(big), axis=1))
         rows.append(_tile(strip, prompt))
         if pipe.spec.modality == "audio+video":
-            atomic_write_bytes(Path(out).with_name(f"{Path(out).stem}-{i}.mp4"),
-                               pipe.encode_file(o.media, o.settings))  # fmt: skip
+            atomic_write_bytes(
+                Path(out).with_name(f"{Path(out).stem}-{i}.mp4"),
+                pipe.encode_file(o.media, o.settings),
+            )
     width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 8), (0, width - r.shape[1]), (0, 0)), constant_values=255)
-            for r in rows]  # fmt: skip
+    rows = [np.pad(r, ((0, 8), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
     # the GIF: all clips side by side, looping at the model's frame rate
     pad = [np.pad(c, ((0, 0), (0, 0), (0, 4), (0, 0)), constant_values=255) for c in clips]
     movie = np.concatenate(pad, axis=2)  # (F, H, n * (W + 4), 3)
     images = [Image.fromarray(f) for f in movie]
-    images[0].save(Path(out).with_suffix(".gif"), save_all=True, append_images=images[1:],
-                   duration=round(1000 / pipe.spec.fps), loop=0)  # fmt: skip
+    images[0].save(
+        Path(out).with_suffix(".gif"),
+        save_all=True,
+        append_images=images[1:],
+        duration=round(1000 / pipe.spec.fps),
+        loop=0,
+    )
     return np.concatenate(rows, axis=0)
 
 
@@ -115,8 +122,12 @@ def main() -> None:
     ap.add_argument("model")
     ap.add_argument("out")
     ap.add_argument("--n", type=int, default=8)
-    ap.add_argument("--phrasing", default="heldout", choices=("canonical", "train", "heldout"),
-                    help="image models: the caption phrasing of the prompts")  # fmt: skip
+    ap.add_argument(
+        "--phrasing",
+        default="heldout",
+        choices=("canonical", "train", "heldout"),
+        help="image models: the caption phrasing of the prompts",
+    )
     args = ap.parse_args()
     from pipelines.spec import ModelSpec, resolve_model
 

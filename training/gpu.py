@@ -35,14 +35,19 @@ def run(recipes: list[str], out: Path, minutes: float, batch_scale: int, prompts
     for name in recipes:
         tic = time.monotonic()
         recipe = Recipe.load(name)
-        recipe = replace(recipe, batch_size=recipe.batch_size * batch_scale, steps=10**6,
-                         decay=0.0, stop_at=0)  # fmt: skip
+        recipe = replace(
+            recipe, batch_size=recipe.batch_size * batch_scale, steps=10**6, decay=0.0, stop_at=0
+        )
         run_dir = out / "runs" / name
         # training gets 80% of the share, the evaluation the rest
         folder = train(recipe, run_dir, resume=True, max_minutes=0.8 * share)
         log = (run_dir / "loss.jsonl").read_text().splitlines()
-        entry = {"folder": str(folder), "steps": len(log), "batch": recipe.batch_size,
-                 "train_minutes": round((time.monotonic() - tic) / 60, 2)}  # fmt: skip
+        entry = {
+            "folder": str(folder),
+            "steps": len(log),
+            "batch": recipe.batch_size,
+            "train_minutes": round((time.monotonic() - tic) / 60, 2),
+        }
         # the phrasings people type (the model's rewriter, if any, serves it as it would)
         entry["scores"] = evaluate(load_pipeline(str(folder)), prompts, ("train",))
         scores[name] = entry

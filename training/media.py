@@ -33,6 +33,18 @@ class Media:
     stream: str  # the first (or only) stream
     streams: dict[str, StreamTokens]
 
+    def _spec(self, modality: str, extra: dict | None = None, **fields) -> ModelSpec:
+        """The spec every export carries: the recipe's name, objective, defaults and data."""
+        r = self.recipe
+        return ModelSpec(
+            name=r.name,
+            modality=modality,
+            objective=r.objective,
+            defaults=dict(r.defaults),
+            extra={"data": r.data, **(extra or {})},
+            **fields,
+        )
+
     def _define_streams(self) -> None:
         self.streams = streams_of(self.spec())
         self.stream = next(iter(self.streams))
@@ -42,8 +54,10 @@ class Media:
         return logit_normal_t(b, mean=self.recipe.t_mean, generator=g)
 
     def stream_configs(self) -> list[StreamConfig]:
-        return [StreamConfig(name, s.dim, prediction=self.recipe.prediction)
-                for name, s in self.streams.items()]  # fmt: skip
+        return [
+            StreamConfig(name, s.dim, prediction=self.recipe.prediction)
+            for name, s in self.streams.items()
+        ]
 
     def draws(self, first, b: int, g: torch.Generator) -> tuple:
         """A step's random draws for the whole global batch, given one item's tokens
@@ -66,9 +80,7 @@ class ImageMedia(Media):
 
     def spec(self) -> ModelSpec:
         r = self.recipe
-        return ModelSpec(name=r.name, modality="image", objective=r.objective, channels=3,
-                         patch=r.patch, width=r.size, height=r.size,
-                         defaults=dict(r.defaults), extra={"data": r.data})  # fmt: skip
+        return self._spec("image", channels=3, patch=r.patch, width=r.size, height=r.size)
 
 
 class AudioMedia(Media):
@@ -83,12 +95,15 @@ class AudioMedia(Media):
         return batch, self.streams["audio"].layout_of(batch.shape[1]).positions
 
     def spec(self) -> ModelSpec:
-        r = self.recipe
-        return ModelSpec(name=r.name, modality="audio", objective=r.objective, channels=1,
-                         patch=r.codec.get("frames_per_token", self.codec.frames_per_token),
-                         seconds=r.seconds, sample_rate=self.codec.sample_rate,
-                         defaults=dict(r.defaults),
-                         extra={"data": r.data, "codec": self.codec.to_dict()})  # fmt: skip
+        r, c = self.recipe, self.codec
+        return self._spec(
+            "audio",
+            {"codec": c.to_dict()},
+            channels=1,
+            seconds=r.seconds,
+            patch=r.codec.get("frames_per_token", c.frames_per_token),
+            sample_rate=c.sample_rate,
+        )
 
 
 class VideoMedia(Media):
@@ -114,13 +129,18 @@ class VideoMedia(Media):
 
     def spec(self) -> ModelSpec:
         r = self.recipe
-        extra = {"data": r.data}
-        if r.frame_noise_share:
-            extra["frame_noise_share"] = r.frame_noise_share
-        return ModelSpec(name=r.name, modality="video", objective=r.objective, channels=3,
-                         patch=r.patch, width=r.size, height=r.size, seconds=r.seconds,
-                         fps=r.fps, tpatch=r.tpatch, defaults=dict(r.defaults),
-                         extra=extra)  # fmt: skip
+        extra = {"frame_noise_share": r.frame_noise_share} if r.frame_noise_share else {}
+        return self._spec(
+            "video",
+            extra,
+            channels=3,
+            patch=r.patch,
+            width=r.size,
+            height=r.size,
+            seconds=r.seconds,
+            fps=r.fps,
+            tpatch=r.tpatch,
+        )
 
 
 class AudioVideoMedia(VideoMedia):
@@ -157,12 +177,13 @@ class AudioVideoMedia(VideoMedia):
         }
 
     def spec(self) -> ModelSpec:
-        r = self.recipe
-        return ModelSpec(name=r.name, modality="audio+video", objective=r.objective,
-                         channels=3, patch=r.patch, width=r.size, height=r.size,
-                         seconds=r.seconds, fps=r.fps, tpatch=r.tpatch,
-                         sample_rate=self.codec.sample_rate, defaults=dict(r.defaults),
-                         extra={"data": r.data, "codec": self.codec.to_dict()})  # fmt: skip
+        video = super().spec()  # frame_noise_share is a video-only recipe field
+        return replace(
+            video,
+            modality="audio+video",
+            sample_rate=self.codec.sample_rate,
+            extra={**video.extra, "codec": self.codec.to_dict()},
+        )
 
 
 class MaskedMedia(Media):
@@ -174,8 +195,10 @@ class MaskedMedia(Media):
         from conditioning.fsq import FSQAutoencoder
 
         if base.stream not in ("image", "audio"):
-            raise ValueError(f"recipe objective=masked: {recipe.modality} is not supported; "
-                             "use an image or audio recipe")  # fmt: skip
+            raise ValueError(
+                f"recipe objective=masked: {recipe.modality} is not supported; "
+                "use an image or audio recipe"
+            )
         self.base, self.recipe = base, recipe
         self.stream, self.streams = base.stream, base.streams
         fp32 = {"torch_dtype": torch.float32}
@@ -184,14 +207,18 @@ class MaskedMedia(Media):
         self.autoencoder.requires_grad_(False)
         per_token = recipe.patch if base.stream == "image" else base.codec.frames_per_token
         if self.autoencoder.factor != per_token:
-            raise ValueError(f"autoencoder {recipe.autoencoder} codes cover "
-                             f"{self.autoencoder.factor} pixels / frames, the recipe's tokens "
-                             f"{per_token}: make them "
-                             "equal (patch, or codec frames_per_token)")  # fmt: skip
+            raise ValueError(
+                f"autoencoder {recipe.autoencoder} codes cover "
+                f"{self.autoencoder.factor} pixels / frames, the recipe's tokens "
+                f"{per_token}: make them "
+                "equal (patch, or codec frames_per_token)"
+            )
         if base.stream == "audio" and self.autoencoder.config.codec != base.codec.to_dict():
-            raise ValueError(f"autoencoder {recipe.autoencoder} was trained on mel settings "
-                             f"{self.autoencoder.config.codec}, the recipe's codec makes "
-                             f"{base.codec.to_dict()}: use the same codec")  # fmt: skip
+            raise ValueError(
+                f"autoencoder {recipe.autoencoder} was trained on mel settings "
+                f"{self.autoencoder.config.codec}, the recipe's codec makes "
+                f"{base.codec.to_dict()}: use the same codec"
+            )
 
     def stream_configs(self) -> list[StreamConfig]:
         k = self.autoencoder.codebook_size
@@ -214,14 +241,25 @@ class MaskedMedia(Media):
     def spec(self) -> ModelSpec:
         r, solver = self.recipe, "magnet" if self.recipe.span > 1 else "maskgit"
         base = self.base.spec()
-        return replace(base, objective="masked", defaults={"solver": solver, **r.defaults},
-                       limits={**base.limits, "solvers": [solver]},
-                       extra={**base.extra, "autoencoder": r.autoencoder,
-                              "masked": {"schedule": r.mask_schedule, "span": r.span}})  # fmt: skip
+        return replace(
+            base,
+            objective="masked",
+            defaults={"solver": solver, **r.defaults},
+            limits={**base.limits, "solvers": [solver]},
+            extra={
+                **base.extra,
+                "autoencoder": r.autoencoder,
+                "masked": {"schedule": r.mask_schedule, "span": r.span},
+            },
+        )
 
 
-MEDIA = {"image": ImageMedia, "audio": AudioMedia, "video": VideoMedia,
-         "audio+video": AudioVideoMedia}  # fmt: skip
+MEDIA = {
+    "image": ImageMedia,
+    "audio": AudioMedia,
+    "video": VideoMedia,
+    "audio+video": AudioVideoMedia,
+}
 
 
 def media_of(recipe: Recipe) -> Media:

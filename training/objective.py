@@ -26,8 +26,13 @@ class FlowObjective(torch.nn.Module):
     tensors; several streams' are dicts, and an item whose stream has t = 1 gives that stream
     clean (as a condition: video-to-audio, audio-to-video) and takes no loss on it."""
 
-    def __init__(self, transformer: DiT, text_encoder: ByteTextEncoder, streams: tuple[str, ...],
-                 contrastive: float = 0.0):  # fmt: skip
+    def __init__(
+        self,
+        transformer: DiT,
+        text_encoder: ByteTextEncoder,
+        streams: tuple[str, ...],
+        contrastive: float = 0.0,
+    ):
         super().__init__()
         self.transformer = transformer
         self.text_encoder = text_encoder
@@ -41,9 +46,14 @@ class FlowObjective(torch.nn.Module):
         name = self.streams[0]
         xs, pos, ts = ({name: x_t}, {name: positions}, {name: t}) if one else (x_t, positions, t)
         pos = {"text": text_positions(emb.tokens.shape[1], emb.tokens.device), **pos}
-        out = self.transformer({"text": emb.tokens, **xs}, pos, next(iter(ts.values())),
-                               pooled=emb.pooled, masks={"text": emb.mask},
-                               stream_t=None if one else ts)  # fmt: skip
+        out = self.transformer(
+            {"text": emb.tokens, **xs},
+            pos,
+            next(iter(ts.values())),
+            pooled=emb.pooled,
+            masks={"text": emb.mask},
+            stream_t=None if one else ts,
+        )
         return out[self.streams[0]] if one else {k: out[k] for k in xs}
 
     def forward(self, data, positions, captions, noise, t, prior=None) -> torch.Tensor:
@@ -62,8 +72,7 @@ class FlowObjective(torch.nn.Module):
         else:
             loss = flow_loss(pred, noise, data)
             if self.contrastive:  # push away from another item's target (Delta FM)
-                loss = loss - self.contrastive * flow_loss(pred, noise.roll(1, 0),
-                                                           data.roll(1, 0))  # fmt: skip
+                loss = loss - self.contrastive * flow_loss(pred, noise.roll(1, 0), data.roll(1, 0))
         if prior is not None:
             x_p, captions_p, t_p, weight = prior
             emb_p = self.text_encoder.encode(captions_p)  # frozen under a LoRA: encode once
@@ -92,10 +101,17 @@ class MaskedObjective(torch.nn.Module):
         emb = self.text_encoder.encode(captions)
         inputs = codes.masked_fill(mask, self.transformer.mask_id(self.stream))
         t = 1 - mask.float().mean(1)  # (B,) share visible: the masked family's time
-        pos = {"text": text_positions(emb.tokens.shape[1], emb.tokens.device),
-               self.stream: positions}  # fmt: skip
-        out = self.transformer({"text": emb.tokens, self.stream: inputs}, pos, t,
-                               pooled=emb.pooled, masks={"text": emb.mask})  # fmt: skip
+        pos = {
+            "text": text_positions(emb.tokens.shape[1], emb.tokens.device),
+            self.stream: positions,
+        }
+        out = self.transformer(
+            {"text": emb.tokens, self.stream: inputs},
+            pos,
+            t,
+            pooled=emb.pooled,
+            masks={"text": emb.mask},
+        )
         return masked_loss(out[self.stream], codes, mask)
 
 
@@ -111,8 +127,9 @@ def joint_flow_loss(pred, noise, data, t) -> torch.Tensor:
     return total / torch.as_tensor(count).clamp_min(1.0)
 
 
-def prior_items(source, media, recipe: Recipe, step: int, pos: np.ndarray,
-                shape: torch.Size) -> tuple[torch.Tensor, list[str], torch.Tensor]:  # fmt: skip
+def prior_items(
+    source, media, recipe: Recipe, step: int, pos: np.ndarray, shape: torch.Size
+) -> tuple[torch.Tensor, list[str], torch.Tensor]:
     """(x_t (B, N, D), captions, t (B,)) of ordinary items for prior preservation: like the
     main batch, drawn for the whole global batch from (seed, step) and sliced by ``pos``."""
     b = recipe.batch_size
@@ -120,8 +137,10 @@ def prior_items(source, media, recipe: Recipe, step: int, pos: np.ndarray,
     items, captions = zip(*(source.item(int(i)) for i in idx), strict=True)
     data, _ = media.tokens(torch.stack(items))  # (B, N, D)
     if data.shape != shape:
-        raise ValueError(f"prior_data items make tokens {tuple(data.shape)}, the recipe's data "
-                         f"{tuple(shape)}: use prior data of the same size")  # fmt: skip
+        raise ValueError(
+            f"prior_data items make tokens {tuple(data.shape)}, the recipe's data "
+            f"{tuple(shape)}: use prior data of the same size"
+        )
     g = step_generator(recipe, step, stream=2)
     noise, t = torch.randn((b, *shape[1:]), generator=g)[pos], logit_normal_t(b, generator=g)[pos]
     return interpolate(noise, data, t), list(captions), t

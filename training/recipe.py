@@ -101,77 +101,125 @@ class Recipe:
     rewriter: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "steps", "size", "patch", "checkpoint_every", "grad_accum",
-                     "tpatch"):  # fmt: skip
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"recipe {name}={getattr(self, name)!r}: use an integer >= 1")
-        if self.size % self.patch:
-            raise ValueError(f"recipe size={self.size} must be a multiple of patch={self.patch}")
-        if not 0.0 <= self.decay <= 1.0:
-            raise ValueError(f"recipe decay={self.decay}: use a share of the steps, 0 to 1")
-        if self.objective not in ("flow", "masked", "autoencoder", "distill", "rewriter"):
-            raise ValueError(f"recipe objective={self.objective!r}: use 'flow', 'masked', "
-                             "'autoencoder', 'distill' or 'rewriter'")  # fmt: skip
-        if self.objective in ("distill", "rewriter") and not self.init:
-            raise ValueError(f"recipe objective={self.objective} needs init: the model folder "
-                             "it serves")  # fmt: skip
-        if set(self.distill) - {"transformer_lr", "train", "init_from_teacher"} or self.distill.get(
-            "train", "text") not in ("text", "all"):
-            raise ValueError(f"recipe distill={self.distill!r}: give transformer_lr (>= 0) and "
-                             "train ('text' or 'all')")  # fmt: skip
-        if set(self.rewriter) - {"position_jitter", "unk_insert", "unk_run"}:
-            raise ValueError(f"recipe rewriter={self.rewriter!r}: known keys are position_jitter "
-                             "(true/false), unk_insert and unk_run (counts >= 1)")  # fmt: skip
-        if self.objective == "masked" and not self.autoencoder:
-            raise ValueError("recipe objective=masked needs autoencoder: the FSQ autoencoder "
-                             "folder (made by a recipe with objective 'autoencoder')")  # fmt: skip
-        if self.phrasing not in ("train", "canonical"):
-            raise ValueError(f"recipe phrasing={self.phrasing!r}: use 'train' or 'canonical'")
-        if self.data_split not in ("train", "heldout", "all"):
-            raise ValueError(f"recipe data_split={self.data_split!r}: use train, heldout or all")
-        if self.data_split != "train" and self.objective != "autoencoder":
-            raise ValueError("recipe data_split: only autoencoders (no captions) may train on "
-                             "held-out scenes; text-to-media recipes use 'train'")  # fmt: skip
-        if not isinstance(self.factorised_codes, bool) or (
-                self.factorised_codes and self.objective != "masked"):
-            raise ValueError(f"recipe factorised_codes={self.factorised_codes!r}: use true (only "
-                             "with objective 'masked') or false")
-        if self.prediction not in ("velocity", "x") or (
-                self.prediction != "velocity" and self.objective not in ("flow", "distill")):
-            raise ValueError(f"recipe prediction={self.prediction!r}: use 'velocity' or 'x' "
-                             "(only with objective 'flow' or 'distill')")
-        if not isinstance(self.span, int) or self.span < 1:
-            raise ValueError(f"recipe span={self.span!r}: use an integer >= 1")
-        kinds = {"image": ("shapes", "digits", "folder"), "audio": ("sounds", "folder"),
-                 "video": ("motion",), "audio+video": ("bounce",)}  # fmt: skip
-        if self.modality not in kinds:
-            raise ValueError(f"recipe modality={self.modality!r}: use one of {list(kinds)}")
-        if self.data not in kinds.get(self.modality, ()):
-            raise ValueError(f"recipe data={self.data!r} does not give {self.modality} data: "
-                             f"use one of {kinds.get(self.modality)}")  # fmt: skip
+        self._check_sizes()
+        self._check_objective()
+        self._check_data()
         if self.lora:
             self._check_lora()
         self._check_media_and_levers()
         if self.data == "folder" and not self.data_path:
             raise ValueError("recipe data=folder needs data_path: the folder of media + .txt")
 
+    def _check_sizes(self) -> None:
+        """Counts and the patch grid."""
+        for name in (
+            "batch_size",
+            "steps",
+            "size",
+            "patch",
+            "checkpoint_every",
+            "grad_accum",
+            "tpatch",
+        ):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"recipe {name}={getattr(self, name)!r}: use an integer >= 1")
+        if self.size % self.patch:
+            raise ValueError(f"recipe size={self.size} must be a multiple of patch={self.patch}")
+        if not 0.0 <= self.decay <= 1.0:
+            raise ValueError(f"recipe decay={self.decay}: use a share of the steps, 0 to 1")
+
+    def _check_objective(self) -> None:
+        """The objective and the fields that only some objectives take."""
+        if self.objective not in ("flow", "masked", "autoencoder", "distill", "rewriter"):
+            raise ValueError(
+                f"recipe objective={self.objective!r}: use 'flow', 'masked', "
+                "'autoencoder', 'distill' or 'rewriter'"
+            )
+        if self.objective in ("distill", "rewriter") and not self.init:
+            raise ValueError(
+                f"recipe objective={self.objective} needs init: the model folder it serves"
+            )
+        if set(self.distill) - {"transformer_lr", "train", "init_from_teacher"} or self.distill.get(
+            "train", "text"
+        ) not in ("text", "all"):
+            raise ValueError(
+                f"recipe distill={self.distill!r}: give transformer_lr (>= 0) and "
+                "train ('text' or 'all')"
+            )
+        if set(self.rewriter) - {"position_jitter", "unk_insert", "unk_run"}:
+            raise ValueError(
+                f"recipe rewriter={self.rewriter!r}: known keys are position_jitter "
+                "(true/false), unk_insert and unk_run (counts >= 1)"
+            )
+        if self.objective == "masked" and not self.autoencoder:
+            raise ValueError(
+                "recipe objective=masked needs autoencoder: the FSQ autoencoder "
+                "folder (made by a recipe with objective 'autoencoder')"
+            )
+        if self.phrasing not in ("train", "canonical"):
+            raise ValueError(f"recipe phrasing={self.phrasing!r}: use 'train' or 'canonical'")
+        if self.data_split not in ("train", "heldout", "all"):
+            raise ValueError(f"recipe data_split={self.data_split!r}: use train, heldout or all")
+        if self.data_split != "train" and self.objective != "autoencoder":
+            raise ValueError(
+                "recipe data_split: only autoencoders (no captions) may train on "
+                "held-out scenes; text-to-media recipes use 'train'"
+            )
+        if not isinstance(self.factorised_codes, bool) or (
+            self.factorised_codes and self.objective != "masked"
+        ):
+            raise ValueError(
+                f"recipe factorised_codes={self.factorised_codes!r}: use true (only "
+                "with objective 'masked') or false"
+            )
+        if self.prediction not in ("velocity", "x") or (
+            self.prediction != "velocity" and self.objective not in ("flow", "distill")
+        ):
+            raise ValueError(
+                f"recipe prediction={self.prediction!r}: use 'velocity' or 'x' "
+                "(only with objective 'flow' or 'distill')"
+            )
+        if not isinstance(self.span, int) or self.span < 1:
+            raise ValueError(f"recipe span={self.span!r}: use an integer >= 1")
+
+    def _check_data(self) -> None:
+        """The modality and a data source that gives it."""
+        kinds = {
+            "image": ("shapes", "digits", "folder"),
+            "audio": ("sounds", "folder"),
+            "video": ("motion",),
+            "audio+video": ("bounce",),
+        }
+        if self.modality not in kinds:
+            raise ValueError(f"recipe modality={self.modality!r}: use one of {list(kinds)}")
+        if self.data not in kinds.get(self.modality, ()):
+            raise ValueError(
+                f"recipe data={self.data!r} does not give {self.modality} data: "
+                f"use one of {kinds.get(self.modality)}"
+            )
+
     def _check_lora(self) -> None:
         """The ``lora`` settings: known keys, a rank, a finite strength and prior weight."""
-        unknown = set(self.lora) - {"rank", "alpha", "targets", "prior", "prior_data",
-                                    "strength"}  # fmt: skip
+        unknown = set(self.lora) - {"rank", "alpha", "targets", "prior", "prior_data", "strength"}
         if unknown or "rank" not in self.lora:
-            raise ValueError(f"recipe lora={self.lora!r}: give rank (and optionally alpha, "
-                             "targets, prior, prior_data, strength), nothing else")  # fmt: skip
+            raise ValueError(
+                f"recipe lora={self.lora!r}: give rank (and optionally alpha, "
+                "targets, prior, prior_data, strength), nothing else"
+            )
         strength = self.lora.get("strength", 1.0)
         if not (isinstance(strength, int | float) and 0 < strength < float("inf")):
-            raise ValueError(f"recipe lora strength={strength!r}: a scale > 0 folded into "
-                             "the exported adapter (1: as trained)")  # fmt: skip
+            raise ValueError(
+                f"recipe lora strength={strength!r}: a scale > 0 folded into "
+                "the exported adapter (1: as trained)"
+            )
         prior = self.lora.get("prior", 0.0)
         if not (isinstance(prior, int | float) and 0 <= prior < float("inf")):
             raise ValueError(f"recipe lora prior={prior!r}: a weight >= 0 (0: off)")
         if prior and self.lora.get("prior_data") not in ("shapes", "digits", "sounds"):
-            raise ValueError("recipe lora prior needs prior_data: shapes, digits or sounds "
-                             "(ordinary data of the base model's kind)")  # fmt: skip
+            raise ValueError(
+                "recipe lora prior needs prior_data: shapes, digits or sounds "
+                "(ordinary data of the base model's kind)"
+            )
         if not self.init:
             raise ValueError("recipe lora needs init: the model folder the adapter adapts")
 
@@ -180,21 +228,31 @@ class Recipe:
         if self.modality in ("video", "audio+video"):
             frames = self.seconds * self.fps
             if abs(frames - round(frames)) > 1e-6 or round(frames) % self.tpatch:
-                raise ValueError(f"recipe seconds x fps = {frames:g} frames: make it a whole "
-                                 f"multiple of tpatch={self.tpatch}")  # fmt: skip
+                raise ValueError(
+                    f"recipe seconds x fps = {frames:g} frames: make it a whole "
+                    f"multiple of tpatch={self.tpatch}"
+                )
         if self.temporal and (self.modality != "video" or self.tpatch != 1):
-            raise ValueError("recipe temporal=true is for video recipes with tpatch 1 (each "
-                             "frame a token grid, as an image model's)")  # fmt: skip
+            raise ValueError(
+                "recipe temporal=true is for video recipes with tpatch 1 (each "
+                "frame a token grid, as an image model's)"
+            )
         share = self.frame_noise_share
         if not (isinstance(share, int | float) and 0 <= share < 1):
-            raise ValueError(f"recipe frame_noise_share={self.frame_noise_share!r}: a share of "
-                             "the noise variance, 0 <= share < 1")  # fmt: skip
+            raise ValueError(
+                f"recipe frame_noise_share={self.frame_noise_share!r}: a share of "
+                "the noise variance, 0 <= share < 1"
+            )
         if not (isinstance(self.contrastive, int | float) and 0 <= self.contrastive < 1):
-            raise ValueError(f"recipe contrastive={self.contrastive!r}: a weight in [0, 1) "
-                             "(0: off; the paper uses about 0.05)")  # fmt: skip
+            raise ValueError(
+                f"recipe contrastive={self.contrastive!r}: a weight in [0, 1) "
+                "(0: off; the paper uses about 0.05)"
+            )
         if not (isinstance(self.t_mean, int | float) and abs(self.t_mean) <= 3):
-            raise ValueError(f"recipe t_mean={self.t_mean!r}: a logit-normal mean in [-3, 3] "
-                             "(0: SD3's; below 0: more steps near noise)")  # fmt: skip
+            raise ValueError(
+                f"recipe t_mean={self.t_mean!r}: a logit-normal mean in [-3, 3] "
+                "(0: SD3's; below 0: more steps near noise)"
+            )
         if self.frame_noise_share and (self.modality != "video" or self.tpatch != 1):
             raise ValueError("recipe frame_noise_share is for video recipes with tpatch 1")
 
@@ -218,9 +276,11 @@ class Recipe:
             )
         data = json.loads(path.read_text())
         if "tokenizer" in data or data.get("objective") == "tokenizer":
-            raise ValueError(f"{path}: the FSQ codec is now called an autoencoder: rename the "
-                             "field 'tokenizer' to 'autoencoder' (and objective 'tokenizer' to "
-                             "'autoencoder')")  # fmt: skip
+            raise ValueError(
+                f"{path}: the FSQ codec is now called an autoencoder: rename the "
+                "field 'tokenizer' to 'autoencoder' (and objective 'tokenizer' to "
+                "'autoencoder')"
+            )
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"{path}: unknown recipe fields {sorted(unknown)}")

@@ -57,8 +57,9 @@ def target(module: ModuleType, truth) -> str:
 def build(recipe: Recipe) -> PromptRewriter:
     module, sample = world(recipe.data)
     vocab = module.text_vocabulary()
-    known = sorted({w for forms in module.FORMS for f in forms.heldout for w in form_words(f)}
-                   - set(vocab))  # fmt: skip
+    known = sorted(
+        {w for forms in module.FORMS for f in forms.heldout for w in form_words(f)} - set(vocab)
+    )
     rng = np.random.default_rng(0)
     out = {"<pad>": 0}
     seen: dict[int, dict[int, set[int]]] = {}  # caption length -> position -> word ids
@@ -70,8 +71,9 @@ def build(recipe: Recipe) -> PromptRewriter:
     # One template per caption length: the words seen at each of its positions.
     templates = [[sorted(seen[n][i]) for i in range(n)] for n in sorted(seen)]
     config = {k: v for k, v in recipe.text_encoder.items() if k != "kind"}
-    return PromptRewriter(vocab=vocab, out_words=list(out), known=known, templates=templates,
-                          **config)  # fmt: skip
+    return PromptRewriter(
+        vocab=vocab, out_words=list(out), known=known, templates=templates, **config
+    )
 
 
 def start_from(model: PromptRewriter, folder: str) -> None:
@@ -84,11 +86,16 @@ def start_from(model: PromptRewriter, folder: str) -> None:
         raise ValueError(f"recipe init_rewriter={folder!r}: {path} has no rewriter/ to continue")
     old = PromptRewriter.from_pretrained(path)
     same = ("templates",)  # decoding's constraint, not the weights': a new run may add them
-    if any(old.config.get(k) != v for k, v in model.config.items()
-           if not k.startswith("_") and k not in same):  # fmt: skip
-        raise ValueError(f"recipe init_rewriter={folder!r}: its rewriter has another vocabulary "
-                         "or shape than this recipe's; train it from scratch (init_rewriter "
-                         '"")')  # fmt: skip
+    if any(
+        old.config.get(k) != v
+        for k, v in model.config.items()
+        if not k.startswith("_") and k not in same
+    ):
+        raise ValueError(
+            f"recipe init_rewriter={folder!r}: its rewriter has another vocabulary "
+            "or shape than this recipe's; train it from scratch (init_rewriter "
+            '"")'
+        )
     model.load_state_dict(old.state_dict())
 
 
@@ -117,8 +124,9 @@ UNK_PROMPTS = 0.5  # share of prompts given unknown words: people write words a 
 UNK_WORDS = 0.15  # in those, each word becomes <unk> this often, and 1-3 are inserted
 
 
-def with_unknown(rows: list[list[int]], rng: np.random.Generator, most: int = 3, run: int = 1
-                 ) -> list[list[int]]:  # fmt: skip
+def with_unknown(
+    rows: list[list[int]], rng: np.random.Generator, most: int = 3, run: int = 1
+) -> list[list[int]]:
     """Token rows with ``<unk>`` put in and put over words (1 to ``most`` runs of 1 to ``run``
     inserted), so that the rewriter learns to read past words it does not know (the held-out
     forms are full of them, often several in a row: "in the upper part you can see" reads
@@ -143,8 +151,12 @@ def offsets(rows: list[list[int]], max_length: int, rng: np.random.Generator) ->
     return torch.tensor([int(rng.integers(k + 1)) for k in room])
 
 
-def train_rewriter(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = False,
-                   max_minutes: float | None = None) -> Path:  # fmt: skip
+def train_rewriter(
+    recipe: Recipe,
+    out_dir: str | os.PathLike,
+    resume: bool = False,
+    max_minutes: float | None = None,
+) -> Path:
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -174,8 +186,9 @@ def train_rewriter(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = Fa
             int(recipe.rewriter.get("unk_run", 1)),
         )
         rows = [r[: model.max_length] for r in rows]  # insertions may pass the longest prompt
-        shift = offsets(rows, model.max_length, aug) if recipe.rewriter.get("position_jitter") \
-            else None  # fmt: skip
+        shift = (
+            offsets(rows, model.max_length, aug) if recipe.rewriter.get("position_jitter") else None
+        )
         logits = model(*model.words.pad(rows, model.device), shift)  # (B, Q, V)
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
         opt.zero_grad(set_to_none=True)
@@ -242,8 +255,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     spec = ModelSpec.read(folder)[1]
     model = PromptRewriter.from_pretrained(folder / "rewriter").eval()
-    recipe = Recipe(name=spec.name, data=spec.extra["data"], objective="rewriter",
-                    init=str(folder), modality=spec.modality)  # fmt: skip
+    recipe = Recipe(
+        name=spec.name,
+        data=spec.extra["data"],
+        objective="rewriter",
+        init=str(folder),
+        modality=spec.modality,
+    )
     scores = exact_match(model, recipe, args.n)
     print("| phrasing | exact canonical caption % | changed by the rewriter % |\n|---|---|---|")
     for p in ("canonical", "train", "heldout"):

@@ -61,10 +61,12 @@ def init_trunk(transformer: DiT, folder: str) -> list[str]:
     shared = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
     blocks = [k for k in ours if k.startswith("blocks.")]
     if not blocks or any(k not in shared for k in blocks):
-        raise ValueError(f"recipe init_trunk={folder!r}: its blocks do not fit this recipe's "
-                         f"model (width {loaded.config.width} / depth {loaded.config.depth} / "
-                         f"heads {loaded.config.heads} there); use the preset it was trained "
-                         "with")  # fmt: skip
+        raise ValueError(
+            f"recipe init_trunk={folder!r}: its blocks do not fit this recipe's "
+            f"model (width {loaded.config.width} / depth {loaded.config.depth} / "
+            f"heads {loaded.config.heads} there); use the preset it was trained "
+            "with"
+        )
     transformer.load_state_dict(shared, strict=False)
     return sorted(k for k in ours if k not in shared)
 

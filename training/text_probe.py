@@ -37,8 +37,9 @@ def sound_items(pipe: TextToAudioPipeline, n: int, phrasing: str = "train", seed
 
 
 @torch.no_grad()
-def probe(pipe: TextToAudioPipeline, data: torch.Tensor, captions: list[str],
-          times=TIMES, seed: int = 0) -> list[dict[str, float]]:  # fmt: skip
+def probe(
+    pipe: TextToAudioPipeline, data: torch.Tensor, captions: list[str], times=TIMES, seed: int = 0
+) -> list[dict[str, float]]:
     """Per t: mean squared velocity error with the true, empty and rolled captions."""
     model, encoder = pipe.transformer, pipe.text_encoder
     b, n, _ = data.shape
@@ -54,20 +55,29 @@ def probe(pipe: TextToAudioPipeline, data: torch.Tensor, captions: list[str],
         row = {"t": t_value}
         for name, emb in embs.items():
             p = {"text": text_positions(emb.tokens.shape[1], emb.tokens.device), **pos}
-            v = model({"text": emb.tokens, "audio": x_t}, p, t, pooled=emb.pooled,
-                      masks={"text": emb.mask})["audio"]  # fmt: skip
+            v = model(
+                {"text": emb.tokens, "audio": x_t},
+                p,
+                t,
+                pooled=emb.pooled,
+                masks={"text": emb.mask},
+            )["audio"]
             row[name] = float((v - target_velocity(noise, data)).pow(2).mean())
         rows.append(row)
     return rows
 
 
 def table(rows: list[dict[str, float]]) -> str:
-    lines = ["| t | true caption | empty caption | another item's caption | gain of the text |",
-             "|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| t | true caption | empty caption | another item's caption | gain of the text |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
         gain = 1 - r["true"] / r["empty"]
-        lines.append(f"| {r['t']:.2f} | {r['true']:.4f} | {r['empty']:.4f} | {r['other']:.4f} "
-                     f"| {100 * gain:.1f}% |")  # fmt: skip
+        lines.append(
+            f"| {r['t']:.2f} | {r['true']:.4f} | {r['empty']:.4f} | {r['other']:.4f} "
+            f"| {100 * gain:.1f}% |"
+        )
     return "\n".join(lines)
 
 
@@ -75,8 +85,12 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model", help="an audio flow model's name or folder")
     ap.add_argument("--items", type=int, default=64)
-    ap.add_argument("--phrasing", choices=("train", "canonical"), default="train",
-                    help="the captions' phrasing: the one the model was trained on")
+    ap.add_argument(
+        "--phrasing",
+        choices=("train", "canonical"),
+        default="train",
+        help="the captions' phrasing: the one the model was trained on",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     pipe = TextToAudioPipeline.from_pretrained(args.model)

@@ -64,8 +64,12 @@ def add_lora(transformer: DiT, text_encoder: ByteTextEncoder, recipe: Recipe) ->
     transformer.requires_grad_(False)
     text_encoder.requires_grad_(False)
     lora = recipe.lora
-    config = lora_config(lora["rank"], lora.get("alpha", lora["rank"]),
-                         lora.get("targets", TARGETS), base_model_name(recipe))  # fmt: skip
+    config = lora_config(
+        lora["rank"],
+        lora.get("alpha", lora["rank"]),
+        lora.get("targets", TARGETS),
+        base_model_name(recipe),
+    )
     inject_lora(transformer, config)
 
 
@@ -80,8 +84,11 @@ def _other_trainer(objective: str) -> Callable[..., Path] | None:
     """The trainer of an objective that is not a DiT's flow or masked loss (None for those)."""
     from importlib import import_module
 
-    where = {"autoencoder": ("autoencoder", "train_autoencoder"), "rewriter": ("rewriter",
-             "train_rewriter"), "distill": ("distill", "distill")}.get(objective)  # fmt: skip
+    where = {
+        "autoencoder": ("autoencoder", "train_autoencoder"),
+        "rewriter": ("rewriter", "train_rewriter"),
+        "distill": ("distill", "distill"),
+    }.get(objective)
     return getattr(import_module(f"training.{where[0]}"), where[1]) if where else None
 
 
@@ -95,8 +102,13 @@ def _accelerator(recipe: Recipe, out: Path) -> tuple[Accelerator, int, str | Non
     # find_unused_parameters: the last block computes no text-stream output (nothing reads
     # it), so those weights get no gradient, which DDP must be told to expect.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
-    acc = Accelerator(mixed_precision=precision, log_with=log_with, project_dir=str(out),
-                      cpu=not torch.cuda.is_available(), kwargs_handlers=[ddp])  # fmt: skip
+    acc = Accelerator(
+        mixed_precision=precision,
+        log_with=log_with,
+        project_dir=str(out),
+        cpu=not torch.cuda.is_available(),
+        kwargs_handlers=[ddp],
+    )
     acc.print(f"{acc.num_processes} process(es), {acc.distributed_type.value}, {acc.device}")
     micro = recipe.batch_size // (acc.num_processes * recipe.grad_accum)
     if micro * acc.num_processes * recipe.grad_accum != recipe.batch_size:
@@ -128,8 +140,10 @@ def _objective(recipe: Recipe) -> tuple[torch.nn.Module, Any]:
     if recipe.objective == "masked":
         return MaskedObjective(transformer, text_encoder, media.stream), media
     if recipe.contrastive and len(media.streams) > 1:
-        raise ValueError("recipe contrastive: contrastive flow matching is for one generated "
-                         "stream; set it to 0 for joint audio + video")  # fmt: skip
+        raise ValueError(
+            "recipe contrastive: contrastive flow matching is for one generated "
+            "stream; set it to 0 for joint audio + video"
+        )
     objective = FlowObjective(transformer, text_encoder, tuple(media.streams), recipe.contrastive)
     return objective, media
 
@@ -155,8 +169,9 @@ def _step_loss(run: _Run, step: int) -> torch.Tensor:
         data, positions = to_device(data, acc.device), to_device(positions, acc.device)
         prior = None
         if run.prior_source is not None:
-            x_p, captions_p, t_p = prior_items(run.prior_source, media, recipe, step, pos,
-                                               data.shape)  # fmt: skip
+            x_p, captions_p, t_p = prior_items(
+                run.prior_source, media, recipe, step, pos, data.shape
+            )
             prior = (x_p.to(acc.device), captions_p, t_p.to(acc.device), run.prior_weight)
         with acc.accumulate(run.module):
             loss = run.module(data, positions, captions, *draws, prior=prior)
@@ -196,8 +211,9 @@ class _Run:
                 export(acc.unwrap_model(self.module), recipe, out / "exports" / f"step_{step:07d}")
         if acc.is_main_process and (step % recipe.sample_every == 0 or step == end):
             with ema_weights(self.ema, self.params):
-                write_samples(acc.unwrap_model(self.module), recipe,
-                              out / "samples" / f"step_{step:07d}.png")  # fmt: skip
+                write_samples(
+                    acc.unwrap_model(self.module), recipe, out / "samples" / f"step_{step:07d}.png"
+                )
 
 
 def train(
@@ -218,16 +234,33 @@ def train(
     out = Path(out_dir)
     deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
     _rewriter_folder(recipe)  # a wrong rewriter_from fails now, not at the export
+    run, step, log_with = _start(recipe, out, resume)
+    _loop(run, out, step, deadline, log_with)
+    folder = out / "model"
+    if run.acc.is_main_process:
+        with ema_weights(run.ema, run.params):
+            export(run.acc.unwrap_model(run.module), recipe, folder)
+    run.acc.wait_for_everyone()
+    run.acc.end_training()
+    return folder
+
+
+def _start(recipe: Recipe, out: Path, resume: bool) -> tuple[_Run, int, str | None]:
+    """The run's pieces (accelerator, models, optimiser, EMA, data), its first step (the
+    newest usable checkpoint's with ``resume``) and its tracker."""
     acc, micro, log_with = _accelerator(recipe, out)
     module, media = _objective(recipe)
     # Only what trains is optimised and averaged: everything, or a LoRA's weights alone.
     params = [p for p in module.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(param_groups(module, params, recipe), lr=recipe.lr,
-                            betas=(0.9, 0.99), weight_decay=recipe.weight_decay)  # fmt: skip
+    opt = torch.optim.AdamW(
+        param_groups(module, params, recipe),
+        lr=recipe.lr,
+        betas=(0.9, 0.99),
+        weight_decay=recipe.weight_decay,
+    )
     ema = EMAModel(params, decay=recipe.ema_decay, foreach=True)
     module, opt = acc.prepare(module, opt)
     ema.to(acc.device)
-
     step = 0
     if resume:  # the newest usable checkpoint (training/checkpoint.py: no pickles)
         modules = {"model": acc.unwrap_model(module)}
@@ -237,18 +270,35 @@ def train(
     if log_with:
         acc.init_trackers("train", config={k: str(v) for k, v in vars(recipe).items()})
     prior_weight = float(recipe.lora.get("prior", 0.0))
-    prior_source = make_source(replace(recipe, data=recipe.lora["prior_data"],
-                                       lora={})) if prior_weight else None  # fmt: skip
-    run = _Run(recipe, acc, micro, media, module, params, opt, ema, make_source(recipe),
-               prior_source, prior_weight)  # fmt: skip
+    prior_source = (
+        make_source(replace(recipe, data=recipe.lora["prior_data"], lora={}))
+        if prior_weight
+        else None
+    )
+    source = make_source(recipe)
+    run = _Run(
+        recipe, acc, micro, media, module, params, opt, ema, source, prior_source, prior_weight
+    )
+    return run, step, log_with
+
+
+def _loop(run: _Run, out: Path, step: int, deadline: float | None, log_with) -> None:
+    """Steps from ``step`` to the recipe's end (or the deadline): the loss logged per step,
+    progress every 10, checkpoints, samples and exports as the recipe asks."""
+    recipe, acc = run.recipe, run.acc
     loss_log = open_loss_log(out, step) if acc.is_main_process else None
     end = min(recipe.steps, recipe.stop_at) if recipe.stop_at > 0 else recipe.steps
-    bar = tqdm(total=end, initial=step, disable=not acc.is_local_main_process,
-               desc=f"train {recipe.name}", unit="step")  # fmt: skip
+    bar = tqdm(
+        total=end,
+        initial=step,
+        disable=not acc.is_local_main_process,
+        desc=f"train {recipe.name}",
+        unit="step",
+    )
     tic, seen = time.perf_counter(), 0
     while step < end:
         lr = recipe.lr_at(step)
-        for group in opt.param_groups:
+        for group in run.opt.param_groups:
             group["lr"] = lr * group.get("scale", 1.0)
         step_loss = _step_loss(run, step)
         step += 1
@@ -267,18 +317,11 @@ def train(
         bar.update(1)
         if deadline is not None and step % 10 == 0 and _out_of_time(acc, deadline):
             end = step
-            acc.print(f"--max-minutes {max_minutes} reached: stopping at step {step}")
+            acc.print(f"--max-minutes reached: stopping at step {step}")
         run.write(out, step, end)
     bar.close()
     if loss_log is not None:
         loss_log.close()
-    folder = out / "model"
-    if acc.is_main_process:
-        with ema_weights(ema, params):
-            export(acc.unwrap_model(module), recipe, folder)
-    acc.wait_for_everyone()
-    acc.end_training()
-    return folder
 
 
 def stack(items: list) -> torch.Tensor | dict[str, torch.Tensor]:
@@ -290,8 +333,9 @@ def to_device(tree, device: torch.device):
     return tree_map(lambda x: x.to(device), tree)
 
 
-def save_checkpoint(acc: Accelerator, module, opt, ema, out: Path, step: int,
-                    keep: int = 2) -> None:  # fmt: skip
+def save_checkpoint(
+    acc: Accelerator, module, opt, ema, out: Path, step: int, keep: int = 2
+) -> None:
     """A checkpoint of the main process's state (training/checkpoint.py), renamed once
     complete: a kill mid-save leaves only a .tmp-* folder that resume ignores. The newest
     ``keep`` stay, so a damaged newest one falls back to the one before."""
@@ -321,8 +365,9 @@ class ema_weights:
 def pipeline_of(module: FlowObjective | MaskedObjective, recipe: Recipe) -> Pipeline:
     media = media_of(recipe)
     spec, autoencoder = media.spec(), getattr(media, "autoencoder", None)
-    return pipeline_class(spec.modality)(module.transformer, module.text_encoder, spec, autoencoder,
-                                         _rewriter(recipe))  # fmt: skip
+    return pipeline_class(spec.modality)(
+        module.transformer, module.text_encoder, spec, autoencoder, _rewriter(recipe)
+    )
 
 
 def _rewriter_folder(recipe: Recipe) -> Path | None:
@@ -332,10 +377,12 @@ def _rewriter_folder(recipe: Recipe) -> Path | None:
     folder = resolve_model(recipe.rewriter_from)
     world = ModelSpec.read(folder)[1].extra.get("data")
     if world != recipe.data or not (folder / "rewriter").is_dir():
-        raise ValueError(f"recipe rewriter_from={recipe.rewriter_from!r}: give a model folder "
-                         f"with a rewriter/ of the {recipe.data!r} world (it has "
-                         f"{'a' if (folder / 'rewriter').is_dir() else 'no'} rewriter, world "
-                         f"{world!r})")  # fmt: skip
+        raise ValueError(
+            f"recipe rewriter_from={recipe.rewriter_from!r}: give a model folder "
+            f"with a rewriter/ of the {recipe.data!r} world (it has "
+            f"{'a' if (folder / 'rewriter').is_dir() else 'no'} rewriter, world "
+            f"{world!r})"
+        )
     return folder / "rewriter"
 
 
@@ -355,8 +402,11 @@ def export(module: FlowObjective, recipe: Recipe, folder: Path) -> None:
     """Write the model folder atomically (temporary folder, then rename); a LoRA recipe
     writes only the adapter folder."""
     if recipe.lora:
-        meta = {"base_model": base_model_name(recipe), "recipe": recipe.name,
-                "steps": recipe.stop_at or recipe.steps}  # fmt: skip
+        meta = {
+            "base_model": base_model_name(recipe),
+            "recipe": recipe.name,
+            "steps": recipe.stop_at or recipe.steps,
+        }
         strength = float(recipe.lora.get("strength", 1.0))
         if strength != 1.0:
             meta["strength"] = strength

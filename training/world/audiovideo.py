@@ -193,16 +193,27 @@ def _bounce(rng, colour, background, seconds) -> AVScene:
         top, floor = MARGIN + SIZES[size] / 2, 1 - MARGIN - SIZES[size] / 2
         for _ in range(100):  # drop heights whose impacts all keep END_GUARD from the end
             y = floor - (floor - top) * float(rng.uniform(*DROP_SHARE[speed]))
-            s = AVScene("bounce", shape, colour, size, background, (_spot(rng, size)[0], y),
-                        seconds, speed=speed)  # fmt: skip
+            s = AVScene(
+                "bounce",
+                shape,
+                colour,
+                size,
+                background,
+                (_spot(rng, size)[0], y),
+                seconds,
+                speed=speed,
+            )
             if event_times(s) and max(event_times(s)) <= seconds - END_GUARD:
                 return s
     raise ValueError(f"seconds={seconds}: no bounce keeps its impacts {END_GUARD} s from the end")
 
 
 def _blink(rng, colour, background, seconds) -> AVScene:
-    fits = [n for n in range(1, MAX_FLASHES + 1)
-            if LEAD + n * ON_RANGE[0] + (n - 1) * MIN_OFF + TAIL <= seconds]  # fmt: skip
+    fits = [
+        n
+        for n in range(1, MAX_FLASHES + 1)
+        if LEAD + n * ON_RANGE[0] + (n - 1) * MIN_OFF + TAIL <= seconds
+    ]
     if not fits:
         raise ValueError(f"seconds={seconds}; a blink needs {LEAD + ON_RANGE[0] + TAIL} s")
     n = _pick(rng, fits)
@@ -215,8 +226,9 @@ def _blink(rng, colour, background, seconds) -> AVScene:
     ons = np.cumsum(waits + np.r_[0.0, lengths[:-1]])  # not frame-aligned: arbitrary seconds
     flashes = tuple((float(a), float(a + d)) for a, d in zip(ons, lengths, strict=True))
     shape, size = _pick(rng, LIGHT_SHAPES), _pick(rng, SIZES)
-    return AVScene("blink", shape, colour, size, background, _spot(rng, size), seconds,
-                   flashes=flashes)  # fmt: skip
+    return AVScene(
+        "blink", shape, colour, size, background, _spot(rng, size), seconds, flashes=flashes
+    )
 
 
 def _collide(rng, colour, colour2, background, seconds) -> AVScene:
@@ -228,8 +240,18 @@ def _collide(rng, colour, colour2, background, seconds) -> AVScene:
     contact = float(rng.uniform(EARLIEST_CONTACT, min(seconds - END_GUARD, room / CLOSING)))
     gap = float(rng.uniform(CLOSING * contact, room))
     x = MARGIN + side / 2 + float(rng.uniform(0, room - gap))
-    return AVScene("collide", "square", colour, size, background, (x, _spot(rng, size)[1]),
-                   seconds, colour2=colour2, x2=x + side + gap, contact=contact)  # fmt: skip
+    return AVScene(
+        "collide",
+        "square",
+        colour,
+        size,
+        background,
+        (x, _spot(rng, size)[1]),
+        seconds,
+        colour2=colour2,
+        x2=x + side + gap,
+        contact=contact,
+    )
 
 
 def sample_scene(
@@ -279,60 +301,89 @@ LEXICON = Lexicon(
 )
 _JOINT: dict[str, Forms] = {
     "bounce": Forms(
-        ("a {colour} {noun} bouncing with a thud",
-         "a {size} {colour} {noun} bounces {adverb} on a {background} background, "
-         "with a {pitch} thud at each bounce",
-         "a {colour} {noun} dropped onto the floor, bouncing {adverb}, each thud quieter",
-         "{background} background, a {size} {colour} {noun} bouncing {adverb} with {pitch} thuds",
-         "there is a {colour} {noun} bouncing {adverb} with a thud"),
-        ("watch a {colour} {noun} as it bounces, a thud every time it lands",
-         "a {colour} {noun} that hits the ground with {pitch} thuds"),
+        (
+            "a {colour} {noun} bouncing with a thud",
+            "a {size} {colour} {noun} bounces {adverb} on a {background} background, "
+            "with a {pitch} thud at each bounce",
+            "a {colour} {noun} dropped onto the floor, bouncing {adverb}, each thud quieter",
+            "{background} background, a {size} {colour} {noun} bouncing {adverb} "
+            "with {pitch} thuds",
+            "there is a {colour} {noun} bouncing {adverb} with a thud",
+        ),
+        (
+            "watch a {colour} {noun} as it bounces, a thud every time it lands",
+            "a {colour} {noun} that hits the ground with {pitch} thuds",
+        ),
     ),
     "blink": Forms(
-        ("a {colour} light blinks {times} with a beep",
-         "a {size} {colour} {shape} light on a {background} background flashes {times}, "
-         "beeping while it is on",
-         "{background} background, a {colour} light blinking {times}, a beep each time",
-         "a beeping {colour} light that blinks {times}",
-         "there is a {colour} light blinking {times} with a beep"),
-        ("a {colour} light that comes on {times}, with a beep whenever it is lit",
-         "watch a {colour} light as it blinks {times} and beeps"),
+        (
+            "a {colour} light blinks {times} with a beep",
+            "a {size} {colour} {shape} light on a {background} background flashes {times}, "
+            "beeping while it is on",
+            "{background} background, a {colour} light blinking {times}, a beep each time",
+            "a beeping {colour} light that blinks {times}",
+            "there is a {colour} light blinking {times} with a beep",
+        ),
+        (
+            "a {colour} light that comes on {times}, with a beep whenever it is lit",
+            "watch a {colour} light as it blinks {times} and beeps",
+        ),
     ),
     "collide": Forms(
-        ("two blocks collide with a clack",
-         "a {colour} block and a {colour2} block slide together and collide with a clack",
-         "{background} background: a {colour} block and a {colour2} block meet with a clack",
-         "two {size} blocks, {colour} and {colour2}, slide into each other, clack",
-         "there are two blocks, {colour} and {colour2}, that collide with a clack"),
-        ("a {colour} block bumps into a {colour2} block: clack",
-         "watch two blocks as they crash together with a clack"),
+        (
+            "two blocks collide with a clack",
+            "a {colour} block and a {colour2} block slide together and collide with a clack",
+            "{background} background: a {colour} block and a {colour2} block meet with a clack",
+            "two {size} blocks, {colour} and {colour2}, slide into each other, clack",
+            "there are two blocks, {colour} and {colour2}, that collide with a clack",
+        ),
+        (
+            "a {colour} block bumps into a {colour2} block: clack",
+            "watch two blocks as they crash together with a clack",
+        ),
     ),
-}  # fmt: skip
-FRAMES = Forms(("a video of {}", "a clip with sound of {}", "an animation of {}"),
-               ("footage of {}", "a short film of {}"))  # fmt: skip
+}
+FRAMES = Forms(
+    ("a video of {}", "a clip with sound of {}", "an animation of {}"),
+    ("footage of {}", "a short film of {}"),
+)
 FORMS = (*_JOINT.values(), FRAMES)
 _VIDEO = {
     "bounce": "a {size} {colour} {noun} bouncing {adverb} on a {background} background",
     "blink": "a {size} {colour} {shape} light blinking {times}, {background} background",
     "collide": "a {colour} block and a {colour2} block slide together until they touch",
 }
-_AUDIO = {"bounce": "{pitch} thuds, each quieter than the last", "blink": "{count} beep{s}",
-          "collide": "a single clack"}  # fmt: skip
+_AUDIO = {
+    "bounce": "{pitch} thuds, each quieter than the last",
+    "blink": "{count} beep{s}",
+    "collide": "a single clack",
+}
 
 
 def _words(template: str, scene: AVScene) -> str:
     n = len(scene.flashes)
     text = template.format(
-        colour=scene.colour, colour2=scene.colour2, size=scene.size, shape=scene.shape,
-        background=scene.background, noun="ball" if scene.shape == "circle" else scene.shape,
-        adverb=motion.ADVERBS.get(scene.speed, ""), pitch=THUD_WORDS[scene.size],
-        times=TIMES_WORDS.get(n, ""), count=COUNT_WORDS.get(n, ""), s="s" * (n > 1),
-    )  # fmt: skip
+        colour=scene.colour,
+        colour2=scene.colour2,
+        size=scene.size,
+        shape=scene.shape,
+        background=scene.background,
+        noun="ball" if scene.shape == "circle" else scene.shape,
+        adverb=motion.ADVERBS.get(scene.speed, ""),
+        pitch=THUD_WORDS[scene.size],
+        times=TIMES_WORDS.get(n, ""),
+        count=COUNT_WORDS.get(n, ""),
+        s="s" * (n > 1),
+    )
     return re.sub(r"\ba (?=[aeiou])", "an ", text)  # "an orange ball"
 
 
-def caption(scene: AVScene, rng: np.random.Generator | None = None, phrasing: str = "train",
-            noisy: bool = True) -> str:  # fmt: skip
+def caption(
+    scene: AVScene,
+    rng: np.random.Generator | None = None,
+    phrasing: str = "train",
+    noisy: bool = True,
+) -> str:
     """A truthful joint description in one phrasing of the grammar (canonical without an rng):
     the objects, their colours and what they do, and the sound it makes."""
     check_phrasing(phrasing)
@@ -353,8 +404,10 @@ def _frame(scene: AVScene, t: float, size: int) -> np.ndarray:
     if scene.kind == "collide":
         side, (x, y) = SIZES[scene.size], scene.centre
         shift = (scene.x2 - x - side) / 2 * min(t / scene.contact, 1.0)  # each block's travel
-        objects = (Obj("square", scene.colour, scene.size, "left"),
-                   Obj("square", scene.colour2, scene.size, "right"))  # fmt: skip
+        objects = (
+            Obj("square", scene.colour, scene.size, "left"),
+            Obj("square", scene.colour2, scene.size, "right"),
+        )
         centres = ((x + shift, y), (scene.x2 - shift, y))
         return render(Scene(objects, scene.background, "left of", centres), size)
     if scene.kind == "blink" and not any(on <= t < off for on, off in scene.flashes):
@@ -385,16 +438,20 @@ def sounds(scene: AVScene) -> list[tuple[float, np.ndarray]]:
     """(onset seconds, float64 samples at SR) of every sound the scene makes."""
     times = event_times(scene)
     if scene.kind == "blink":
-        return [(on, TONE_PEAK * _tone(BEEP_PITCH, round((off - on) * SR), BEEP_ATTACK))
-                for on, off in scene.flashes]  # fmt: skip
+        return [
+            (on, TONE_PEAK * _tone(BEEP_PITCH, round((off - on) * SR), BEEP_ATTACK))
+            for on, off in scene.flashes
+        ]
     if scene.kind == "collide":
         return [(scene.contact, _render_sound(CLACK, np.random.default_rng(0)))]
     n = round(THUD_LENGTH * SR)
     decay = np.exp(-THUD_DROP_DB / 20 * np.log(10) * np.arange(n) / n)
     thud = _tone(THUD_PITCH[scene.size], n, THUD_ATTACK) * decay
     first = motion.GRAVITY[scene.speed] * _impacts(scene)[0]  # the drop from rest ends this fast
-    return [(t, TONE_PEAK * min(first * motion.RESTITUTION**k / THUD_SPEED, 1.0) * thud)
-            for k, t in enumerate(times)]  # fmt: skip
+    return [
+        (t, TONE_PEAK * min(first * motion.RESTITUTION**k / THUD_SPEED, 1.0) * thud)
+        for k, t in enumerate(times)
+    ]
 
 
 def render_audio(scene: AVScene, seconds: float, sr: int = SR) -> np.ndarray:

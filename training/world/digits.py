@@ -47,8 +47,9 @@ CAPTIONS = Forms(
 )
 
 
-def caption(label: int, rng: np.random.Generator | None = None, phrasing: str = "train",
-            noisy: bool = True) -> str:
+def caption(
+    label: int, rng: np.random.Generator | None = None, phrasing: str = "train", noisy: bool = True
+) -> str:
     """A truthful caption of a scan of ``label`` (the canonical one without an rng)."""
     check_phrasing(phrasing)
     if rng is None:
@@ -63,8 +64,12 @@ FORMS = (CAPTIONS,)
 def legacy_caption(label: int, rng: np.random.Generator) -> str:
     """One of the four captions of earlier rounds (what the first digits-t2i read)."""
     word = NUMBER_WORDS[label]
-    forms = (f"a handwritten {word}", f"the digit {label}", f"a {word}",
-             f"handwritten digit {label}")  # fmt: skip
+    forms = (
+        f"a handwritten {word}",
+        f"the digit {label}",
+        f"a {word}",
+        f"handwritten digit {label}",
+    )
     return forms[int(rng.integers(len(forms)))]
 
 

@@ -288,8 +288,14 @@ def vocabulary(lexicon: Lexicon, training_forms: Iterable[str]) -> dict[str, int
     return vocab
 
 
-def sampled_vocabulary(lexicon: Lexicon, forms: Iterable[Forms], sample, caption,
-                       extra: Iterable[str] = (), n: int = 2000) -> dict[str, int]:  # fmt: skip
+def sampled_vocabulary(
+    lexicon: Lexicon,
+    forms: Iterable[Forms],
+    sample,
+    caption,
+    extra: Iterable[str] = (),
+    n: int = 2000,
+) -> dict[str, int]:
     """:func:`vocabulary` of a world whose slots are filled with words no form spells out
     (adverbs, counts, note names): the literal words of ``n`` clean training captions of
     ``sample(rng)`` join the training forms and ``extra``."""

@@ -297,34 +297,47 @@ _PHRASINGS: dict[str, Forms] = {
             "there is a {colour} {shape} moving {motion} {adverb}",
             "{colour} {shape} moving {motion}, {adverb}",
         ),
-        ("{colour} {shape} that moves {motion} {adverb}",
-         "watch a {size} {colour} {shape} as it moves {motion} {adverb}"),
+        (
+            "{colour} {shape} that moves {motion} {adverb}",
+            "watch a {size} {colour} {shape} as it moves {motion} {adverb}",
+        ),
     ),
     "resize": Forms(
-        ("a {colour} {shape} {ing}",
-         "a {colour} {shape} {verb} {span} on a {background} background",
-         "{background} background, a {colour} {shape} {ing} {span}",
-         "there is a {colour} {shape} {ing}"),
+        (
+            "a {colour} {shape} {ing}",
+            "a {colour} {shape} {verb} {span} on a {background} background",
+            "{background} background, a {colour} {shape} {ing} {span}",
+            "there is a {colour} {shape} {ing}",
+        ),
         ("a {colour} {shape} that keeps {ing}", "watch as a {colour} {shape} {verb}"),
     ),
     "bounce": Forms(
-        ("a {colour} {shape} bouncing {adverb}",
-         "a {size} {colour} {shape} bounces {adverb} on a {background} background",
-         "a {colour} {shape} dropped from the top, bouncing {adverb} off the floor",
-         "there is a {colour} {shape} bouncing {adverb}"),
-        ("a {colour} {shape} that bounces {adverb}",
-         "watch a {colour} {shape} as it bounces {adverb}"),
+        (
+            "a {colour} {shape} bouncing {adverb}",
+            "a {size} {colour} {shape} bounces {adverb} on a {background} background",
+            "a {colour} {shape} dropped from the top, bouncing {adverb} off the floor",
+            "there is a {colour} {shape} bouncing {adverb}",
+        ),
+        (
+            "a {colour} {shape} that bounces {adverb}",
+            "watch a {colour} {shape} as it bounces {adverb}",
+        ),
     ),
     "change colour": Forms(
-        ("a {colour} {shape} changing from {colour} to {colour_to}",
-         "a {size} {shape} that changes colour from {colour} to {colour_to}",
-         "{background} background, a {shape} changing from {colour} to {colour_to}"),
-        ("a {shape} whose colour changes from {colour} to {colour_to}",
-         "watch a {shape} as it changes from {colour} to {colour_to}"),
+        (
+            "a {colour} {shape} changing from {colour} to {colour_to}",
+            "a {size} {shape} that changes colour from {colour} to {colour_to}",
+            "{background} background, a {shape} changing from {colour} to {colour_to}",
+        ),
+        (
+            "a {shape} whose colour changes from {colour} to {colour_to}",
+            "watch a {shape} as it changes from {colour} to {colour_to}",
+        ),
     ),
 }
-FRAMES = Forms(("a video of {}", "a clip of {}", "an animation of {}"),
-               ("footage of {}", "a short film of {}"))  # fmt: skip
+FRAMES = Forms(
+    ("a video of {}", "a clip of {}", "an animation of {}"), ("footage of {}", "a short film of {}")
+)
 FORMS = (*_PHRASINGS.values(), FRAMES)
 _KINDS = dict.fromkeys(DIRECTIONS, "move") | dict.fromkeys(RESIZE, "resize")
 _RESIZE_WORDS = {
@@ -333,8 +346,9 @@ _RESIZE_WORDS = {
 }
 
 
-def caption(clip: Clip, rng: np.random.Generator | None = None, phrasing: str = "train",
-            noisy: bool = True) -> str:  # fmt: skip
+def caption(
+    clip: Clip, rng: np.random.Generator | None = None, phrasing: str = "train", noisy: bool = True
+) -> str:
     """A truthful description in one phrasing of the grammar (canonical without an rng).
 
     Every phrasing names the colour(s), the shape, the motion and, where it applies, the speed;

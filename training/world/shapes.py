@@ -258,22 +258,33 @@ LEXICON = Lexicon(
 )
 # {w}: the place's word. Edges read "top edge"; sides "left side"; the centre neither.
 PLACES = {
-    "side": Forms(("on the {w}", "at the {w}", "on the {w} side", "{w}"),
-                  ("towards the {w} side", "near the {w} edge", "on the {w} side of the picture")),
-    "edge": Forms(("at the {w}", "at the {w} edge", "{w}", "along the {w}"),
-                  ("near the {w} edge", "towards the {w} edge", "in the {w} part")),
-    "centre": Forms(("in the {w}", "at the {w}", "{w}", "at the very {w}"),
-                    ("in the {w} of the picture", "near the {w}")),
+    "side": Forms(
+        ("on the {w}", "at the {w}", "on the {w} side", "{w}"),
+        ("towards the {w} side", "near the {w} edge", "on the {w} side of the picture"),
+    ),
+    "edge": Forms(
+        ("at the {w}", "at the {w} edge", "{w}", "along the {w}"),
+        ("near the {w} edge", "towards the {w} edge", "in the {w} part"),
+    ),
+    "centre": Forms(
+        ("in the {w}", "at the {w}", "{w}", "at the very {w}"),
+        ("in the {w} of the picture", "near the {w}"),
+    ),
 }
-PLACE_KIND = {"left": "side", "right": "side", "top": "edge", "bottom": "edge",
-              "centre": "centre"}  # fmt: skip
+PLACE_KIND = {"left": "side", "right": "side", "top": "edge", "bottom": "edge", "centre": "centre"}
 # An object's noun phrase, without an article.
 NOUN_PHRASES = Forms(
-    ("{size} {colour} {shape}", "{colour} {size} {shape}", "{size} {shape} coloured {colour}",
-     "{size} {colour}-coloured {shape}", "{colour} {shape} which is {size}",
-     "{shape} in {colour}, {size}", "{colour} {shape} ({size})"),
+    (
+        "{size} {colour} {shape}",
+        "{colour} {size} {shape}",
+        "{size} {shape} coloured {colour}",
+        "{size} {colour}-coloured {shape}",
+        "{colour} {shape} which is {size}",
+        "{shape} in {colour}, {size}",
+        "{colour} {shape} ({size})",
+    ),
     ("{colour} {shape} that is {size}", "{size}, {colour} {shape}"),
-)  # fmt: skip
+)
 SINGLE = Forms(
     (
         "a {np} {place}",  # canonical: the form of earlier rounds
@@ -328,10 +339,16 @@ DOUBLE = Forms(
     ),
 )
 FRAMES = Forms(
-    ("a picture of {}", "an image of {}", "please draw {}", "draw {}", "a drawing of {}",
-     "a photo of {}"),
+    (
+        "a picture of {}",
+        "an image of {}",
+        "please draw {}",
+        "draw {}",
+        "a drawing of {}",
+        "a photo of {}",
+    ),
     ("i would like {}", "can you make {}", "generate {}", "show me {}"),
-)  # fmt: skip
+)
 FORMS = (SINGLE, DOUBLE, NOUN_PHRASES, FRAMES, *PLACES.values())
 # What earlier rounds trained on (the teacher of a re-captioned fine-tune reads these; the
 # LoRA folder swaps a stand-in colour word and needs its canonical word). Same order as then.
@@ -378,19 +395,31 @@ def legacy_caption(scene: Scene, rng: np.random.Generator | None = None) -> str:
         o = scene.objects[0]
         template = LEGACY_SINGLE[0 if rng is None else int(rng.integers(len(LEGACY_SINGLE)))]
         place = LEGACY_PLACE[o.position]
-        return template.format(size=o.size, colour=o.colour, shape=o.shape, place=place,
-                               Place=place[0].upper() + place[1:], bg=scene.background)  # fmt: skip
+        return template.format(
+            size=o.size,
+            colour=o.colour,
+            shape=o.shape,
+            place=place,
+            Place=place[0].upper() + place[1:],
+            bg=scene.background,
+        )
     a, b = scene.objects
     relation = scene.relation
     if rng is not None and rng.random() < 0.5:  # "B below A" says the same as "A above B"
         a, b, relation = b, a, INVERSE[relation]
     template = LEGACY_DOUBLE[0 if rng is None else int(rng.integers(len(LEGACY_DOUBLE)))]
-    return template.format(a=f"{a.size} {a.colour} {a.shape}", b=f"{b.size} {b.colour} {b.shape}",
-                           rel=LEGACY_RELATION[relation], bg=scene.background)  # fmt: skip
+    return template.format(
+        a=f"{a.size} {a.colour} {a.shape}",
+        b=f"{b.size} {b.colour} {b.shape}",
+        rel=LEGACY_RELATION[relation],
+        bg=scene.background,
+    )
 
 
 def caption(
-    scene: Scene, rng: np.random.Generator | None = None, phrasing: str = "train",
+    scene: Scene,
+    rng: np.random.Generator | None = None,
+    phrasing: str = "train",
     noisy: bool = True,
 ) -> str:
     """A truthful description of the scene in one phrasing of the grammar (``grammar.py``).
@@ -409,19 +438,27 @@ def caption(
         o = scene.objects[0]
         place = _place(o.position, phrasing, rng)
         text = SINGLE.pick(phrasing, rng).format(
-            np=_noun_phrase(o, phrasing, rng), place=place, Place=place[:1].upper() + place[1:],
-            bg=bg, background=background, **_words(o, phrasing, rng),
-        )  # fmt: skip
+            np=_noun_phrase(o, phrasing, rng),
+            place=place,
+            Place=place[:1].upper() + place[1:],
+            bg=bg,
+            background=background,
+            **_words(o, phrasing, rng),
+        )
     else:
         a, b = scene.objects
         relation = scene.relation
         if rng.random() < 0.5:  # "B below A" says the same as "A above B"
             a, b, relation = b, a, INVERSE[relation]
         text = DOUBLE.pick(phrasing, rng).format(
-            a=_noun_phrase(a, phrasing, rng), b=_noun_phrase(b, phrasing, rng),
-            rel=LEXICON.word(relation, phrasing, rng), pa=_place(a.position, phrasing, rng),
-            pb=_place(b.position, phrasing, rng), bg=bg, background=background,
-        )  # fmt: skip
+            a=_noun_phrase(a, phrasing, rng),
+            b=_noun_phrase(b, phrasing, rng),
+            rel=LEXICON.word(relation, phrasing, rng),
+            pa=_place(a.position, phrasing, rng),
+            pb=_place(b.position, phrasing, rng),
+            bg=bg,
+            background=background,
+        )
     return finish(frame(text, FRAMES, phrasing, rng), phrasing, rng, noisy)
 
 
@@ -430,8 +467,9 @@ def normal_form(scene: Scene) -> Scene:
     "above" ("A right of B" is "B left of A"): the rewriter's target is then unique."""
     if scene.relation not in ("right of", "below"):
         return scene
-    return Scene(scene.objects[::-1], scene.background, INVERSE[scene.relation],
-                 scene.centres[::-1])  # fmt: skip
+    return Scene(
+        scene.objects[::-1], scene.background, INVERSE[scene.relation], scene.centres[::-1]
+    )
 
 
 def text_vocabulary() -> dict[str, int]:
@@ -489,8 +527,9 @@ def coverage(shape: str, g: Geometry, size: int = 32, supersample: int = 4) -> n
 class ShapesDataset(WorldDataset):
     """n scenes regenerated exactly from (seed, index): nothing is stored on disk."""
 
-    def __init__(self, n: int, seed: int = 0, size: int = 32, split: str = "train",
-                 phrasing: str = "train") -> None:  # fmt: skip
+    def __init__(
+        self, n: int, seed: int = 0, size: int = 32, split: str = "train", phrasing: str = "train"
+    ) -> None:
         super().__init__(n, seed, split, phrasing)
         self.size = size
 

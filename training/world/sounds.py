@@ -385,17 +385,24 @@ def _describe(e: Event, rng: np.random.Generator | None, say_length: bool) -> st
         unit = "second" if e.length == 1 else "seconds"
         return _choose(
             rng,
-            (f"{_a(s)} second {what}", f"{_a(what)} lasting {s} {unit}",
-             f"{_a(what)}, held for {s} {unit}"),
-        )  # fmt: skip
+            (
+                f"{_a(s)} second {what}",
+                f"{_a(what)} lasting {s} {unit}",
+                f"{_a(what)}, held for {s} {unit}",
+            ),
+        )
     adjective = _choose(rng, RHYTHM_ADJECTIVES[e.rhythm])
     adverb = _choose(rng, RHYTHM_ADVERBS[e.rhythm])
     n, times = COUNT_WORDS[e.count], TIMES_WORDS[e.count]
     template = _choose(
         rng,
-        ("{n} {adj} {many}", "{one} played {times}, {adv}", "{one}, {times}, {adv}",
-         "{n} {many}, {adv}"),
-    )  # fmt: skip
+        (
+            "{n} {adj} {many}",
+            "{one} played {times}, {adv}",
+            "{one}, {times}, {adv}",
+            "{n} {many}, {adv}",
+        ),
+    )
     return template.format(
         n=n,
         adj=adjective,
@@ -406,10 +413,14 @@ def _describe(e: Event, rng: np.random.Generator | None, say_length: bool) -> st
     )
 
 
-_TOTAL = Forms(("{t} seconds of audio: {d}", "{d}, in a {t} second clip", "{t} seconds: {d}"),
-               ("a clip of {t} seconds with {d}", "{d} (the clip lasts {t} seconds)"))  # fmt: skip
-_THEN = Forms(("{a}, then {b}", "{a} followed by {b}", "first {a}, then {b}", "{b} after {a}"),
-              ("{a}, and after that {b}", "{a}; next, {b}", "to begin {a}, later {b}"))  # fmt: skip
+_TOTAL = Forms(
+    ("{t} seconds of audio: {d}", "{d}, in a {t} second clip", "{t} seconds: {d}"),
+    ("a clip of {t} seconds with {d}", "{d} (the clip lasts {t} seconds)"),
+)
+_THEN = Forms(
+    ("{a}, then {b}", "{a} followed by {b}", "first {a}, then {b}", "{b} after {a}"),
+    ("{a}, and after that {b}", "{a}; next, {b}", "to begin {a}, later {b}"),
+)
 # The grammar (see grammar.py): captions are built with canonical words, then words swapped.
 # Longer phrases come before the words inside them ("in quick succession" before "quick").
 LEXICON = Lexicon(
@@ -433,13 +444,19 @@ LEXICON = Lexicon(
         "seconds": Words(("seconds",), ("secs",)),
     }
 )
-FRAMES = Forms(("the sound of {}", "audio of {}", "a recording of {}"),
-               ("i want to hear {}", "an audio clip of {}"))  # fmt: skip
+FRAMES = Forms(
+    ("the sound of {}", "audio of {}", "a recording of {}"),
+    ("i want to hear {}", "an audio clip of {}"),
+)
 FORMS = (_THEN, _TOTAL, FRAMES)
 
 
-def caption(scene: SoundScene, rng: np.random.Generator | None = None, phrasing: str = "train",
-            noisy: bool = True) -> str:  # fmt: skip
+def caption(
+    scene: SoundScene,
+    rng: np.random.Generator | None = None,
+    phrasing: str = "train",
+    noisy: bool = True,
+) -> str:
     """A truthful description in one phrasing of the grammar (canonical without an rng).
 
     Every phrasing names every event's timbre, pitch (note, register, chord or direction),
@@ -606,9 +623,13 @@ class SoundsDataset:
     """
 
     def __init__(
-        self, n: int, seed: int = 0, split: str = "train", max_duration: float = 5.0,
+        self,
+        n: int,
+        seed: int = 0,
+        split: str = "train",
+        max_duration: float = 5.0,
         phrasing: str = "train",
-    ) -> None:  # fmt: skip
+    ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split={split!r}; choose one of {SPLITS}")
         check_phrasing(phrasing)
@@ -630,5 +651,8 @@ class SoundsDataset:
 
     def __getitem__(self, index: int) -> dict:
         scene, rng = self._draw(index)
-        return {"wave": render(scene), "caption": caption(scene, rng, self.phrasing),
-                "scene": scene}  # fmt: skip
+        return {
+            "wave": render(scene),
+            "caption": caption(scene, rng, self.phrasing),
+            "scene": scene,
+        }

@@ -56,8 +56,9 @@ class TealScene:
         return re.sub(rf"\b{self.stand_in}\b", "teal", caption(self.scene, rng))
 
     def has_unseen(self) -> bool:
-        return any((o.shape, o.size) == UNSEEN and o.colour == self.stand_in
-                   for o in self.scene.objects)  # fmt: skip
+        return any(
+            (o.shape, o.size) == UNSEEN and o.colour == self.stand_in for o in self.scene.objects
+        )
 
     def render(self, size: int = 32) -> np.ndarray:
         """The base renderer's anti-aliasing, recomposited: teal objects over the background
@@ -82,8 +83,14 @@ def sample_teal(rng: np.random.Generator, split: str = "train") -> TealScene:
             return teal
 
 
-def write_folder(out: str | Path, n: int = 400, plain: int = 2400, seed: int = TRAIN_SEED,
-                 size: int = 32, twins: bool = True) -> Path:  # fmt: skip
+def write_folder(
+    out: str | Path,
+    n: int = 400,
+    plain: int = 2400,
+    seed: int = TRAIN_SEED,
+    size: int = 32,
+    twins: bool = True,
+) -> Path:
     """``n`` teal scenes (each followed by its ordinary twin unless ``twins`` is False) and
     ``plain`` ordinary ones (base train split), as PNG + .txt."""
     out = Path(out)
