@@ -113,7 +113,7 @@ class JointBlock(nn.Module):
                 q, k, v = (y.repeat_interleave(frames, 0) for y in (q, k, v))
             # Norm and rotate per stream, then concatenate: compiled, the norm and rotation of
             # each stream's q and k fuse into one pass over its projection (rotating after the
-            # concat made inductor write the norms out and read them back: 4.3 vs 1.6 ms).
+            # concat made inductor write the norms out and read them back, over twice as slow).
             cos_s, sin_s = (
                 (None, None)
                 if cos is None
