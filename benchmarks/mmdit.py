@@ -6,8 +6,10 @@ reduced depth (``--depth``; every block costs the same, so ms/step scales with i
 each dtype, and then, in a fresh process per row (so peak memory is that row's alone), loads
 it once as diffusers' model and once mapped into the studio's DiT, and times one transformer
 call at the shapes of a real 512 x 512 step: batch 2 (classifier-free guidance), 1,024 image
-tokens, 333 text tokens (77 CLIP + 256 T5). Prints a table: ms/step (median), the speed-up,
-peak RSS (MB), and the two outputs' relative difference.
+tokens, 333 text tokens (77 CLIP + 256 T5). Prints a table: ms/step (median) and best, timed
+with both implementations in one process and their reps interleaved (a shared machine drifts
+by 10-20% between processes), the speed-up (ratio of medians), peak RSS (MB, each
+implementation alone in its own process), and the two outputs' relative difference.
 """
 
 from __future__ import annotations
@@ -60,9 +62,8 @@ def inputs(size: int, dtype: torch.dtype, batch: int = 2):
     return x, text, pooled, torch.full((batch,), 0.6, dtype=dtype)
 
 
-def run_one(impl: str, folder: Path, size: int, dtype: torch.dtype, reps: int) -> dict:
-    """Load one implementation, time it, and report (in this process)."""
-    torch.set_num_threads(os.cpu_count() or 1)
+def _load(impl: str, folder: Path, size: int, dtype: torch.dtype):
+    """One implementation loaded from ``folder``: a call at the shapes of a 512 x 512 step."""
     x, text, pooled, sigma = inputs(size, dtype)
     if impl == "diffusers":
         from diffusers import SD3Transformer2DModel
@@ -71,26 +72,36 @@ def run_one(impl: str, folder: Path, size: int, dtype: torch.dtype, reps: int) -
 
         def call():
             return model(x, text, pooled, sigma * 1000, return_dict=False)[0]
-    else:
-        from dit.from_diffusers import load_transformer
-        from dit.tokens import image_positions, patchify, text_positions, unpatchify
 
-        model = load_transformer(folder, dtype=dtype)
-        side = size // 16
-        positions = {"text": text_positions(TEXT_TOKENS), "image": image_positions(side, side)}
-        tokens = patchify(x, 2)
+        return call
+    from dit.from_diffusers import load_transformer
+    from dit.tokens import image_positions, patchify, text_positions, unpatchify
 
-        def call():
-            out = model({"text": text, "image": tokens}, positions, sigma, pooled=pooled)
-            return unpatchify(out["image"], 2, side, side)
+    model = load_transformer(folder, dtype=dtype)
+    side = size // 16
+    positions = {"text": text_positions(TEXT_TOKENS), "image": image_positions(side, side)}
+    tokens = patchify(x, 2)
 
-    times = []
+    def call():
+        out = model({"text": text, "image": tokens}, positions, sigma, pooled=pooled)
+        return unpatchify(out["image"], 2, side, side)
+
+    return call
+
+
+def _timed(call) -> float:
+    start = time.perf_counter()
+    call()
+    return 1e3 * (time.perf_counter() - start)
+
+
+def run_one(impl: str, folder: Path, size: int, dtype: torch.dtype, reps: int) -> dict:
+    """Load one implementation alone (its peak RSS is this process's) and run it."""
+    torch.set_num_threads(os.cpu_count() or 1)
+    call = _load(impl, folder, size, dtype)
     with torch.inference_mode():
         out = call()  # warm-up
-        for _ in range(reps):
-            start = time.perf_counter()
-            out = call()
-            times.append(1e3 * (time.perf_counter() - start))
+        times = [_timed(call) for _ in range(reps)]
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "ms": statistics.median(times),
@@ -98,6 +109,28 @@ def run_one(impl: str, folder: Path, size: int, dtype: torch.dtype, reps: int) -
         "peak_mb": peak_mb,
         "out": out.float().flatten()[:4096].tolist(),
     }
+
+
+def run_pair(folder: Path, size: int, dtype: torch.dtype, reps: int) -> dict:
+    """Both implementations in one process, their reps interleaved (A B A B ...), so that a
+    shared machine's drift between two processes does not land on one of them."""
+    torch.set_num_threads(os.cpu_count() or 1)
+    calls = {impl: _load(impl, folder, size, dtype) for impl in ("diffusers", "studio")}
+    times: dict[str, list[float]] = {impl: [] for impl in calls}
+    with torch.inference_mode():
+        for call in calls.values():
+            call()  # warm-up
+        for _ in range(reps):
+            for impl, call in calls.items():
+                times[impl].append(_timed(call))
+    return times
+
+
+def _child(args: list[str]):
+    """This module's hidden ``--one`` / ``--pair`` in a fresh process: its JSON answer."""
+    cmd = [sys.executable, "-m", "benchmarks.mmdit", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,46 +144,39 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=sorted(DTYPES))
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--one", nargs=3, metavar=("IMPL", "FOLDER", "DTYPE"), help=argparse.SUPPRESS)
+    ap.add_argument("--pair", nargs=2, metavar=("FOLDER", "DTYPE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
         impl, folder, dtype = args.one
         print(json.dumps(run_one(impl, Path(folder), args.size, DTYPES[dtype], args.reps)))
+        return 0
+    if args.pair:
+        folder, dtype = args.pair
+        print(json.dumps(run_pair(Path(folder), args.size, DTYPES[dtype], args.reps)))
         return 0
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.dtypes:
             folder = Path(tmp) / name
             build(folder, args.depth, DTYPES[name])
-            res = {}
-            for impl in ("diffusers", "studio"):
-                cmd = [
-                    sys.executable,
-                    "-m",
-                    "benchmarks.mmdit",
-                    "--one",
-                    impl,
-                    str(folder),
-                    name,
-                    "--size",
-                    str(args.size),
-                    "--reps",
-                    str(args.reps),
-                ]
-                done = subprocess.run(cmd, capture_output=True, text=True, check=True)
-                res[impl] = json.loads(done.stdout.strip().splitlines()[-1])
+            common = ["--size", str(args.size), "--reps", str(args.reps)]
+            res = {
+                impl: _child(["--one", impl, str(folder), name, *common])
+                for impl in ("diffusers", "studio")
+            }
+            paired = _child(["--pair", str(folder), name, *common])  # the timing rows
             a, b = (torch.tensor(res[k]["out"]) for k in ("diffusers", "studio"))
             diff = float((a - b).norm() / a.norm())
+            ms = {impl: statistics.median(t) for impl, t in paired.items()}
             for impl in ("diffusers", "studio"):
-                r = res[impl]
-                speed = res["diffusers"]["ms"] / r["ms"]
                 rows.append(
                     [
                         impl,
                         name,
-                        f"{r['ms']:.0f}",
-                        f"{r['best_ms']:.0f}",
-                        f"{speed:.2f}x",
-                        f"{r['peak_mb']:.0f}",
+                        f"{ms[impl]:.0f}",
+                        f"{min(paired[impl]):.0f}",
+                        f"{ms['diffusers'] / ms[impl]:.2f}x",
+                        f"{res[impl]['peak_mb']:.0f}",
                         "-" if impl == "diffusers" else f"{diff:.1e}",
                     ]
                 )
