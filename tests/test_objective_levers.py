@@ -96,6 +96,7 @@ def test_the_sound_ab_arms_differ_from_the_baseline_in_their_one_lever():
         "sounds-t2a-ab-contrastive": {"contrastive": 0.05},
         "sounds-t2a-ab-mel128": {"codec": {"n_mels": 128, "f_min": 100.0, "frames_per_token": 2}},
         "sounds-t2a-ab-masked-text": {"init_text_encoder": "sounds-t2a-masked"},
+        "sounds-t2a-ab-lr": {"lr": 0.001},
     }
     for name, lever in arms.items():
         arm = asdict(Recipe.load(name))
