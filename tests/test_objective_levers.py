@@ -97,6 +97,11 @@ def test_the_sound_ab_arms_differ_from_the_baseline_in_their_one_lever():
         "sounds-t2a-ab-mel128": {"codec": {"n_mels": 128, "f_min": 100.0, "frames_per_token": 2}},
         "sounds-t2a-ab-masked-text": {"init_text_encoder": "sounds-t2a-masked"},
         "sounds-t2a-ab-lr": {"lr": 0.001},
+        "sounds-t2a-ab-from-masked": {
+            "preset": "xs",
+            "init_trunk": "sounds-t2a-masked",
+            "init_text_encoder": "sounds-t2a-masked",
+        },
     }
     for name, lever in arms.items():
         arm = asdict(Recipe.load(name))
