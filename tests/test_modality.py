@@ -61,7 +61,7 @@ def test_an_unknown_modality_names_the_known_ones():
 # (bundled model, the recipe that made it)
 BUNDLED = [
     ("shapes-t2i", "shapes-t2i"),
-    ("sounds-t2a", "sounds-t2a"),
+    ("sounds-t2a", "sounds-t2a-xs-long"),
     ("motion-t2v", "motion-t2v-scratch"),
     ("bounce-t2av", "bounce-t2av"),
 ]
