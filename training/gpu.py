@@ -20,7 +20,13 @@ from dataclasses import replace
 from pathlib import Path
 
 # The recipes whose bundled models are short of their targets (README, quality tables).
-SHORT = ("motion-t2v", "sounds-t2a-xs-long", "bounce-t2av", "sounds-t2a-masked", "shapes-t2i-masked")
+SHORT = (
+    "motion-t2v",
+    "sounds-t2a-xs-long",
+    "bounce-t2av",
+    "sounds-t2a-masked",
+    "shapes-t2i-masked",
+)
 
 
 def run(recipes: list[str], out: Path, minutes: float, batch_scale: int, prompts: int) -> dict:
