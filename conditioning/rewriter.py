@@ -28,6 +28,8 @@ and an adapter may know the new one. ``""`` (the unconditional prompt) stays ``"
 
 from __future__ import annotations
 
+from collections import Counter
+
 import torch
 from torch import nn
 
@@ -35,6 +37,7 @@ from dit.pretrained import Pretrained, register_to_config
 from dit.rope import rope_angles, rope_cos_sin
 
 from .byte_encoder import ByteBlock
+from .constrained import attribute_slots, keep_attributes
 from .text import check_prompts
 from .word_encoder import SPECIALS, UNK, WordVocab
 
@@ -61,6 +64,7 @@ class PromptRewriter(Pretrained):
         mlp_ratio: float = 4.0,
         rotary: int = 0,
         templates: list[list[list[int]]] | None = None,
+        attributes: list[list[int]] | None = None,
     ) -> None:
         super().__init__()
         vocab = dict(vocab or {s: i for i, s in enumerate(SPECIALS)})
@@ -90,6 +94,16 @@ class PromptRewriter(Pretrained):
         self.register_buffer(
             "allowed", self._allowed(templates or [], out_len, len(out_words)), persistent=False
         )  # (T, Q, V) bool; T = 0: unconstrained
+        # Attributes a rewrite keeps (``conditioning/constrained.py``): input id of each
+        # attribute word -> (attribute, output id), and each template's slots for them.
+        attributes = [list(a) for a in attributes or []] if len(self.allowed) else []
+        self.named = {
+            self.words.vocab[out_words[w]]: (a, w)
+            for a, words in enumerate(attributes)
+            for w in words
+            if out_words[w] in self.words.vocab
+        }
+        self.slots = attribute_slots(self.allowed, attributes) if attributes else []
 
     @staticmethod
     def _allowed(templates: list[list[list[int]]], out_len: int, n_words: int) -> torch.Tensor:
@@ -160,7 +174,17 @@ class PromptRewriter(Pretrained):
         masked = logp[:, None].masked_fill(~self.allowed, float("-inf"))  # (B, T, Q, V)
         best, words = masked.max(-1)  # (B, T, Q) each
         template = best.sum(-1).argmax(-1)  # (B,)
-        return words[torch.arange(len(rows)), template]  # (B, Q)
+        out = words[torch.arange(len(rows)), template]  # (B, Q)
+        for b, row in enumerate(rows if self.slots else []):
+            named = [Counter() for _ in self.slots[0]]
+            for token in row:
+                if token in self.named:
+                    a, w = self.named[token]
+                    named[a][w] += 1
+            kept = keep_attributes(logp[b], self.allowed, self.slots, named)
+            if kept is not None:
+                out[b] = torch.tensor(kept)
+        return out
 
     @torch.no_grad()
     def rewrite(self, prompts: list[str]) -> list[str]:

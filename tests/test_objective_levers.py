@@ -106,3 +106,6 @@ def test_the_sound_ab_arms_differ_from_the_baseline_in_their_one_lever():
     for name, lever in arms.items():
         arm = asdict(Recipe.load(name))
         assert {k: v for k, v in arm.items() if base[k] != v} == lever, name
+    start = asdict(Recipe.load("sounds-t2a-ab-from-masked"))
+    aux = asdict(Recipe.load("sounds-t2a-ab-aux"))
+    assert {k: v for k, v in aux.items() if start[k] != v} == {"aux": {"weight": 0.1, "block": 1}}

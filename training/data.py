@@ -117,6 +117,14 @@ class SoundsSource(Source):
     def buckets(self) -> list[np.ndarray]:
         return self._buckets
 
+    def labels(self, index: int) -> torch.Tensor:
+        """(N, 3) long per-token ground truth of item ``index`` (training/ground_truth.py)."""
+        from .ground_truth import sounds_labels
+
+        n = self.item(index)[0].shape[0]
+        scene = self.ds.scene(index)
+        return torch.from_numpy(sounds_labels(scene, self.codec.seconds_per_token, n))
+
 
 class MotionSource(_WorldSource):
     """The procedural video world: clips (F, 3, H, W) in [-1, 1] at the recipe's size, frame

@@ -32,12 +32,34 @@ class FlowObjective(torch.nn.Module):
         text_encoder: ByteTextEncoder,
         streams: tuple[str, ...],
         contrastive: float = 0.0,
+        aux: dict | None = None,
+        aux_classes: tuple[int, ...] = (),
     ):
         super().__init__()
         self.transformer = transformer
         self.text_encoder = text_encoder
         self.streams = tuple(streams)
         self.contrastive = contrastive  # weight of contrastive flow matching (0: off)
+        self.aux_weight, self.aux_classes, self._hidden = 0.0, tuple(aux_classes), None
+        if aux:  # ground-truth classifier on one block's hidden states (training/ground_truth.py)
+            depth = len(transformer.blocks)
+            if not 0 <= aux["block"] < depth:
+                raise ValueError(f"recipe aux block={aux['block']}: choose 0..{depth - 1}")
+            self.aux_weight = float(aux["weight"])
+            self.aux_head = torch.nn.Linear(transformer.cfg.width, sum(self.aux_classes))
+            transformer.blocks[aux["block"]].register_forward_hook(self._keep_hidden)
+
+    def _keep_hidden(self, module, args, out) -> None:
+        self._hidden = out[self.streams[0]]  # (B, N, D) of the generated stream
+
+    def aux_loss(self, labels: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of each label kind (labels (B, N, K) long) from the kept hidden
+        states (B, N, D) of the last forward pass."""
+        logits = self.aux_head(self._hidden.float()).split(self.aux_classes, dim=-1)
+        return sum(
+            torch.nn.functional.cross_entropy(z.flatten(0, 1), labels[..., k].flatten())
+            for k, z in enumerate(logits)
+        ) / len(logits)
 
     def velocity(self, x_t: State, positions, emb, t: State) -> State:
         """The model's velocity at x_t: (B, N, D) and t (B,) for one stream, or dicts of them
@@ -56,9 +78,9 @@ class FlowObjective(torch.nn.Module):
         )
         return out[self.streams[0]] if one else {k: out[k] for k in xs}
 
-    def forward(self, data, positions, captions, noise, t, prior=None) -> torch.Tensor:
+    def forward(self, data, positions, captions, noise, t, prior=None, labels=None) -> torch.Tensor:
         """data, noise: (B, N, D) tokens, or dicts; positions: (N, 4) of the stream, or a dict;
-        t: (B,), or a dict.
+        t: (B,), or a dict; labels: (B, N, K) ground truth for the ``aux`` classifier.
 
         ``prior`` (LoRA only): (x_t, captions, t, weight) of ordinary items; adds ``weight`` x
         the squared distance between the adapted model's velocity there and the base model's
@@ -73,6 +95,8 @@ class FlowObjective(torch.nn.Module):
             loss = flow_loss(pred, noise, data)
             if self.contrastive:  # push away from another item's target (Delta FM)
                 loss = loss - self.contrastive * flow_loss(pred, noise.roll(1, 0), data.roll(1, 0))
+        if self.aux_weight:
+            loss = loss + self.aux_weight * self.aux_loss(labels)
         if prior is not None:
             x_p, captions_p, t_p, weight = prior
             emb_p = self.text_encoder.encode(captions_p)  # frozen under a LoRA: encode once

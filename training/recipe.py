@@ -43,6 +43,10 @@ class Recipe:
     # flow: what the velocity heads output, "velocity" or "x" (the clean signal, turned into a
     # velocity inside the model: dit.config.StreamConfig.prediction; JiT, issue 19)
     prediction: str = "velocity"
+    # flow, sounds: an auxiliary classifier of the world's per-token ground truth (timbre,
+    # note, onset: training/ground_truth.py) on the hidden states of one trunk block,
+    # {"weight": w, "block": i}; training-only (the export has no such head); {} = off
+    aux: dict[str, Any] = field(default_factory=dict)
     codec: dict[str, Any] = field(default_factory=dict)  # audio: MelCodec settings
     patch: int = 4
     objective: str = "flow"  # flow | masked | autoencoder | distill | rewriter
@@ -255,6 +259,24 @@ class Recipe:
             )
         if self.frame_noise_share and (self.modality != "video" or self.tpatch != 1):
             raise ValueError("recipe frame_noise_share is for video recipes with tpatch 1")
+        self._check_aux()
+
+    def _check_aux(self) -> None:
+        if not self.aux:
+            return
+        weight, block = self.aux.get("weight"), self.aux.get("block")
+        if set(self.aux) != {"weight", "block"} or not (
+            isinstance(weight, int | float) and weight > 0 and isinstance(block, int) and block >= 0
+        ):
+            raise ValueError(
+                f'recipe aux={self.aux!r}: give {{"weight": w > 0, "block": i >= 0}} '
+                "(the trunk block whose hidden states the classifier reads), or {} for off"
+            )
+        if self.objective != "flow" or self.data != "sounds":
+            raise ValueError(
+                "recipe aux: the ground-truth classifier is for flow recipes on the sounds "
+                "world (training/ground_truth.py); remove it"
+            )
 
     def lr_at(self, step: int) -> float:
         """The learning rate of ``step`` (0-based): warm-up, flat, then optional linear decay;

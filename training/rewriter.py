@@ -72,8 +72,26 @@ def build(recipe: Recipe) -> PromptRewriter:
     templates = [[sorted(seen[n][i]) for i in range(n)] for n in sorted(seen)]
     config = {k: v for k, v in recipe.text_encoder.items() if k != "kind"}
     return PromptRewriter(
-        vocab=vocab, out_words=list(out), known=known, templates=templates, **config
+        vocab=vocab,
+        out_words=list(out),
+        known=known,
+        templates=templates,
+        attributes=attributes(templates, list(out), module.LEXICON),
+        **config,
     )
+
+
+def attributes(templates: list[list[list[int]]], out_words: list[str], lexicon) -> list[list[int]]:
+    """The attributes a rewrite keeps (``conditioning/constrained.py``): each distinct set of
+    output words a template position chooses among, when every one is a concept of the world's
+    lexicon (sizes, colours, shapes, places), not a function word ("at / on / in")."""
+    out: list[list[int]] = []
+    for template in templates:
+        for words in template:
+            if len(words) > 1 and all(out_words[w] in lexicon.concepts for w in words):
+                if sorted(words) not in out:
+                    out.append(sorted(words))
+    return out
 
 
 def start_from(model: PromptRewriter, folder: str) -> None:

@@ -37,6 +37,7 @@ from pipelines.spec import ModelSpec, resolve_model
 from . import checkpoint
 from .checkpoint import CHECKPOINTS, open_loss_log
 from .data import batch_indices, make_source
+from .ground_truth import SOUNDS_CLASSES
 from .media import media_of
 from .objective import FlowObjective, MaskedObjective, prior_items, step_generator
 from .recipe import Recipe
@@ -144,7 +145,14 @@ def _objective(recipe: Recipe) -> tuple[torch.nn.Module, Any]:
             "recipe contrastive: contrastive flow matching is for one generated "
             "stream; set it to 0 for joint audio + video"
         )
-    objective = FlowObjective(transformer, text_encoder, tuple(media.streams), recipe.contrastive)
+    objective = FlowObjective(
+        transformer,
+        text_encoder,
+        tuple(media.streams),
+        recipe.contrastive,
+        recipe.aux,
+        SOUNDS_CLASSES if recipe.aux else (),
+    )
     return objective, media
 
 
@@ -173,8 +181,11 @@ def _step_loss(run: _Run, step: int) -> torch.Tensor:
                 run.prior_source, media, recipe, step, pos, data.shape
             )
             prior = (x_p.to(acc.device), captions_p, t_p.to(acc.device), run.prior_weight)
+        extra = {}
+        if recipe.aux:  # (B, N, K) per-token ground truth for the aux classifier
+            extra["labels"] = torch.stack([source.labels(int(i)) for i in idx[pos]]).to(acc.device)
         with acc.accumulate(run.module):
-            loss = run.module(data, positions, captions, *draws, prior=prior)
+            loss = run.module(data, positions, captions, *draws, prior=prior, **extra)
             step_loss += loss.detach() / recipe.grad_accum
             acc.backward(loss)
             if acc.sync_gradients:

@@ -1,0 +1,117 @@
+"""Decoding a rewrite that keeps the prompt's attribute words (lexically constrained decoding).
+
+A rewriter's job is to change the form of a prompt, never what it asks for. Its positions are
+decoded independently, so a free decoder can drop the second object of a long held-out form
+("a small yellow diamond on the left" for "... and a mid-sized cobalt plus sign on the
+right") or fill it with the words it sees most ("a large orange circle"). As lexically
+constrained decoding does for translation (Hokamp & Liu 2017: a beam that must contain given
+words), the decoder here searches only the captions whose *attribute words* (each attribute
+a set of output words, e.g. the sizes, the colours, the shapes, the places of one object) are
+the ones the prompt names, and the model still decides everything else: which object is
+which, their order, the relation, and which word goes where.
+
+Per template (one caption form, ``allowed`` positions) and attribute, the template's *slots*
+are its positions that choose among that attribute's words. Three levels, the first that any
+template satisfies wins:
+
+1. **exact**: every attribute's slot words are the prompt's words of that attribute, as a
+   multiset (a prompt naming two sizes gets a two-object caption);
+2. **lenient**: one contains the other (a prompt that names fewer than the slots fills the
+   rest freely; one that names more, a background colour say, picks among them);
+3. **free**: the template alone (the decoder before this module).
+
+An attribute the prompt does not name at all is free at every level. Exact search: the slots
+of one attribute are few (one per object), so every assignment is scored.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from itertools import permutations
+
+import torch
+
+LEVELS = ("exact", "lenient")
+
+
+def attribute_slots(allowed: torch.Tensor, attributes: list[list[int]]) -> list[list[list[int]]]:
+    """allowed (T, Q, V) bool -> per template, per attribute, the positions whose allowed words
+    (two or more) all belong to that attribute."""
+    sets = [set(a) for a in attributes]
+    out = []
+    for t in range(allowed.shape[0]):
+        slots: list[list[int]] = [[] for _ in attributes]
+        for q in range(allowed.shape[1]):
+            words = set(allowed[t, q].nonzero().flatten().tolist())
+            if len(words) < 2:
+                continue
+            for a, s in enumerate(sets):
+                if words <= s:
+                    slots[a].append(q)
+        out.append(slots)
+    return out
+
+
+def _assignments(
+    logp: torch.Tensor, allowed: torch.Tensor, slots: list[int], named: Counter, level: str
+) -> list[tuple[float, list[int]]]:
+    """Scored word choices for one attribute's ``slots`` (positions) given the prompt's
+    ``named`` words of it; [] when the level forbids every choice. logp, allowed: (Q, V)."""
+    k, words = len(slots), list(named.elements())
+    free = [logp[q].masked_fill(~allowed[q], float("-inf")) for q in slots]  # per slot (V,)
+    if not words:  # the prompt does not name this attribute: the model decides
+        return [(sum(f.max().item() for f in free), [int(f.argmax()) for f in free])]
+    if level == "exact" and len(words) != k:
+        return []
+    out = []
+    if len(words) >= k:  # the slots take k of the named words
+        for choice in set(permutations(words, k)):
+            if all(allowed[q, w] for q, w in zip(slots, choice, strict=True)):
+                score = sum(logp[q, w].item() for q, w in zip(slots, choice, strict=True))
+                out.append((score, list(choice)))
+        return out
+    for where in permutations(range(k), len(words)):  # every named word in a slot; rest free
+        for order in set(permutations(words)):
+            choice = [int(f.argmax()) for f in free]
+            for j, w in zip(where, order, strict=True):
+                choice[j] = w
+            if all(allowed[q, w] for q, w in zip(slots, choice, strict=True)):
+                out.append(
+                    (sum(logp[q, w].item() for q, w in zip(slots, choice, strict=True)), choice)
+                )
+    return out
+
+
+def keep_attributes(
+    logp: torch.Tensor,
+    allowed: torch.Tensor,
+    slots: list[list[list[int]]],
+    named: list[Counter],
+) -> list[int] | None:
+    """The best caption (Q output word ids) whose attribute slots hold the prompt's ``named``
+    words (one Counter of output word ids per attribute), at the first level any template
+    meets; None when none does (decode by the templates alone). logp (Q, V), allowed (T, Q, V).
+    """
+    for level in LEVELS:
+        best: tuple[float, list[int]] | None = None
+        for t in range(allowed.shape[0]):
+            masked = logp.masked_fill(~allowed[t], float("-inf"))  # (Q, V)
+            score, words = masked.max(-1)  # (Q,) each
+            words = words.tolist()
+            total = score.sum().item()
+            for a, positions in enumerate(slots[t]):
+                if not positions:
+                    continue
+                options = _assignments(logp, allowed[t], positions, named[a], level)
+                if not options:
+                    total = float("-inf")
+                    break
+                s, choice = max(options, key=lambda o: o[0])
+                total += s - score[positions].sum().item()
+                for q, w in zip(positions, choice, strict=True):
+                    words[q] = w
+            if total > float("-inf") and (best is None or total > best[0]):
+                best = (total, words)
+        if best is not None:
+            return best[1]
+    return None
