@@ -88,9 +88,9 @@ def attributes(templates: list[list[list[int]]], out_words: list[str], lexicon) 
     out: list[list[int]] = []
     for template in templates:
         for words in template:
-            if len(words) > 1 and all(out_words[w] in lexicon.concepts for w in words):
-                if sorted(words) not in out:
-                    out.append(sorted(words))
+            concepts = len(words) > 1 and all(out_words[w] in lexicon.concepts for w in words)
+            if concepts and sorted(words) not in out:
+                out.append(sorted(words))
     return out
 
 
