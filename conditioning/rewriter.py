@@ -37,7 +37,7 @@ from dit.pretrained import Pretrained, register_to_config
 from dit.rope import rope_angles, rope_cos_sin
 
 from .byte_encoder import ByteBlock
-from .constrained import attribute_slots, keep_attributes
+from .constrained import BINDING, attribute_slots, keep_attributes
 from .text import check_prompts
 from .word_encoder import SPECIALS, UNK, WordVocab
 
@@ -104,6 +104,7 @@ class PromptRewriter(Pretrained):
             if out_words[w] in self.words.vocab
         }
         self.slots = attribute_slots(self.allowed, attributes) if attributes else []
+        self.binding = BINDING
 
     @staticmethod
     def _allowed(templates: list[list[list[int]]], out_len: int, n_words: int) -> torch.Tensor:
@@ -177,11 +178,13 @@ class PromptRewriter(Pretrained):
         out = words[torch.arange(len(rows)), template]  # (B, Q)
         for b, row in enumerate(rows if self.slots else []):
             named = [Counter() for _ in self.slots[0]]
-            for token in row:
+            where: dict[int, list[int]] = {}  # output word -> its places in the prompt
+            for i, token in enumerate(row):
                 if token in self.named:
                     a, w = self.named[token]
                     named[a][w] += 1
-            kept = keep_attributes(logp[b], self.allowed, self.slots, named)
+                    where.setdefault(w, []).append(i)
+            kept = keep_attributes(logp[b], self.allowed, self.slots, named, where, self.binding)
             if kept is not None:
                 out[b] = torch.tensor(kept)
         return out

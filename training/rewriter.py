@@ -103,7 +103,8 @@ def start_from(model: PromptRewriter, folder: str) -> None:
     if not path.is_dir():
         raise ValueError(f"recipe init_rewriter={folder!r}: {path} has no rewriter/ to continue")
     old = PromptRewriter.from_pretrained(path)
-    same = ("templates",)  # decoding's constraint, not the weights': a new run may add them
+    # decoding's constraints, not the weights': a new run may add them
+    same = ("templates", "attributes")
     if any(
         old.config.get(k) != v
         for k, v in model.config.items()
