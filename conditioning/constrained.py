@@ -11,17 +11,17 @@ the ones the prompt names, and the model still decides everything else: which ob
 which, their order, the relation, and which word goes where.
 
 Per template (one caption form, ``allowed`` positions) and attribute, the template's *slots*
-are its positions that choose among that attribute's words. Three levels, the first that any
-template satisfies wins:
+are its positions that choose among that attribute's words. Each template writes the prompt's
+named words into its slots (a prompt naming fewer words than slots fills the rest freely; one
+naming more, a background colour say, picks among them), and counts its *mismatches*: named
+words left out plus slots beyond them. The fewest mismatches win, then the score: a prompt
+naming two sizes gets a two-object caption; "a lemon block ... against a jet-black backdrop"
+(one size, two colours) gets one object, since a second would need a size and a shape nobody
+named. No template holding the words: the templates alone decide (the decoder before this
+module).
 
-1. **exact**: every attribute's slot words are the prompt's words of that attribute, as a
-   multiset (a prompt naming two sizes gets a two-object caption);
-2. **lenient**: one contains the other (a prompt that names fewer than the slots fills the
-   rest freely; one that names more, a background colour say, picks among them);
-3. **free**: the template alone (the decoder before this module).
-
-An attribute the prompt does not name at all is free at every level. Exact search: the slots
-of one attribute are few (one per object), so every assignment is scored.
+An attribute the prompt does not name at all is free. Exact search: the slots of one
+attribute are few (one per object), so every assignment is scored.
 
 **Binding.** With the words' places in the prompt (``where``), a caption whose objects gather
 words from far apart in the prompt costs ``BINDING`` nats per word of distance: the j-th slot of
@@ -42,7 +42,6 @@ from itertools import permutations, product
 
 import torch
 
-LEVELS = ("exact", "lenient")
 BINDING = 1.0  # nats per prompt word between the words of one object (module docstring)
 
 
@@ -65,16 +64,14 @@ def attribute_slots(allowed: torch.Tensor, attributes: list[list[int]]) -> list[
 
 
 def _assignments(
-    logp: torch.Tensor, allowed: torch.Tensor, slots: list[int], named: Counter, level: str
+    logp: torch.Tensor, allowed: torch.Tensor, slots: list[int], named: Counter
 ) -> list[tuple[float, list[int]]]:
     """Scored word choices for one attribute's ``slots`` (positions) given the prompt's
-    ``named`` words of it; [] when the level forbids every choice. logp, allowed: (Q, V)."""
+    ``named`` words of it; [] when no choice is allowed. logp, allowed: (Q, V)."""
     k, words = len(slots), list(named.elements())
     free = [logp[q].masked_fill(~allowed[q], float("-inf")) for q in slots]  # per slot (V,)
     if not words:  # the prompt does not name this attribute: the model decides
         return [(sum(f.max().item() for f in free), [int(f.argmax()) for f in free])]
-    if level == "exact" and len(words) != k:
-        return []
     out = []
     if len(words) >= k:  # the slots take k of the named words
         for choice in set(permutations(words, k)):
@@ -112,33 +109,36 @@ def keep_attributes(
     binding: float = BINDING,
 ) -> list[int] | None:
     """The best caption (Q output word ids) whose attribute slots hold the prompt's ``named``
-    words (one Counter of output word ids per attribute), at the first level any template
-    meets; None when none does (decode by the templates alone). logp (Q, V), allowed (T, Q, V);
-    ``where``: output word id -> its places in the prompt (for the binding cost).
+    words (one Counter of output word ids per attribute): fewest mismatches first, then the
+    score; None when no template holds any of them (decode by the templates alone).
+    logp (Q, V), allowed (T, Q, V); ``where``: output word id -> its places in the prompt (for
+    the binding cost).
     """
-    for level in LEVELS:
-        best: tuple[float, list[int]] | None = None
-        for t in range(allowed.shape[0]):
-            masked = logp.masked_fill(~allowed[t], float("-inf"))  # (Q, V)
-            score, words = masked.max(-1)  # (Q,) each
-            base = score.sum().item()
-            used = [(a, q) for a, q in enumerate(slots[t]) if q]
-            options = [_assignments(logp, allowed[t], q, named[a], level) for a, q in used]
-            if not all(options):
-                continue
-            for combo in product(*options):
-                total, out = base, words.tolist()
-                for (_, positions), (s, choice) in zip(used, combo, strict=True):
-                    total += s - score[positions].sum().item()
-                    for q, w in zip(positions, choice, strict=True):
-                        out[q] = w
-                if where:
-                    objects = max(len(c) for _, c in combo)
-                    for j in range(objects):
-                        ws = [c[j] for _, c in combo if j < len(c)]
-                        total -= binding * _span([where.get(w, []) for w in ws])
-                if best is None or total > best[0]:
-                    best = (total, out)
-        if best is not None:
-            return best[1]
-    return None
+    # Binding compares objects by the attributes every caption form gives an object (a place
+    # may be a slot of one form and implied by the relation of another).
+    common = [a for a in range(len(named)) if all(s[a] for s in slots)]
+    best: tuple[int, float, list[int]] | None = None
+    for t in range(allowed.shape[0]):
+        masked = logp.masked_fill(~allowed[t], float("-inf"))  # (Q, V)
+        score, words = masked.max(-1)  # (Q,) each
+        base = score.sum().item()
+        used = [(a, q) for a, q in enumerate(slots[t]) if q]
+        options = [_assignments(logp, allowed[t], q, named[a]) for a, q in used]
+        if not all(options):
+            continue
+        # named words left out, or slots beyond them (0: the "exact" level)
+        missed = sum(abs(sum(named[a].values()) - len(q)) for a, q in used if named[a])
+        for combo in product(*options):
+            total, out = base, words.tolist()
+            for (_, positions), (s, choice) in zip(used, combo, strict=True):
+                total += s - score[positions].sum().item()
+                for q, w in zip(positions, choice, strict=True):
+                    out[q] = w
+            if where:
+                kept = [c for (a, _), (_, c) in zip(used, combo, strict=True) if a in common]
+                for j in range(max(map(len, kept), default=0)):
+                    ws = [c[j] for c in kept if j < len(c)]
+                    total -= binding * _span([where.get(w, []) for w in ws])
+            if best is None or (missed, -total) < (best[0], -best[1]):
+                best = (missed, total, out)
+    return None if best is None else best[2]

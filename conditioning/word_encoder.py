@@ -9,8 +9,9 @@ The vocabulary maps phrases (one to four lower-case words) to ids and is stored 
 so a folder needs no vocabulary file. Synonyms share an id (the grammar's lexicon is part of
 the vocabulary, as a thesaurus is). Reading a prompt: lower case, split into words (``WORD``),
 longest known phrase first; a word it does not know is matched to the closest known word when
-one is close enough (a typo: difflib's ratio >= 0.8, words of 4+ letters), else it becomes
-``<unk>``, which training teaches the model to read past.
+one is close enough (a typo: two neighbouring letters swapped, or difflib's ratio >= 0.8;
+words of 4+ letters), else it becomes ``<unk>``, which training teaches the model to read
+past.
 
 Unconditional prompt: ``""`` is one learned ``<null>`` token, as in the byte encoder.
 """
@@ -68,7 +69,15 @@ class WordVocab:
         if word not in self._lookup:
             close = []
             if len(word) >= MIN_TYPO_LENGTH and word.isalpha():
-                close = difflib.get_close_matches(word, self.words, n=1, cutoff=TYPO_CUTOFF)
+                # Two neighbouring letters swapped, the commonest typing error (Damerau 1964):
+                # difflib's ratio scores "tniy" / "tiny" 0.75, under the cutoff.
+                swaps = (
+                    word[:i] + word[i + 1] + word[i] + word[i + 2 :] for i in range(len(word) - 1)
+                )
+                close = [w for w in swaps if w in self.vocab][:1]
+                close = close or difflib.get_close_matches(
+                    word, self.words, n=1, cutoff=TYPO_CUTOFF
+                )
             self._lookup[word] = self.vocab[close[0]] if close else None
         return self._lookup[word]
 

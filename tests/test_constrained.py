@@ -67,3 +67,28 @@ def test_more_named_words_than_slots_pick_among_them_and_impossible_ones_give_no
     assert kept is not None and kept[1] in (2, 3)  # lenient: one of the named sizes
     none = keep_attributes(logp, ALLOWED, SLOTS, [Counter({6: 1}), Counter()])  # not a size
     assert none is None  # the caller decodes by the templates alone
+
+
+def test_a_colour_of_the_background_does_not_make_a_second_object():
+    # Shapes 7 disc / 8 box added: "a small red disc ... on a blue backdrop" names one size, one
+    # shape, two colours. The model leans to two objects, but a second one would need a size
+    # and a shape nobody named (two mismatches against one): one object.
+    shapes = [7, 8]
+    allowed = PromptRewriter._allowed(
+        [
+            [[1], SIZES, COLOURS, shapes],
+            [[1], SIZES, COLOURS, shapes, [6], [1], SIZES, COLOURS, shapes],
+        ],
+        10,
+        9,
+    )
+    slots = attribute_slots(allowed, [SIZES, COLOURS, shapes])
+    logp = torch.full((10, 9), -10.0)
+    for q, w in enumerate([1, 2, 4, 7, 6, 1, 2, 5, 8]):
+        logp[q, w] = 0.0
+    logp[4, 0] = -0.5  # ending after one object: a little less likely to the model
+    named = [Counter({2: 1}), Counter({4: 1, 5: 1}), Counter({7: 1})]
+    assert keep_attributes(logp, allowed, slots, named)[:5] == [1, 2, 4, 7, 0]
+    # the same prompt naming a second size and shape: two objects
+    named = [Counter({2: 2}), Counter({4: 1, 5: 1}), Counter({7: 1, 8: 1})]
+    assert keep_attributes(logp, allowed, slots, named)[:9] == [1, 2, 4, 7, 6, 1, 2, 5, 8]

@@ -25,6 +25,8 @@ def test_synonyms_typos_and_unknown_words(words):
     assert words.ids("a large red circle") == words.ids("A HUGE scarlet disk!")
     assert words.ids("a big crimson disc") == words.ids("a large red circle")  # held-out words
     assert words.ids("a larg red cirle") == words.ids("a large red circle")  # typos
+    # two neighbouring letters swapped (difflib's ratio alone scores "tniy" 0.75, too far)
+    assert words.ids("a tniy red cirlce on the elft") == words.ids("a tiny red circle on the left")
     assert words.ids("a red zebra")[-1] == UNK and words.ids("") == [NULL]
     # phrases are one token: "to the left of" is the relation, not four words
     assert len(words.ids("to the left of")) == 1
