@@ -107,6 +107,7 @@ def keep_attributes(
     named: list[Counter],
     where: dict[int, list[int]] | None = None,
     binding: float = BINDING,
+    implied: list[list[list[int]]] | None = None,
 ) -> list[int] | None:
     """The best caption (Q output word ids) whose attribute slots hold the prompt's ``named``
     words (one Counter of output word ids per attribute): fewest mismatches first, then the
@@ -114,9 +115,6 @@ def keep_attributes(
     logp (Q, V), allowed (T, Q, V); ``where``: output word id -> its places in the prompt (for
     the binding cost).
     """
-    # Binding compares objects by the attributes every caption form gives an object (a place
-    # may be a slot of one form and implied by the relation of another).
-    common = [a for a in range(len(named)) if all(s[a] for s in slots)]
     best: tuple[int, float, list[int]] | None = None
     for t in range(allowed.shape[0]):
         masked = logp.masked_fill(~allowed[t], float("-inf"))  # (Q, V)
@@ -135,7 +133,9 @@ def keep_attributes(
                 for q, w in zip(positions, choice, strict=True):
                     out[q] = w
             if where:
-                kept = [c for (a, _), (_, c) in zip(used, combo, strict=True) if a in common]
+                more = implied[t] if implied else []
+                # per attribute, per object: the chosen words, then the implied ones
+                kept = [c for _, c in combo] + [list(o) for o in zip(*more, strict=True)]
                 for j in range(max(map(len, kept), default=0)):
                     ws = [c[j] for c in kept if j < len(c)]
                     total -= binding * _span([where.get(w, []) for w in ws])

@@ -65,6 +65,7 @@ class PromptRewriter(Pretrained):
         rotary: int = 0,
         templates: list[list[list[int]]] | None = None,
         attributes: list[list[int]] | None = None,
+        implied: list[list[list[int]]] | None = None,
     ) -> None:
         super().__init__()
         vocab = dict(vocab or {s: i for i, s in enumerate(SPECIALS)})
@@ -104,6 +105,9 @@ class PromptRewriter(Pretrained):
             if out_words[w] in self.words.vocab
         }
         self.slots = attribute_slots(self.allowed, attributes) if attributes else []
+        # Per template, per object: the output words its form implies for that object but
+        # writes in no slot ("A to the left of B": A is on the left, B on the right).
+        self.implied = [[list(o) for o in t] for t in implied or []]
         self.binding = BINDING
 
     @staticmethod
@@ -184,7 +188,9 @@ class PromptRewriter(Pretrained):
                     a, w = self.named[token]
                     named[a][w] += 1
                     where.setdefault(w, []).append(i)
-            kept = keep_attributes(logp[b], self.allowed, self.slots, named, where, self.binding)
+            kept = keep_attributes(
+                logp[b], self.allowed, self.slots, named, where, self.binding, self.implied
+            )
             if kept is not None:
                 out[b] = torch.tensor(kept)
         return out

@@ -63,13 +63,25 @@ def build(recipe: Recipe) -> PromptRewriter:
     rng = np.random.default_rng(0)
     out = {"<pad>": 0}
     seen: dict[int, dict[int, set[int]]] = {}  # caption length -> position -> word ids
+    places: dict[int, set[tuple[str, ...]]] = {}  # caption length -> objects' places seen
+    object_places = getattr(module, "object_places", None)
     for _ in range(5000):
-        words = target(module, sample(rng, "train")).split(" ")
+        truth = sample(rng, "train")
+        words = target(module, truth).split(" ")
         at = seen.setdefault(len(words), {})
         for i, w in enumerate(words):
             at.setdefault(i, set()).add(out.setdefault(w, len(out)))
+        if object_places:
+            places.setdefault(len(words), set()).add(object_places(truth))
     # One template per caption length: the words seen at each of its positions.
     templates = [[sorted(seen[n][i]) for i in range(n)] for n in sorted(seen)]
+    # A form that always puts its objects in the same places implies them (binding reads them).
+    implied = [
+        [[out[w]] for w in next(iter(places[n]))]
+        if len(places.get(n, ())) == 1 and all(w in out for w in next(iter(places[n])))
+        else []
+        for n in sorted(seen)
+    ]
     config = {k: v for k, v in recipe.text_encoder.items() if k != "kind"}
     return PromptRewriter(
         vocab=vocab,
@@ -77,6 +89,7 @@ def build(recipe: Recipe) -> PromptRewriter:
         known=known,
         templates=templates,
         attributes=attributes(templates, list(out), module.LEXICON),
+        implied=implied,
         **config,
     )
 
@@ -104,7 +117,7 @@ def start_from(model: PromptRewriter, folder: str) -> None:
         raise ValueError(f"recipe init_rewriter={folder!r}: {path} has no rewriter/ to continue")
     old = PromptRewriter.from_pretrained(path)
     # decoding's constraints, not the weights': a new run may add them
-    same = ("templates", "attributes")
+    same = ("templates", "attributes", "implied")
     if any(
         old.config.get(k) != v
         for k, v in model.config.items()

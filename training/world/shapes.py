@@ -462,6 +462,12 @@ def caption(
     return finish(frame(text, FRAMES, phrasing, rng), phrasing, rng, noisy)
 
 
+def object_places(scene: Scene) -> tuple[str, ...]:
+    """The place of each object of the scene's normal form, as its canonical caption words them
+    (the rewriter's binding reads them: ``conditioning/constrained.py``)."""
+    return tuple(o.position for o in normal_form(scene).objects)
+
+
 def normal_form(scene: Scene) -> Scene:
     """The one of a scene's two equivalent descriptions with the relation "left of" or
     "above" ("A right of B" is "B left of A"): the rewriter's target is then unique."""
