@@ -33,6 +33,13 @@ magenta rhombus that is little ...": both colours right, shapes crossed). Traini
 score the same at every weight tried (0.1 to 2), so they cannot choose it: 1 nat per word is
 read off the held-out curve where it is flat (README gives the curve; held-out scores with
 binding are therefore a little optimistic).
+
+**Implied places.** A two-object caption form may give an object no place word of its own
+("a red circle left of a blue cross": the first object is on the left, the second on the
+right). ``implied`` (per template, per object: the output word ids of the places the form
+implies, recorded from the world's ``object_places`` when the rewriter is built) joins those
+words to the object's other words for the binding cost, so "a red circle on the left and a
+blue cross on the right" binds each colour and shape to the place the prompt puts it beside.
 """
 
 from __future__ import annotations
