@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="recompute activations in the backward pass (less memory, ~1/3 slower)",
     )
     ap.add_argument("--data-path", help="override the recipe's data folder (data=folder)")
+    ap.add_argument(
+        "--init", help="override the recipe's base model folder (e.g. an SD3.5 / FLUX.1 folder)"
+    )
     return ap
 
 
@@ -46,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["gradient_checkpointing"] = True
     if args.data_path:
         overrides.update(data="folder", data_path=args.data_path)
+    if args.init:
+        overrides["init"] = args.init
     try:
         recipe = Recipe.load(args.recipe, **overrides)
     except (ValueError, FileNotFoundError) as e:
@@ -58,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         folder = train(recipe, args.out, resume=args.resume, max_minutes=args.max_minutes)
-    except CheckpointError as e:  # a refused or unusable run folder: one line, no traceback
+    except (CheckpointError, ValueError) as e:  # a refused run folder or recipe: one line
         print(f"dit-studio train: {e}", file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", "0")) == 0:  # one line, however many processes

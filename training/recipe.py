@@ -49,7 +49,7 @@ class Recipe:
     aux: dict[str, Any] = field(default_factory=dict)
     codec: dict[str, Any] = field(default_factory=dict)  # audio: MelCodec settings
     patch: int = 4
-    objective: str = "flow"  # flow | masked | autoencoder | distill | rewriter
+    objective: str = "flow"  # flow | masked | autoencoder | distill | rewriter | mmdit-lora
     # objective "autoencoder": the FSQ autoencoder's settings {"hidden", "down", "levels"};
     # objective "masked": ``autoencoder`` names the trained autoencoder folder whose codes it models
     fsq: dict[str, Any] = field(default_factory=dict)
@@ -134,10 +134,25 @@ class Recipe:
 
     def _check_objective(self) -> None:
         """The objective and the fields that only some objectives take."""
-        if self.objective not in ("flow", "masked", "autoencoder", "distill", "rewriter"):
+        if self.objective not in (
+            "flow",
+            "masked",
+            "autoencoder",
+            "distill",
+            "rewriter",
+            "mmdit-lora",
+        ):
             raise ValueError(
                 f"recipe objective={self.objective!r}: use 'flow', 'masked', "
-                "'autoencoder', 'distill' or 'rewriter'"
+                "'autoencoder', 'distill', 'rewriter' or 'mmdit-lora'"
+            )
+        if self.objective == "mmdit-lora" and (
+            not self.lora or self.lora.get("prior") or self.data != "folder"
+        ):
+            raise ValueError(
+                "recipe objective=mmdit-lora (a LoRA of an SD3 / FLUX.1 folder): give lora "
+                "{rank, alpha, targets} without a prior, and data=folder with data_path "
+                "(or --data-path) and init (or --init) the model folder"
             )
         if self.objective in ("distill", "rewriter") and not self.init:
             raise ValueError(

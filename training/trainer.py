@@ -89,6 +89,7 @@ def _other_trainer(objective: str) -> Callable[..., Path] | None:
         "autoencoder": ("autoencoder", "train_autoencoder"),
         "rewriter": ("rewriter", "train_rewriter"),
         "distill": ("distill", "distill"),
+        "mmdit-lora": ("mmdit_lora", "train_mmdit_lora"),
     }.get(objective)
     return getattr(import_module(f"training.{where[0]}"), where[1]) if where else None
 
