@@ -200,12 +200,44 @@ def encode_folder(pipe, recipe: Recipe) -> tuple[list, dict[str, torch.Tensor]]:
     return (source, items), {"text": empty["text"][0], "pooled": empty["pooled"][0]}
 
 
+def _batch(recipe: Recipe, step: int, source, items: list, empty: dict, sigmas: torch.Tensor):
+    """The global batch of ``step``, a pure function of (seed, step): latent tokens x and noise
+    (B, N, C p p), text (B, L, D), pooled (B, P), sigma (B,), and the latent grid (h, w)."""
+    from diffusers.training_utils import compute_density_for_timestep_sampling
+
+    b, n = recipe.batch_size, len(sigmas)
+    idx = batch_indices(source, recipe.seed, step, b)  # one aspect bucket
+    g = step_generator(recipe, step)
+    x = torch.stack([items[i][0] for i in idx])
+    drop = torch.rand(b, generator=g) < recipe.caption_dropout
+    chosen = [
+        empty if d else {"text": items[i][1], "pooled": items[i][2]}
+        for i, d in zip(idx, drop.tolist(), strict=True)
+    ]
+    text = torch.stack([c["text"] for c in chosen])
+    pooled = torch.stack([c["pooled"] for c in chosen])
+    noise = torch.randn(x.shape, generator=g)
+    u = compute_density_for_timestep_sampling(
+        "logit_normal", b, logit_mean=0.0, logit_std=1.0, generator=g
+    )
+    sigma = sigmas[(u * n).long().clamp(max=n - 1)]
+    return x, text, pooled, noise, sigma, items[idx[0]][3]
+
+
+def _checkpoint(acc, lora: DiffusersLoRA, opt, out: Path, step: int) -> None:
+    """Adapter and optimiser at ``step`` (training/checkpoint.py, atomic); the newest two kept."""
+    if acc.is_main_process:
+        root = out / CHECKPOINTS
+        checkpoint.write(root / f"step_{step:07d}", step, {"model": lora}, opt)
+        for old in checkpoint.complete(root)[2:]:
+            shutil.rmtree(old)
+    acc.wait_for_everyone()
+
+
 def train_mmdit_lora(
     recipe: Recipe, out_dir: str | os.PathLike, resume: bool = False, max_minutes=None
 ) -> Path:
     """Train the adapter into ``out_dir``; returns ``out_dir/model`` (diffusers' LoRA file)."""
-    from diffusers.training_utils import compute_density_for_timestep_sampling
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
@@ -226,35 +258,21 @@ def train_mmdit_lora(
             out / CHECKPOINTS, lambda f: checkpoint.read(f, modules, opt), acc.print
         )
     sched = type(pipe.parts.scheduler).from_config(pipe.parts.scheduler.config)
-    train_sigmas = sched.sigmas.float()  # (n_train,) the family's training sigmas
+    sigmas = sched.sigmas.float()  # (n_train,) the family's training sigmas
     guide = None
     if pipe.spec.extra["guidance_embed"]:
         guide = float(pipe.spec.request_defaults()["guidance"])
     log = open_loss_log(out, step) if acc.is_main_process else None
-    b, n = recipe.batch_size, len(train_sigmas)
+    b = recipe.batch_size
     if b % acc.num_processes:
         raise ValueError(
             f"recipe batch_size={b} must divide by the {acc.num_processes} processes: "
             "copy the recipe .json and set batch_size to a multiple of them"
         )
-    while step < recipe.steps and (recipe.stop_at == 0 or step < recipe.stop_at):
-        idx = batch_indices(source, recipe.seed, step, b)
-        g = step_generator(recipe, step)
-        x = torch.stack([items[i][0] for i in idx])  # (B, N, C p p)
-        drop = torch.rand(b, generator=g) < recipe.caption_dropout
-        chosen = [
-            empty if d else {"text": items[i][1], "pooled": items[i][2]}
-            for i, d in zip(idx, drop.tolist(), strict=True)
-        ]
-        text = torch.stack([c["text"] for c in chosen])  # (B, L, D)
-        pooled = torch.stack([c["pooled"] for c in chosen])  # (B, P)
-        noise = torch.randn(x.shape, generator=g)
-        u = compute_density_for_timestep_sampling(
-            "logit_normal", b, logit_mean=0.0, logit_std=1.0, generator=g
-        )
-        sigma = train_sigmas[(u * n).long().clamp(max=n - 1)]  # (B,)
-        h, w = items[idx[0]][3]
-        p = pipe.spec.extra["latent_patch"]
+    end = min(recipe.steps, recipe.stop_at or recipe.steps)
+    p = pipe.spec.extra["latent_patch"]
+    while step < end:
+        x, text, pooled, noise, sigma, (h, w) = _batch(recipe, step, source, items, empty, sigmas)
         positions = {
             "text": text_positions(text.shape[1], acc.device),
             "image": image_positions(h // p, w // p).to(acc.device),
@@ -276,16 +294,9 @@ def train_mmdit_lora(
         if log is not None:
             log.write(json.dumps({"step": step, "loss": global_loss, "lr": lr}) + "\n")
             log.flush()
-        last = step >= recipe.steps or (deadline is not None and time.monotonic() > deadline)
+        last = step >= end or (deadline is not None and time.monotonic() > deadline)
         if step % recipe.checkpoint_every == 0 or last:
-            if acc.is_main_process:
-                root = out / CHECKPOINTS
-                checkpoint.write(
-                    root / f"step_{step:07d}", step, {"model": acc.unwrap_model(module).lora}, opt
-                )
-                for old in checkpoint.complete(root)[2:]:
-                    shutil.rmtree(old)
-            acc.wait_for_everyone()
+            _checkpoint(acc, acc.unwrap_model(module).lora, opt, out, step)
         if last:
             break
     model = out / "model"
