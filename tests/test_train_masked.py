@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from pipelines.registry import load_pipeline
+from training.autoencoder import edge_mse
 from training.recipe import Recipe
 from training.trainer import train
 
@@ -52,6 +53,21 @@ def test_autoencoder_training_resumes_exactly(tmp_path, image_autoencoder):
     b = load_file(next(resumed.glob("*.safetensors")))
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_edge_loss_pays_for_a_moved_edge_and_not_for_a_flat_offset():
+    x = torch.zeros(1, 3, 8, 8)
+    x[..., :, 4:] = 1.0  # a vertical edge between columns 3 and 4
+    moved = torch.roll(x, 1, dims=-1)  # the edge one column right (and a wrapped one at 0)
+    # (B, C, H, W): column differences carry the edges, row differences are all zero
+    assert edge_mse(x + 0.5, x) == 0.0
+    # each image has 3 x 8 rows with one +1 step; moved: steps at columns 0 and 4 (wrap, -1)
+    # against x's at 3: 3 x 8 x 3 unit errors over 3 x 8 x 7 differences, rows add nothing
+    assert edge_mse(moved, x) == pytest.approx(3 / 7)
+    recipe = autoencoder_recipe("image", edge_loss=0.5)
+    assert recipe.edge_loss == 0.5
+    with pytest.raises(ValueError, match="edge_loss"):
+        autoencoder_recipe("image", edge_loss=-1.0)
 
 
 def masked_recipe(autoencoder, kind: str, **kw) -> Recipe:

@@ -53,6 +53,9 @@ class Recipe:
     # objective "autoencoder": the FSQ autoencoder's settings {"hidden", "down", "levels"};
     # objective "masked": ``autoencoder`` names the trained autoencoder folder whose codes it models
     fsq: dict[str, Any] = field(default_factory=dict)
+    # objective "autoencoder": weight of an edge term (MSE of neighbour differences) beside the
+    # pixel MSE: thin arms (a small cross) blur into blobs under the plain MSE; 0 = off
+    edge_loss: float = 0.0
     autoencoder: str = ""
     mask_schedule: str = "cosine"  # masked: the share masked at progress u (dit/masked.py)
     span: int = 1  # masked: tokens per masked span (MAGNeT: > 1 for audio)
@@ -131,6 +134,8 @@ class Recipe:
             raise ValueError(f"recipe size={self.size} must be a multiple of patch={self.patch}")
         if not 0.0 <= self.decay <= 1.0:
             raise ValueError(f"recipe decay={self.decay}: use a share of the steps, 0 to 1")
+        if not (isinstance(self.edge_loss, int | float) and self.edge_loss >= 0):
+            raise ValueError(f"recipe edge_loss={self.edge_loss!r}: a weight >= 0 (0: off)")
 
     def _check_objective(self) -> None:
         """The objective and the fields that only some objectives take."""
